@@ -1,0 +1,87 @@
+"""Each service's own database: SQLite (WAL) by default, PostgreSQL by URL.
+
+`Database` is a nameko DependencyProvider: a worker gets a small object whose
+`transaction()` yields a session that commits on success and rolls back on error.
+Under eventlet a blocking driver stalls every green thread: SQLite calls are
+kept short (no network I/O inside a transaction); psycopg2 is made cooperative
+with psycogreen, and the pool is sized to the worker count.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+_green_psycopg_patched = False
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    if url.startswith("sqlite"):
+        _ensure_parent_dir(url)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql"):
+        _make_psycopg_green()
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _ensure_parent_dir(url: str) -> None:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:" and not url.startswith("sqlite:///:memory:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _make_psycopg_green() -> None:
+    global _green_psycopg_patched
+    if _green_psycopg_patched:
+        return
+    import eventlet.patcher
+    if eventlet.patcher.is_monkey_patched("socket"):
+        from psycogreen.eventlet import patch_psycopg
+        patch_psycopg()
+    _green_psycopg_patched = True
+
+
+class Store:
+    """What a worker sees: sessions bound to this service's engine."""
+
+    def __init__(self, session_factory: sessionmaker):
+        self._sessions = session_factory
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def session(self) -> Session:
+        return self._sessions()
+
+
+class Database(DependencyProvider):
+    """Injects a `Store`; the URL comes from config key `DB_URL`."""
+
+    def setup(self) -> None:
+        max_workers = int(self.container.config.get("max_workers", 10))
+        self.engine = make_engine(self.container.config["DB_URL"], pool_size=max_workers + 2)
+        self.store = Store(sessionmaker(self.engine, expire_on_commit=False))
+
+    def stop(self) -> None:
+        self.engine.dispose()
+
+    def get_dependency(self, worker_ctx) -> Store:
+        return self.store

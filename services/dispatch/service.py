@@ -1,0 +1,172 @@
+"""dispatch: owns each ticket's lifecycle — routing, offers, acceptance, resolution, follow-up."""
+from __future__ import annotations
+
+from nameko.web.handlers import http
+from sqlalchemy import select
+
+from services.common.database import Database
+from services.common.envelope import MalformedEvent, read_data, utcnow
+from services.common.http import HttpError, json_api, json_response, read_json
+from services.common.inbox import Inbox
+from services.common.messaging import on_event
+from services.common.outbox import Outbox
+
+from . import lifecycle
+from .dependencies import Areas
+from .events import SCHEMAS, WORK_EXCHANGE
+from .ledger import ledger_of
+from .models import Case, HistoryEntry, InboxRow, OutboxRow
+from .routing import UnknownVillage, route
+from .schemas import (FeedbackIn, MatchFailedIn, ResolveForm, TicketReceivedIn, VolunteerOfferedIn,
+                      WorkerForm)
+
+
+class DispatchService:
+    name = "dispatch"
+
+    db = Database()
+    outbox = Outbox(OutboxRow, SCHEMAS, extra_exchanges=(WORK_EXCHANGE,))
+    inbox = Inbox(InboxRow)
+    areas = Areas()
+
+    @on_event("intake", "ticket_received")
+    def open_case(self, envelope):
+        data = read_data(envelope, TicketReceivedIn())
+        now = utcnow()
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            case = new_case(envelope["ticket_id"], data, now)
+            s.add(case)
+            self._route(s, case, data["resident"].get("id") or case.address, now)
+
+    @on_event("notify", "feedback_received")
+    def follow_up(self, envelope):
+        data = read_data(envelope, FeedbackIn())
+        now = utcnow()
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            case = self._case(s, envelope["ticket_id"])
+            events = lifecycle.record_follow_up(case, data["satisfied"], data["comment"], now)
+            self._record(s, case, events, actor="resident", note=data["comment"])
+            if case.state == "reopened":
+                self._route(s, case, case.address or case.id, now)
+
+    @on_event("volunteer", "volunteer_offered", "match_failed")
+    def note_volunteer(self, envelope):
+        now = utcnow()
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            case = self._case(s, envelope["ticket_id"])
+            if envelope["event"] == "volunteer_offered":
+                offer = read_data(envelope, VolunteerOfferedIn())
+                lifecycle.record_volunteer(case, offer["volunteer_id"])
+                note = f"{offer['volunteer_name']} ({offer['volunteer_id']}, team {offer['team_id']})"
+            else:
+                note = read_data(envelope, MatchFailedIn())["reason"]
+            s.add(HistoryEntry(ticket_id=case.id, at=now, event=envelope["event"], state=case.state,
+                               actor="volunteer", note=note))
+
+    @http("POST", "/tickets/<string:ticket_id>/accept")
+    @json_api
+    def accept(self, request, ticket_id):
+        form = read_json(request, WorkerForm())
+        return self._act(ticket_id, form["worker_id"], lambda c, now: lifecycle.accept(c, form["worker_id"], now))
+
+    @http("POST", "/tickets/<string:ticket_id>/resolve")
+    @json_api
+    def resolve(self, request, ticket_id):
+        form = read_json(request, ResolveForm())
+        return self._act(ticket_id, form["worker_id"],
+                         lambda c, now: lifecycle.resolve(c, form["worker_id"], form["note"], now),
+                         note=form["note"])
+
+    @http("GET", "/tickets/<string:ticket_id>")
+    @json_api
+    def ticket(self, request, ticket_id):
+        with self.db.transaction() as s:
+            case = self._case(s, ticket_id, http=True)
+            history = s.scalars(select(HistoryEntry).where(HistoryEntry.ticket_id == ticket_id)
+                                .order_by(HistoryEntry.id)).all()
+            return json_response({**case_view(case), "history": [
+                {"at": h.at.isoformat(), "event": h.event, "state": h.state, "actor": h.actor,
+                 "note": h.note} for h in history]})
+
+    @http("GET", "/queues/<string:area_code>")
+    @json_api
+    def queue(self, request, area_code):
+        state = request.args.get("state", "offered")
+        with self.db.transaction() as s:
+            cases = s.scalars(select(Case).where(Case.state == state, Case.work_key.like(
+                f"%.{area_code}.%") | Case.work_key.like(f"%.{area_code}")).order_by(
+                Case.priority, Case.received_at).limit(500)).all()
+            return json_response([case_view(c) for c in cases])
+
+    @http("GET", "/ledger")
+    @json_api
+    def ledger(self, request):
+        with self.db.transaction() as s:
+            return json_response(ledger_of(s))
+
+    # -- helpers: persistence around the pure lifecycle rules --
+
+    def _route(self, s, case, address_key, now):
+        try:
+            assignment = route(case.village_code, address_key, self.areas, now)
+        except UnknownVillage as exc:  # retrying cannot help: park it with the reason
+            raise MalformedEvent(str(exc)) from None
+        events = lifecycle.route(case, assignment, now)
+        self._record(s, case, events, actor="dispatch")
+
+    def _act(self, ticket_id, worker_id, step, note=""):
+        now = utcnow()
+        with self.db.transaction() as s:
+            case = self._case(s, ticket_id, http=True)
+            try:
+                events = step(case, now)
+            except lifecycle.InvalidTransition as exc:
+                raise HttpError(409, str(exc)) from None
+            except lifecycle.NotYourTicket as exc:
+                raise HttpError(403, str(exc)) from None
+            self._record(s, case, events, actor=worker_id, note=note)
+            return json_response(case_view(case))
+
+    def _record(self, s, case, events, actor, note=""):
+        for ev in events:
+            s.add(HistoryEntry(ticket_id=case.id, at=ev.occurred_at, event=ev.name,
+                               state=ev.data.get("state", case.state), actor=actor, note=note))
+        self.outbox.add(s, events)
+        for ev in events:
+            if ev.name == "ticket_offered":
+                self.outbox.add(s, [ev], exchange=WORK_EXCHANGE, routing_key=case.work_key)
+
+    def _case(self, s, ticket_id, http=False):
+        case = s.get(Case, ticket_id)
+        if case is None:
+            if http:
+                raise HttpError(404, f"ticket {ticket_id} not found")
+            # an event about a ticket we have not opened yet: it may be ahead of ticket_received
+            raise LookupError(f"ticket {ticket_id} is not known to dispatch (yet)")
+        return case
+
+
+def new_case(ticket_id: str, data: dict, now) -> Case:
+    category = data["category"]
+    return Case(id=ticket_id, state="received", version=0, category_code=category["code"],
+                department=category["department"], priority=data["priority"],
+                village_code=data["village_code"], address=data["address"],
+                volunteer_skill=category.get("volunteer_skill"),
+                accept_minutes=category["accept_minutes"], resolve_hours=category["resolve_hours"],
+                follow_up_hours=category["follow_up_hours"], received_at=data["received_at"],
+                updated_at=now, reopen_count=0)
+
+
+def case_view(case: Case) -> dict:
+    return {"ticket_id": case.id, "state": case.state, "version": case.version,
+            "category_code": case.category_code, "department": case.department,
+            "priority": case.priority, "village_code": case.village_code, "grid_code": case.grid_code,
+            "assignee_id": case.assignee_id, "assignee_name": case.assignee_name,
+            "volunteer_id": case.volunteer_id, "reopen_count": case.reopen_count,
+            "accept_due_at": case.accept_due_at, "resolve_due_at": case.resolve_due_at}

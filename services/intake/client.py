@@ -1,0 +1,60 @@
+"""The small client outside systems use to publish requests to intake (pika).
+
+    with IntakeClient("amqp://guest:guest@127.0.0.1:5672/") as client:
+        message_id = client.submit("hotline", {...})
+
+Messages are persistent, carry content type and a message id (the idempotency
+key: re-send with the same id after a doubt, never a new one), and `submit`
+returns only once the broker confirmed it has the message.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pika
+
+EXCHANGE = "intake.submissions"
+
+
+class IntakeClient:
+    def __init__(self, amqp_url: str, source: str = "outside-system"):
+        self._params = pika.URLParameters(amqp_url)
+        self._source = source
+        self._conn = None
+        self._channel = None
+
+    def __enter__(self) -> "IntakeClient":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        self._conn = pika.BlockingConnection(self._params)
+        self._channel = self._conn.channel()
+        self._channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+        self._channel.confirm_delivery()
+
+    def submit(self, channel: str, request: dict, message_id: str | None = None,
+               headers: dict | None = None) -> str:
+        """Publish one request; raises pika's UnroutableError/NackError if the broker refused it."""
+        message_id = message_id or str(uuid.uuid4())
+        self._channel.basic_publish(
+            exchange=EXCHANGE, routing_key=f"submit.{channel}",
+            body=json.dumps(request, ensure_ascii=False).encode("utf-8"),
+            properties=pika.BasicProperties(
+                content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                message_id=message_id, app_id=self._source, headers=headers or {}),
+            mandatory=True)
+        return message_id
+
+    def publish_raw(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> None:
+        """Send bytes as they are (for tests of what intake does with bad input)."""
+        self._channel.basic_publish(EXCHANGE, routing_key, body, properties, mandatory=True)
+
+    def close(self) -> None:
+        if self._conn is not None and self._conn.is_open:
+            self._conn.close()
+        self._conn = self._channel = None

@@ -1,0 +1,76 @@
+"""Events intake publishes on `intake.events`: names, strict schemas, one example each."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class CategoryInfo(Strict):
+    code = fields.String(required=True)
+    name_zh = fields.String(required=True)
+    name_en = fields.String(required=True)
+    department = fields.String(required=True)
+    group = fields.String(required=True)
+    priority = fields.Integer(required=True, validate=validate.Range(1, 3))
+    accept_minutes = fields.Integer(required=True)
+    resolve_hours = fields.Integer(required=True)
+    follow_up_hours = fields.Integer(required=True)
+    volunteer_skill = fields.String(required=True, allow_none=True)
+    proxy = fields.Boolean(required=True)
+
+
+class ResidentInfo(Strict):
+    id = fields.String(required=True)
+    name = fields.String(required=True, allow_none=True)
+    phone = fields.String(required=True, allow_none=True)
+    email = fields.String(required=True, allow_none=True)
+    locale = fields.String(required=True)
+    vulnerable = fields.Boolean(required=True)
+
+
+class TicketReceived(Strict):
+    ticket_no = fields.String(required=True)
+    channel = fields.String(required=True)
+    category = fields.Nested(CategoryInfo, required=True)
+    priority = fields.Integer(required=True, validate=validate.Range(1, 3))
+    village_code = fields.String(required=True)
+    address = fields.String(required=True)
+    description = fields.String(required=True)
+    submitted_at = fields.String(required=True)
+    received_at = fields.String(required=True)
+    resident = fields.Nested(ResidentInfo, required=True)
+
+
+SCHEMAS = {"ticket_received": TicketReceived()}
+
+EXAMPLES = {
+    "ticket_received": {
+        "event_id": "5b0d8c4e-8a52-4a53-9d52-7f1c2d7c3a10",
+        "event": "ticket_received",
+        "version": 1,
+        "occurred_at": "2026-11-27T01:00:00.120000+00:00",
+        "ticket_id": "SDJ-261127-7KQ2M4XA",
+        "correlation_id": "SDJ-261127-7KQ2M4XA",
+        "data": {
+            "ticket_no": "SDJ-261127-7KQ2M4XA",
+            "channel": "hotline",
+            "category": {
+                "code": "801", "name_zh": "生活物资代购配送", "name_en": "Daily goods purchase and delivery",
+                "department": "commerce", "group": "daily_life", "priority": 1, "accept_minutes": 15,
+                "resolve_hours": 4, "follow_up_hours": 24, "volunteer_skill": "delivery", "proxy": True,
+            },
+            "priority": 1,
+            "village_code": "341323104214",
+            "address": "杨东村三组",
+            "description": "独居老人需要代购米面油",
+            "submitted_at": "2026-11-27T01:00:00+00:00",
+            "received_at": "2026-11-27T01:00:00.110000+00:00",
+            "resident": {"id": "r-4f1c", "name": "王秀英", "phone": "13812341234",
+                         "email": "wang@example.cn", "locale": "zh-CN", "vulnerable": True},
+        },
+    },
+}

@@ -1,0 +1,64 @@
+"""Pure intake rules: phone numbers, ticket numbers, priority, and the event a new ticket causes."""
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from services.common.envelope import Event, MalformedEvent
+
+from .catalogue import Catalogue, Category
+
+CST = timezone(timedelta(hours=8))
+_TICKET_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud on the phone
+
+
+def normalise_phone(raw: str | None) -> str | None:
+    """One form per number: +86 / 0086 prefixes and separators dropped."""
+    if not raw:
+        return None
+    digits = re.sub(r"[^\d+]", "", raw)
+    for prefix in ("+86", "0086"):
+        if digits.startswith(prefix):
+            digits = digits[len(prefix):]
+    return digits.lstrip("+")
+
+
+def new_ticket_number(now: datetime) -> str:
+    day = now.astimezone(CST).strftime("%y%m%d")
+    return f"SDJ-{day}-" + "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(8))
+
+
+def category_for(code: str, catalogue: Catalogue) -> Category:
+    category = catalogue.get(code)
+    if category is None:
+        raise MalformedEvent(f"category: {code!r} is not in the service catalogue")
+    return category
+
+
+def priority_of(category: Category, vulnerable: bool) -> int:
+    """Vulnerable households (elderly alone, disabled, hardship) move up one level."""
+    return max(1, category.priority - 1) if vulnerable else category.priority
+
+
+def ticket_received(ticket, resident, category: Category, contact: dict) -> Event:
+    return Event("ticket_received", ticket.id, {
+        "ticket_no": ticket.id,
+        "channel": ticket.channel,
+        "category": {
+            "code": category.code, "name_zh": category.name_zh, "name_en": category.name_en,
+            "department": category.department, "group": category.group,
+            "priority": category.priority, "accept_minutes": category.accept_minutes,
+            "resolve_hours": category.resolve_hours, "follow_up_hours": category.follow_up_hours,
+            "volunteer_skill": category.volunteer_skill, "proxy": category.proxy,
+        },
+        "priority": priority_of(category, contact["vulnerable"]),
+        "village_code": ticket.village_code,
+        "address": ticket.address,
+        "description": ticket.description,
+        "submitted_at": ticket.submitted_at.isoformat(),
+        "received_at": ticket.received_at.isoformat(),
+        "resident": {"id": resident.id, "name": resident.name, "phone": resident.phone,
+                     "email": resident.email, "locale": contact["locale"],
+                     "vulnerable": contact["vulnerable"]},
+    })

@@ -1,0 +1,42 @@
+"""Intake's own database: residents and tickets, plus its outbox and inbox."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.tables import plumbing_tables
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Resident(Base):
+    __tablename__ = "residents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the ticket number residents see
+    message_id: Mapped[str] = mapped_column(String(100), unique=True)  # the publisher's idempotency key
+    channel: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(10))
+    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    address: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text)
+    resident_id: Mapped[str] = mapped_column(ForeignKey("residents.id"))
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    status_version: Mapped[int] = mapped_column(Integer, default=0)
+    assignee_name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+
+OutboxRow, InboxRow = plumbing_tables(Base)

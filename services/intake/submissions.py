@@ -1,0 +1,44 @@
+"""The AMQP intake exchange that outside systems publish to.
+
+Exchange `intake.submissions` (topic, durable); routing key `submit.<channel>`
+(hotline, wechat, miniprogram, counter, grid_visit, night_talk). A message is a
+JSON object (see `schemas.Submission`) with `content_type` application/json and
+a `message_id`, the idempotency key: the same message id never makes two tickets.
+"""
+from __future__ import annotations
+
+import json
+
+from services.common.envelope import MalformedEvent
+from services.common.messaging import ReliableConsumer
+
+EXCHANGE = "intake.submissions"
+QUEUE = "intake.submissions"
+MAX_BODY = 64 * 1024
+
+
+def decode_submission(body, message) -> tuple[dict, str]:
+    message_id = (message.properties or {}).get("message_id")
+    if not message_id:
+        raise MalformedEvent("message_id: missing (it is the idempotency key; set it on every message)")
+    if len(message_id) > 100:
+        raise MalformedEvent("message_id: longer than 100 characters")
+    if message.content_type not in (None, "", "application/json"):
+        raise MalformedEvent(f"content_type: {message.content_type!r}, expected application/json")
+    raw = body if isinstance(body, (bytes, bytearray)) else str(body).encode("utf-8")
+    if len(raw) > MAX_BODY:
+        raise MalformedEvent(f"body: {len(raw)} bytes, the limit is {MAX_BODY}")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MalformedEvent(f"body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedEvent(f"body: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise MalformedEvent(f"body: must be a JSON object, got {type(value).__name__}")
+    return value, message_id
+
+
+def on_submission(**kwargs):
+    return ReliableConsumer.decorator(EXCHANGE, ("submit.*",), decode_submission,
+                                      queue_name=QUEUE, **kwargs)

@@ -1,0 +1,269 @@
+"""Delivery channels of the notify service: SMTP email and an HTTP SMS gateway.
+
+Plain library code (no nameko), so it can be tested against local peers and
+reused by the demo. Every send carries the caller's `message_id` as an
+idempotency key: a retried delivery reaches the peer with the same key, which
+lets the peer (or a human reading the mailbox) recognise the duplicate.
+"""
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.policy import default as DEFAULT_POLICY
+from email.utils import formatdate
+from typing import Any
+
+import requests
+
+MESSAGE_ID_DOMAIN = "songdaojia"
+
+# Asking for 7-bit transfer makes Chinese bodies go out base64-encoded, which
+# survives relays that do not announce 8BITMIME.
+_MAIL_POLICY = DEFAULT_POLICY.clone(cte_type="7bit")
+
+# These 4xx answers mean "not now", not "never": retrying later can succeed.
+_RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+
+_REASON_SNIPPET_CHARS = 200
+
+
+class DeliveryFailed(Exception):
+    """A notification could not be handed to its peer.
+
+    `permanent` tells the caller whether retrying the same message can help:
+    True for refusals (SMTP 5xx, HTTP 4xx), False for outages and timeouts.
+    """
+
+    def __init__(self, channel: str, peer: str, reason: str, permanent: bool = False):
+        self.channel = channel
+        self.peer = peer
+        self.reason = reason
+        self.permanent = permanent
+        verdict = "permanent, do not retry" if permanent else "temporary, retry later"
+        super().__init__(f"{channel} delivery via {peer} failed ({verdict}): {reason}")
+
+    def __reduce__(self):
+        # The default reduce would replay only the formatted message as args.
+        return (type(self), (self.channel, self.peer, self.reason, self.permanent))
+
+
+def _require_text(value: str | None, what: str) -> str:
+    if value is None or not str(value).strip():
+        raise ValueError(f"{what} must be a non-empty string")
+    return str(value).strip()
+
+
+def _contact_value(contact: Mapping[str, Any] | None, key: str) -> str | None:
+    if not contact:
+        return None
+    value = contact.get(key)
+    if value is None or not str(value).strip():
+        return None
+    return str(value).strip()
+
+
+class EmailChannel:
+    """Sends UTF-8 plain-text mail over SMTP, one connection per message."""
+
+    kind = "email"
+
+    def __init__(self, host: str, port: int, sender: str, timeout: float = 5.0):
+        self.host = host
+        self.port = int(port)
+        self.sender = sender
+        self.timeout = float(timeout)
+
+    @property
+    def peer(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    def address_of(self, contact: Mapping[str, Any] | None) -> str | None:
+        return _contact_value(contact, "email")
+
+    def send(self, to: str, subject: str, body: str, message_id: str) -> str:
+        header_id = f"<{_require_text(message_id, 'message_id')}@{MESSAGE_ID_DOMAIN}>"
+        message = self._compose(to, subject, body, header_id)
+        self._transmit(message, recipient=to)
+        return f"smtp:{self.host}:{self.port}:{header_id}"
+
+    def _compose(self, to: str, subject: str, body: str, header_id: str) -> EmailMessage:
+        if not to or not to.strip():
+            raise self._failure("no recipient address", permanent=True)
+        message = EmailMessage(policy=_MAIL_POLICY)
+        try:
+            message["From"] = self.sender
+            message["To"] = to.strip()
+            # A subject is one line; template fields must not be able to break it.
+            message["Subject"] = " ".join(subject.split())
+            message["Date"] = formatdate(localtime=True)
+            message["Message-ID"] = header_id
+        except ValueError as exc:  # e.g. a line break smuggled into an address
+            raise self._failure(f"invalid header: {exc}", permanent=True) from exc
+        message.set_content(body, subtype="plain", charset="utf-8")
+        return message
+
+    def _transmit(self, message: EmailMessage, recipient: str) -> None:
+        try:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        except smtplib.SMTPResponseException as exc:
+            raise self._failure(_smtp_reason("greeting", exc), _is_5xx(exc.smtp_code)) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._failure(f"cannot connect: {exc!r}", permanent=False) from exc
+        try:
+            refused = smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise self._refused(exc.recipients) from exc
+        except smtplib.SMTPNotSupportedError as exc:  # e.g. non-ASCII address without SMTPUTF8
+            raise self._failure(f"server cannot take this message: {exc}", permanent=True) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise self._failure(_smtp_reason("send", exc), _is_5xx(exc.smtp_code)) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._failure(f"connection broke while sending: {exc!r}", permanent=False) from exc
+        finally:
+            _quit_quietly(smtp)
+        if refused:  # only reachable with several recipients; kept for safety
+            raise self._refused(refused)
+
+    def _refused(self, recipients: Mapping[str, tuple[int, bytes]]) -> DeliveryFailed:
+        details = "; ".join(
+            f"{address}: {code} {_decode(text)}" for address, (code, text) in recipients.items()
+        )
+        permanent = all(_is_5xx(code) for code, _ in recipients.values())
+        return self._failure(f"recipient refused ({details})", permanent)
+
+    def _failure(self, reason: str, permanent: bool) -> DeliveryFailed:
+        return DeliveryFailed(self.kind, self.peer, reason, permanent)
+
+
+def _quit_quietly(smtp: smtplib.SMTP) -> None:
+    # Once the server accepted the DATA, a failing QUIT must not turn a
+    # delivered message into a reported failure (that would cause a resend).
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
+
+
+def _is_5xx(code: int) -> bool:
+    return 500 <= code < 600
+
+
+def _decode(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def _smtp_reason(stage: str, exc: smtplib.SMTPResponseException) -> str:
+    return f"server answered {exc.smtp_code} at {stage}: {_decode(exc.smtp_error)}"
+
+
+class SmsChannel:
+    """Client of an HTTP SMS gateway taking JSON `{"to", "text", "message_id"}`."""
+
+    kind = "sms"
+
+    def __init__(self, url: str, timeout: float = 5.0, api_key: str | None = None):
+        self.url = url
+        self.timeout = float(timeout)
+        self.api_key = api_key
+
+    @property
+    def peer(self) -> str:
+        return self.url
+
+    def address_of(self, contact: Mapping[str, Any] | None) -> str | None:
+        return _contact_value(contact, "phone")
+
+    def send(self, phone: str, text: str, message_id: str) -> str:
+        message_id = _require_text(message_id, "message_id")
+        if not phone or not phone.strip():
+            raise self._failure("no phone number", permanent=True)
+        response = self._post(
+            {"to": phone.strip(), "text": text, "message_id": message_id},
+            headers=self._headers(message_id),
+        )
+        if not 200 <= response.status_code < 300:
+            raise self._failure(_http_reason(response), _is_permanent_status(response.status_code))
+        return _gateway_reference(response) or f"sms:{message_id}"
+
+    def _headers(self, message_id: str) -> dict[str, str]:
+        headers = {"Idempotency-Key": message_id}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _post(self, payload: dict[str, str], headers: dict[str, str]) -> requests.Response:
+        try:
+            return requests.post(self.url, json=payload, headers=headers, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise self._failure(f"no answer within {self.timeout:g}s: {exc}", permanent=False) from exc
+        except requests.RequestException as exc:
+            raise self._failure(f"cannot reach gateway: {exc}", permanent=False) from exc
+
+    def _failure(self, reason: str, permanent: bool) -> DeliveryFailed:
+        return DeliveryFailed(self.kind, self.peer, reason, permanent)
+
+
+def _is_permanent_status(status: int) -> bool:
+    return 400 <= status < 500 and status not in _RETRYABLE_CLIENT_STATUSES
+
+
+def _http_reason(response: requests.Response) -> str:
+    snippet = response.text[:_REASON_SNIPPET_CHARS].strip()
+    reason = f"gateway answered HTTP {response.status_code} {response.reason or ''}".rstrip()
+    return f"{reason}: {snippet}" if snippet else reason
+
+
+def _gateway_reference(response: requests.Response) -> str | None:
+    try:
+        reply = response.json()
+    except ValueError:  # a 2xx without a JSON body still means "accepted"
+        return None
+    if isinstance(reply, dict) and reply.get("id") not in (None, ""):
+        return str(reply["id"])
+    return None
+
+
+_CHANNEL_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # kind: (required keys, optional keys), "kind" itself excluded
+    "email": (frozenset({"host", "port", "sender"}), frozenset({"timeout"})),
+    "sms": (frozenset({"url"}), frozenset({"api_key", "timeout"})),
+}
+
+
+def channel_from_config(cfg: Mapping[str, Any]) -> EmailChannel | SmsChannel:
+    """Build a channel from e.g. {"kind": "email", "host", "port", "sender"}."""
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"notify channel config must be a mapping, got {type(cfg).__name__}")
+    kind = cfg.get("kind")
+    if kind not in _CHANNEL_KEYS:
+        expected = " or ".join(repr(k) for k in _CHANNEL_KEYS)
+        raise ValueError(f"notify channel config: key 'kind' is {kind!r}, expected {expected}")
+    _check_keys(kind, cfg)
+    options = {key: value for key, value in cfg.items() if key != "kind"}
+    if "timeout" in options:
+        options["timeout"] = _as_number(cfg, "timeout", float)
+    if kind == "email":
+        options["port"] = _as_number(cfg, "port", int)
+        return EmailChannel(**options)
+    return SmsChannel(**options)
+
+
+def _check_keys(kind: str, cfg: Mapping[str, Any]) -> None:
+    required, optional = _CHANNEL_KEYS[kind]
+    for key in sorted(required):
+        if cfg.get(key) in (None, ""):
+            raise ValueError(f"notify channel config ({kind}): missing key {key!r}")
+    # Rejecting unknown keys catches typos such as "api-key" that would
+    # otherwise be silently ignored.
+    unknown = sorted(set(cfg) - required - optional - {"kind"})
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        raise ValueError(f"notify channel config ({kind}): unknown key {names}")
+
+
+def _as_number(cfg: Mapping[str, Any], key: str, convert: type) -> Any:
+    try:
+        return convert(cfg[key])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"notify channel config: key {key!r} is not a number: {cfg[key]!r}") from exc

@@ -1,0 +1,49 @@
+"""Events notify publishes on `notify.events`: strict schemas and one example each."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ResidentNotified(Strict):
+    template = fields.String(required=True)
+    channel = fields.String(required=True)
+    reference = fields.String(required=True)
+    delivered_at = fields.String(required=True)
+
+
+class NotificationFailed(Strict):
+    template = fields.String(required=True)
+    channel = fields.String(required=True)
+    reason = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+
+
+class FeedbackReceived(Strict):
+    satisfied = fields.Boolean(required=True)
+    comment = fields.String(required=True)
+    round = fields.Integer(required=True)
+
+
+SCHEMAS = {"resident_notified": ResidentNotified(), "notification_failed": NotificationFailed(),
+           "feedback_received": FeedbackReceived()}
+
+
+def _example(event: str, data: dict) -> dict:
+    return {"event_id": "c3f7f1a2-9b0e-4f51-8a43-6e2c1d9b7a54", "event": event, "version": 1,
+            "occurred_at": "2026-11-27T01:00:00.300000+00:00", "ticket_id": "SDJ-261127-7KQ2M4XA",
+            "correlation_id": "SDJ-261127-7KQ2M4XA", "data": data}
+
+
+EXAMPLES = {
+    "resident_notified": _example("resident_notified", {"template": "ack", "channel": "email",
+        "reference": "smtp:127.0.0.1:2525:<c3f7@songdaojia>", "delivered_at": "2026-11-27T01:00:00.290000+00:00"}),
+    "notification_failed": _example("notification_failed", {"template": "ack", "channel": "sms",
+        "reason": "gateway answered HTTP 400", "attempts": 1}),
+    "feedback_received": _example("feedback_received", {"satisfied": False, "comment": "还没送到",
+        "round": 1}),
+}

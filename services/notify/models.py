@@ -1,0 +1,61 @@
+"""Notify's own database: contacts, the delivery log, surveys, plus outbox and inbox."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.tables import plumbing_tables
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Contact(Base):
+    """How to reach the resident of a ticket (copied from intake's ticket_received)."""
+    __tablename__ = "contacts"
+    ticket_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    locale: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    category_zh: Mapped[str] = mapped_column(String(100), default="")
+    category_en: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Delivery(Base):
+    """One message to one resident: written pending, sent by the courier, never twice on purpose."""
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(80), unique=True)  # idempotency key at the peer
+    ticket_id: Mapped[str] = mapped_column(String(32), index=True)
+    template: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(10))
+    address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(10), index=True)  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reference: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Survey(Base):
+    """A follow-up (回访) round: asked after each resolution, answered once."""
+    __tablename__ = "surveys"
+    __table_args__ = (UniqueConstraint("ticket_id", "round"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(String(32), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    asked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    satisfied: Mapped[bool | None] = mapped_column(nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+OutboxRow, InboxRow = plumbing_tables(Base)

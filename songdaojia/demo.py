@@ -1,0 +1,120 @@
+"""The run command: the whole closed loop on this machine, with a report at the end."""
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+
+from tqdm import tqdm
+
+from services.intake.client import IntakeClient
+
+from . import scenario
+from .loop import Console, Observer, Residents, percentile
+from .peers import SmtpSink
+from .stack import Stack, prepare, start_all, stop_all
+
+REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
+                 "closed", "reopened")
+
+
+def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed: int = 3413,
+             keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout) -> dict:
+    print(f"preparing: migrations, queues, {volunteers:,} demo volunteers …", file=out, flush=True)
+    prepare(stack, volunteers=volunteers)
+    residents = Residents(stack.http("notify"), seed=seed)
+    sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
+    stack.smtp_port = sink.port
+    procs = start_all(stack)
+    print("services: " + ", ".join(f"{n} {stack.http(n)}" for n in procs), file=out, flush=True)
+    observer = Observer(stack.amqp_uri)
+    console = Console(stack.amqp_uri, stack.http("dispatch"))
+    observer.start(), console.start()
+    try:
+        submitted = publish(stack.amqp_uri, scenario.requests(count, seed), rate)
+        closed = wait_closed(observer, count, timeout)
+        report = build_report(observer, submitted, closed, console.errors + residents.errors)
+        print_report(report, out)
+        if keep_running:
+            print_listening(stack, sink, out)
+            wait_for_interrupt()
+        return report
+    finally:
+        console.stop(), observer.stop(), residents.stop()
+        stop_all(procs)
+        sink.stop()
+
+
+def publish(amqp_uri: str, requests: list[tuple[str, dict]], rate: float | None) -> int:
+    interval = 1.0 / rate if rate else 0.0
+    start = time.monotonic()
+    with IntakeClient(amqp_uri, source="demo") as client:
+        for i, (channel, request) in enumerate(tqdm(requests, desc="submitting", unit="req")):
+            if interval:
+                delay = start + i * interval - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            request["submitted_at"] = datetime.now(timezone.utc).isoformat()
+            client.submit(channel, request)
+    return len(requests)
+
+
+def wait_closed(observer: Observer, count: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    with tqdm(total=count, desc="closed loop", unit="ticket") as bar:
+        while time.monotonic() < deadline:
+            closed = observer.count_in("closed")
+            bar.update(closed - bar.n)
+            if closed >= count:
+                return True
+            time.sleep(0.2)
+    return False
+
+
+def build_report(observer: Observer, submitted: int, finished: bool, errors: list[str]) -> dict:
+    tickets = observer.snapshot()
+    def reached(state):
+        return sum(1 for t in tickets.values() if state in t.states)
+    latencies = observer.ack_latencies_ms()
+    return {
+        "submitted": submitted,
+        "received": sum(1 for t in tickets.values() if t.submitted_at),
+        "acknowledged": sum(1 for t in tickets.values() if t.acks),
+        "acknowledged twice": sum(1 for t in tickets.values() if t.acks > 1),
+        "routed": reached("routed"), "accepted": reached("accepted"), "resolved": reached("resolved"),
+        "followed up": reached("followed_up"), "closed": reached("closed"),
+        "reopened": sum(1 for t in tickets.values() if t.reopened),
+        "with volunteer": sum(1 for t in tickets.values() if t.volunteer),
+        "still open": sum(1 for t in tickets.values() if t.state != "closed"),
+        "missing": submitted - sum(1 for t in tickets.values() if t.submitted_at),
+        "ack p50 ms": percentile(latencies, 50), "ack p99 ms": percentile(latencies, 99),
+        "finished": finished, "errors": errors[:10],
+    }
+
+
+def print_report(report: dict, out=sys.stdout) -> None:
+    print("\nclosed-loop report", file=out)
+    for key, value in report.items():
+        if key == "errors":
+            continue
+        shown = f"{value:.1f}" if isinstance(value, float) else value
+        print(f"  {key:<20} {shown}", file=out)
+    for err in report["errors"]:
+        print(f"  error: {err}", file=out)
+    out.flush()
+
+
+def print_listening(stack: Stack, sink: SmtpSink, out) -> None:
+    print("\nleft running (Ctrl-C stops everything):", file=out)
+    for name in ("intake", "dispatch", "volunteer", "notify"):
+        print(f"  {name:<10} {stack.http(name)}   log {stack.var_dir / 'logs' / (name + '.log')}", file=out)
+    print(f"  broker     {stack.amqp_uri}  (submit to exchange intake.submissions)", file=out)
+    print(f"  mailbox    smtp://127.0.0.1:{sink.port}", file=out, flush=True)
+
+
+def wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

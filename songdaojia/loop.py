@@ -1,0 +1,189 @@
+"""The people around the system in a demo or benchmark run, and the one who keeps score.
+
+- `Observer` listens to every service's events and tracks each ticket.
+- `Console` is the grid workers' dispatch console: it consumes offers from the
+  work exchange and accepts and resolves them over dispatch's HTTP API.
+- `Residents` read their mail and answer the follow-up survey over notify's API.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+
+import pika
+import requests
+
+EVENT_EXCHANGES = ("intake.events", "dispatch.events", "volunteer.events", "notify.events")
+TICKET_NO = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
+
+
+@dataclass
+class TicketTrack:
+    submitted_at: datetime | None = None
+    acked_at: datetime | None = None
+    acks: int = 0
+    states: list[str] = field(default_factory=list)
+    reopened: int = 0
+    volunteer: bool = False
+
+    @property
+    def state(self) -> str:
+        return self.states[-1] if self.states else "received"
+
+
+class _Listener(threading.Thread):
+    """A pika consumer on its own connection and thread."""
+
+    def __init__(self, amqp_uri: str, bindings: list[tuple[str, str]], queue: str = ""):
+        super().__init__(daemon=True)
+        self.params = pika.URLParameters(amqp_uri)
+        self.conn = pika.BlockingConnection(self.params)
+        self.channel = self.conn.channel()
+        for exchange, _ in bindings:
+            self.channel.exchange_declare(exchange, "topic", durable=True)
+        self.queue = self.channel.queue_declare(queue, exclusive=True, auto_delete=True).method.queue
+        for exchange, key in bindings:
+            self.channel.queue_bind(self.queue, exchange, key)
+        self.channel.basic_qos(prefetch_count=500)
+        self.channel.basic_consume(self.queue, self._on_message)
+
+    def run(self) -> None:
+        try:
+            self.channel.start_consuming()
+        except Exception:  # connection closed on stop
+            pass
+
+    def _on_message(self, ch, method, props, body) -> None:
+        try:
+            self.handle(json.loads(body))
+        finally:
+            ch.basic_ack(method.delivery_tag)
+
+    def handle(self, message: dict) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        try:
+            self.conn.add_callback_threadsafe(self.channel.stop_consuming)
+        except Exception:
+            pass
+        self.join(5)
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+class Observer(_Listener):
+    def __init__(self, amqp_uri: str):
+        super().__init__(amqp_uri, [(x, "#") for x in EVENT_EXCHANGES])
+        self.lock = threading.Lock()
+        self.tickets: dict[str, TicketTrack] = {}
+        self.counts: dict[str, int] = {}
+
+    def handle(self, ev: dict) -> None:
+        name, ticket_id, data = ev["event"], ev["ticket_id"], ev.get("data", {})
+        with self.lock:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            track = self.tickets.setdefault(ticket_id, TicketTrack())
+            if name == "ticket_received":
+                track.submitted_at = datetime.fromisoformat(data["submitted_at"])
+            elif name == "resident_notified" and data.get("template") == "ack":
+                track.acks += 1
+                track.acked_at = track.acked_at or datetime.fromisoformat(data["delivered_at"])
+            elif name == "volunteer_offered":
+                track.volunteer = True
+            elif name.startswith("ticket_") and "state" in data:
+                track.states.append(data["state"])
+                if name == "ticket_reopened":
+                    track.reopened += 1
+
+    def snapshot(self) -> dict[str, TicketTrack]:
+        with self.lock:
+            return dict(self.tickets)
+
+    def count_in(self, state: str) -> int:
+        with self.lock:
+            return sum(1 for t in self.tickets.values() if t.state == state)
+
+    def ack_latencies_ms(self) -> list[float]:
+        with self.lock:
+            return sorted((t.acked_at - t.submitted_at).total_seconds() * 1000
+                          for t in self.tickets.values() if t.acked_at and t.submitted_at)
+
+
+class Console(_Listener):
+    """Grid workers on duty: accept each offer, then resolve it."""
+
+    def __init__(self, amqp_uri: str, dispatch_url: str, binding: str = "area.#", workers: int = 16):
+        super().__init__(amqp_uri, [("dispatch.work", binding)])
+        self.url = dispatch_url
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console")
+        self.errors: list[str] = []
+        self.session = requests.Session()
+
+    def handle(self, offer: dict) -> None:
+        self.pool.submit(self._work, offer["ticket_id"], offer["data"]["assignee_id"])
+
+    def _work(self, ticket_id: str, worker_id: str) -> None:
+        for step, body in (("accept", {"worker_id": worker_id}),
+                           ("resolve", {"worker_id": worker_id, "note": "已上门办结"})):
+            r = self.session.post(f"{self.url}/tickets/{ticket_id}/{step}", json=body, timeout=10)
+            if r.status_code != 200:
+                self.errors.append(f"{step} {ticket_id}: {r.status_code} {r.text[:200]}")
+                return
+
+    def stop(self) -> None:
+        super().stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Residents:
+    """Residents answer the follow-up mail: most are satisfied, some are not the first time."""
+
+    def __init__(self, notify_url: str, unsatisfied_share: float = 0.1, seed: int = 3413):
+        self.url = notify_url
+        self.rng = random.Random(seed)
+        self.share = unsatisfied_share
+        self.asked: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents")
+        self.errors: list[str] = []
+        self.session = requests.Session()
+
+    def on_mail(self, message: EmailMessage) -> None:
+        subject = str(message["Subject"] or "")
+        if "请您评价" not in subject and "how did we do" not in subject:
+            return
+        match = TICKET_NO.search(subject)
+        if not match:
+            return
+        ticket_id = match.group(0)
+        with self.lock:
+            self.asked[ticket_id] = self.asked.get(ticket_id, 0) + 1
+            first_time = self.asked[ticket_id] == 1
+            satisfied = not (first_time and self.rng.random() < self.share)
+        self.pool.submit(self._reply, ticket_id, satisfied)
+
+    def _reply(self, ticket_id: str, satisfied: bool) -> None:
+        body = {"ticket_id": ticket_id, "answer": "1" if satisfied else "2",
+                "comment": "满意，谢谢" if satisfied else "问题还没解决"}
+        r = self.session.post(f"{self.url}/replies", json=body, timeout=10)
+        if r.status_code != 200:
+            self.errors.append(f"reply {ticket_id}: {r.status_code} {r.text[:200]}")
+
+    def stop(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]

@@ -1,0 +1,157 @@
+"""The four services run locally as separate processes, as ops would run them.
+
+Each service is `nameko run --config services/<name>/config.yaml ...`; this
+module only chooses their environment (broker, database files, ports), starts,
+watches and stops them. Nothing here reaches into a service's code.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = {"intake": "IntakeService", "dispatch": "DispatchService",
+            "volunteer": "VolunteerService", "notify": "NotifyService"}
+DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "volunteer": 8003, "notify": 8004}
+
+
+@dataclass
+class Stack:
+    """Where the services find the broker, their databases and each other."""
+    amqp_uri: str = "amqp://guest:guest@127.0.0.1:5672/"
+    var_dir: Path = ROOT / "var"
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    db_urls: dict[str, str] = field(default_factory=dict)
+    smtp_port: int = 2525
+    channel: str = "email"
+    sms_url: str = ""
+
+    def db_url(self, service: str) -> str:
+        return self.db_urls.get(service) or f"sqlite:///{self.var_dir / (service + '.db')}"
+
+    def http(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, AMQP_URI=self.amqp_uri, SMTP_HOST="127.0.0.1",
+                   SMTP_PORT=str(self.smtp_port), NOTIFY_CHANNEL=self.channel,
+                   PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::DeprecationWarning")
+        if self.sms_url:
+            env["SMS_GATEWAY_URL"] = self.sms_url
+        for name in SERVICES:
+            env[f"{name.upper()}_HTTP"] = f"127.0.0.1:{self.ports[name]}"
+            env[f"{name.upper()}_DB_URL"] = self.db_url(name)
+        return env
+
+    def config(self, service: str) -> dict:
+        """The service's own config file, read with this stack's environment."""
+        from services.common.config import config_path, load_config
+        saved = dict(os.environ)
+        os.environ.update(self.env())
+        try:
+            return load_config(config_path(service))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+class ServiceProcess:
+    def __init__(self, name: str, stack: Stack):
+        self.name, self.stack = name, stack
+        self.proc: subprocess.Popen | None = None
+        self.log_path = stack.var_dir / "logs" / f"{name}.log"
+
+    def start(self) -> "ServiceProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        nameko = Path(sys.executable).with_name("nameko")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(nameko), "run", "--config", str(ROOT / "services" / self.name / "config.yaml"),
+             f"services.{self.name}.service:{SERVICES[self.name]}"],
+            cwd=ROOT, env=self.stack.env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        port = self.stack.ports[self.name]
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}:\n{self.tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not listen on {port} within {timeout}s:\n{self.tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.alive():
+            return
+        self.proc.send_signal(signal.SIGTERM)  # nameko finishes running workers, then exits
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """kill -9: no clean-up at all, as in a crash."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def prepare(stack: Stack, volunteers: int = 100_000) -> None:
+    """Migrate the four databases, declare every queue, seed demo volunteers."""
+    from services.common.messaging import declare_topology
+    from services.common.migrations import upgrade
+    from services.common.database import make_engine
+    from services.dispatch.areas import AreaMap
+    from services.volunteer.seed import seed_volunteers
+    import importlib
+
+    stack.var_dir.mkdir(parents=True, exist_ok=True)
+    for name, cls in SERVICES.items():
+        upgrade(name, stack.db_url(name))
+        service_cls = getattr(importlib.import_module(f"services.{name}.service"), cls)
+        declare_topology(service_cls, stack.config(name))
+    engine = make_engine(stack.db_url("volunteer"))
+    villages = [(v.code, v.parent_code) for v in AreaMap.load().villages()]
+    seed_volunteers(engine, villages, count=volunteers)
+    engine.dispose()
+
+
+def start_all(stack: Stack, names=tuple(SERVICES)) -> dict[str, ServiceProcess]:
+    procs = {name: ServiceProcess(name, stack).start() for name in names}
+    try:
+        for proc in procs.values():
+            proc.wait_ready()
+    except Exception:
+        stop_all(procs)
+        raise
+    return procs
+
+
+def stop_all(procs: dict[str, ServiceProcess]) -> None:
+    for proc in procs.values():
+        if proc.alive():
+            proc.proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        proc.stop()

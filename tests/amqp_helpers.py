@@ -1,0 +1,107 @@
+"""Small pika helpers for tests that look at what is on the broker.
+
+Use them against a throwaway vhost (the `amqp_uri` / `fresh_vhost_uri`
+fixtures): they consume and acknowledge messages, i.e. they are destructive.
+
+- `amqp_queue_messages(uri, queue)`: take every message currently in `queue`.
+- `declare_probe(uri, exchange)`: watch an event exchange through a private queue.
+- `drain(channel, queue, timeout)`: collect the JSON bodies arriving on a probe.
+
+Typical use for events:
+
+    connection, channel, queue = declare_probe(amqp_uri, "intake.events", "request_submitted")
+    try:
+        ...  # make the service emit
+        events = drain(channel, queue, timeout=2.0)
+    finally:
+        connection.close()
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, NamedTuple
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+
+class GotMessage(NamedTuple):
+    """One message taken from a queue; unpacks as (body, properties, headers)."""
+
+    body: bytes
+    properties: pika.BasicProperties
+    headers: dict[str, Any]
+
+
+def connect(uri: str) -> pika.BlockingConnection:
+    """A blocking pika connection to `uri` (amqp://user:pass@host:port/vhost)."""
+    return pika.BlockingConnection(pika.URLParameters(uri))
+
+
+def amqp_queue_messages(uri: str, queue: str) -> list[GotMessage]:
+    """Get and ack every message that is in `queue` right now, oldest first.
+
+    Does not wait for messages still on their way: wrap it in
+    `tests.waiting.wait_until` when they may arrive later. A missing queue
+    raises pika.exceptions.ChannelClosedByBroker (404 NOT_FOUND).
+    """
+    connection = connect(uri)
+    try:
+        channel = connection.channel()
+        messages: list[GotMessage] = []
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=False)
+            if method is None:
+                return messages
+            messages.append(GotMessage(body, properties, dict(properties.headers or {})))
+            channel.basic_ack(method.delivery_tag)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def declare_probe(
+    uri: str, exchange: str, routing_key: str = "#"
+) -> tuple[pika.BlockingConnection, BlockingChannel, str]:
+    """Bind a private queue to the topic `exchange` and return (connection, channel, queue).
+
+    The exchange is declared durable topic (what nameko declares for
+    `<service>.events`, so the declarations agree whichever comes first). The
+    queue is server-named and exclusive: it disappears with the connection,
+    which the caller closes. Only messages published after this call are seen.
+    """
+    connection = connect(uri)
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(queue, exchange, routing_key=routing_key)
+    except BaseException:
+        if connection.is_open:
+            connection.close()
+        raise
+    return connection, channel, queue
+
+
+def drain(channel: BlockingChannel, queue: str, timeout: float = 1.0, interval: float = 0.05) -> list[Any]:
+    """Collect the JSON-decoded bodies arriving on `queue` for `timeout` seconds.
+
+    Messages are taken (and acked) as they come until the deadline; after it,
+    what is already queued is still taken, then the list is returned (oldest
+    first). Use it to see everything emitted during a window, including
+    "nothing" (an empty list). To wait for one specific message, prefer
+    `wait_until(lambda: ...)`. While idle it lets pika service the
+    connection (heartbeats) instead of sleeping blindly.
+    """
+    bodies: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        method, _properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is not None:
+            bodies.append(json.loads(body))
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return bodies
+        channel.connection.process_data_events(time_limit=min(interval, remaining))
