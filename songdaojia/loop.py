@@ -11,6 +11,7 @@ import json
 import random
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,16 @@ class TicketTrack:
     @property
     def state(self) -> str:
         return self.states[-1] if self.states else "received"
+
+
+class _HttpClient:
+    _local: threading.local
+
+    def _session(self) -> requests.Session:
+        """One keep-alive session per thread (a Session is not shared across threads)."""
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
 
 
 class _Listener(threading.Thread):
@@ -118,7 +129,7 @@ class Observer(_Listener):
                           for t in self.tickets.values() if t.acked_at and t.submitted_at)
 
 
-class Console(_Listener):
+class Console(_Listener, _HttpClient):
     """Grid workers on duty: accept each offer, then resolve it."""
 
     def __init__(self, amqp_uri: str, dispatch_url: str, binding: str = "area.#", workers: int = 16):
@@ -126,25 +137,49 @@ class Console(_Listener):
         self.url = dispatch_url
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console")
         self.errors: list[str] = []
-        self.session = requests.Session()
+        self._local = threading.local()
 
     def handle(self, offer: dict) -> None:
         self.pool.submit(self._work, offer["ticket_id"], offer["data"]["assignee_id"])
 
     def _work(self, ticket_id: str, worker_id: str) -> None:
-        for step, body in (("accept", {"worker_id": worker_id}),
-                           ("resolve", {"worker_id": worker_id, "note": "已上门办结"})):
-            r = self.session.post(f"{self.url}/tickets/{ticket_id}/{step}", json=body, timeout=10)
-            if r.status_code != 200:
-                self.errors.append(f"{step} {ticket_id}: {r.status_code} {r.text[:200]}")
-                return
+        status, text = self._post(f"{self.url}/tickets/{ticket_id}/accept", {"worker_id": worker_id})
+        if status == 409 and not self._is_accepted(ticket_id):
+            return  # a repeated offer of a ticket already past acceptance
+        if status not in (200, 409):
+            self.errors.append(f"accept {ticket_id}: {status} {text[:200]}")
+            return
+        # 409 on accept can be our own acceptance whose answer was lost when dispatch died: go on
+        status, text = self._post(f"{self.url}/tickets/{ticket_id}/resolve",
+                                  {"worker_id": worker_id, "note": "已上门办结"})
+        if status not in (200, 409):
+            self.errors.append(f"resolve {ticket_id}: {status} {text[:200]}")
+
+    def _is_accepted(self, ticket_id: str) -> bool:
+        r = self._session().get(f"{self.url}/tickets/{ticket_id}", timeout=10)
+        return r.ok and r.json()["state"] in ("accepted", "in_progress")
+
+    def _post(self, url: str, body: dict, patience: float = 120.0) -> tuple[int, str]:
+        """POST, and keep trying while dispatch is down or restarting, as a person at a console would."""
+        deadline, delay = time.monotonic() + patience, 0.2
+        while True:
+            try:
+                r = self._session().post(url, json=body, timeout=10)
+                if r.status_code < 500:
+                    return r.status_code, r.text
+            except requests.RequestException as exc:
+                r = exc
+            if time.monotonic() > deadline:
+                return 599, f"gave up: {r}"
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     def stop(self) -> None:
         super().stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-class Residents:
+class Residents(_HttpClient):
     """Residents answer the follow-up mail: most are satisfied, some are not the first time."""
 
     def __init__(self, notify_url: str, unsatisfied_share: float = 0.1, seed: int = 3413):
@@ -155,7 +190,7 @@ class Residents:
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents")
         self.errors: list[str] = []
-        self.session = requests.Session()
+        self._local = threading.local()
 
     def on_mail(self, message: EmailMessage) -> None:
         subject = str(message["Subject"] or "")
@@ -174,7 +209,7 @@ class Residents:
     def _reply(self, ticket_id: str, satisfied: bool) -> None:
         body = {"ticket_id": ticket_id, "answer": "1" if satisfied else "2",
                 "comment": "满意，谢谢" if satisfied else "问题还没解决"}
-        r = self.session.post(f"{self.url}/replies", json=body, timeout=10)
+        r = self._session().post(f"{self.url}/replies", json=body, timeout=10)
         if r.status_code != 200:
             self.errors.append(f"reply {ticket_id}: {r.status_code} {r.text[:200]}")
 

@@ -62,8 +62,8 @@ class Stack:
 
 
 class ServiceProcess:
-    def __init__(self, name: str, stack: Stack):
-        self.name, self.stack = name, stack
+    def __init__(self, name: str, stack: Stack, extra_env: dict[str, str] | None = None):
+        self.name, self.stack, self.extra_env = name, stack, extra_env or {}
         self.proc: subprocess.Popen | None = None
         self.log_path = stack.var_dir / "logs" / f"{name}.log"
 
@@ -74,7 +74,7 @@ class ServiceProcess:
         self.proc = subprocess.Popen(
             [str(nameko), "run", "--config", str(ROOT / "services" / self.name / "config.yaml"),
              f"services.{self.name}.service:{SERVICES[self.name]}"],
-            cwd=ROOT, env=self.stack.env(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**self.stack.env(), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
         return self

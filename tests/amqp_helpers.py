@@ -105,3 +105,29 @@ def drain(channel: BlockingChannel, queue: str, timeout: float = 1.0, interval: 
         if remaining <= 0:
             return bodies
         channel.connection.process_data_events(time_limit=min(interval, remaining))
+
+
+class Probe:
+    """Watches a topic exchange: `poll()` returns every JSON body seen so far.
+
+        probe = Probe(uri, "intake.events")
+        wait_until(lambda: [e for e in probe.poll() if e["event"] == "ticket_received"])
+    """
+
+    def __init__(self, uri: str, exchange: str, routing_key: str = "#"):
+        self.connection, self.channel, self.queue = declare_probe(uri, exchange, routing_key)
+        self.bodies: list[Any] = []
+
+    def poll(self) -> list[Any]:
+        while True:
+            method, _properties, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return list(self.bodies)
+            self.bodies.append(json.loads(body))
+
+    def events(self, name: str) -> list[dict]:
+        return [b for b in self.poll() if isinstance(b, dict) and b.get("event") == name]
+
+    def close(self) -> None:
+        if self.connection.is_open:
+            self.connection.close()

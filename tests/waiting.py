@@ -26,7 +26,7 @@ def wait_until(
     predicate: Callable[[], T],
     timeout: float = 10.0,
     interval: float = 0.05,
-    message: str = "",
+    message: str | Callable[[], str] = "",
 ) -> T:
     """Poll `predicate()` until it returns something truthy and return that value.
 
@@ -43,5 +43,6 @@ def wait_until(
             return value
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {described}")
         time.sleep(min(interval, remaining))

@@ -23,6 +23,7 @@ from nameko.messaging import Consumer, QueueConsumer
 
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
 from .envelope import MalformedEvent, open_envelope, utcnow
+from .faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class ReliableConsumer(Consumer):
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is None:
+            crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
             self.queue_consumer.ack_message(message)
             return result, exc_info
         exc = exc_info[1]

@@ -20,6 +20,7 @@ from sqlalchemy import delete, event as sa_event, select, update
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
 from .database import make_engine
 from .envelope import Event, seal, utcnow
+from .faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Relay:
         self.publisher.publish([
             Outgoing(exchange=r.exchange, routing_key=r.routing_key, body=r.body.encode("utf-8"),
                      message_id=r.event_id, type=r.routing_key) for r in rows])
+        crash_point("relay.before_mark")  # published, not marked: the next relay sends them again
         now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(update(self.row).where(self.row.id.in_([r.id for r in rows]))

@@ -23,7 +23,6 @@ class TicketReceivedIn(Tolerant):
     priority = fields.Integer(required=True)
     village_code = fields.String(required=True)
     address = fields.String(load_default="")
-    resident = fields.Dict(load_default=dict)
     received_at = fields.AwareDateTime(required=True)
 
 

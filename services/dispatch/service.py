@@ -38,7 +38,7 @@ class DispatchService:
                 return
             case = new_case(envelope["ticket_id"], data, now)
             s.add(case)
-            self._route(s, case, data["resident"].get("id") or case.address, now)
+            self._route(s, case, case.address or case.id, now)
 
     @on_event("notify", "feedback_received")
     def follow_up(self, envelope):

@@ -1,0 +1,31 @@
+"""Crash points, for fault tests: die with SIGKILL at the worst moment, on purpose.
+
+    SDJ_CRASH_AT="consumer.before_ack:25,relay.before_mark:3"
+
+kills this process (no clean-up, exactly like `kill -9`) the 25th time a
+handled message is about to be acked, or the 3rd time the outbox relay has
+published a batch but not yet marked it sent. Unset, a crash point costs one
+dictionary lookup.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+
+def _parse(spec: str) -> dict[str, int]:
+    points = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, count = item.partition(":")
+        points[name] = int(count or 1)
+    return points
+
+
+_remaining = _parse(os.environ.get("SDJ_CRASH_AT", ""))
+
+
+def crash_point(name: str) -> None:
+    if name in _remaining:
+        _remaining[name] -= 1
+        if _remaining[name] <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)

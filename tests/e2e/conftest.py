@@ -1,0 +1,47 @@
+"""The four services as separate processes, as ops run them, on a throwaway vhost and fresh databases."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from songdaojia.loop import Residents
+from songdaojia.peers import SmtpSink, free_port
+from songdaojia.stack import SERVICES, ServiceProcess, Stack, prepare, start_all, stop_all
+
+E2E_VOLUNTEERS = 20_000  # enough for every village to have volunteers; quick to seed
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    sink: SmtpSink
+    procs: dict[str, ServiceProcess]
+
+    def restart(self, name: str, **extra_env: str) -> None:
+        self.procs[name] = ServiceProcess(name, self.stack, extra_env).start()
+        self.procs[name].wait_ready()
+
+
+@pytest.fixture
+def running_stack(fresh_vhost_uri, tmp_path, request):
+    residents = getattr(request, "param", None)
+    sink = SmtpSink().start()
+    stack = Stack(amqp_uri=fresh_vhost_uri, var_dir=tmp_path / "var", smtp_port=sink.port,
+                  ports={name: free_port() for name in SERVICES})
+    prepare(stack, volunteers=E2E_VOLUNTEERS)
+    procs = start_all(stack)
+    running = RunningStack(stack, sink, procs)
+    yield running
+    stop_all(running.procs)
+    sink.stop()
+    for proc in running.procs.values():  # show what the services said when a test failed
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print(f"--- {proc.name} log ---\n{proc.tail(40)}")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)

@@ -1,0 +1,58 @@
+"""kill -9 in the middle of a run loses no ticket and sends no resident a second acknowledgement."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from services.intake.client import IntakeClient
+from songdaojia.loop import Console, Observer, Residents
+from tests.amqp_helpers import amqp_queue_messages
+from tests.waiting import wait_until
+
+from .requests_helpers import submission
+
+TICKETS = 200
+ACK_SUBJECT = re.compile(r"已受理 工单号 (SDJ-\d{6}-[0-9A-Z]{8})")
+
+
+def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_stack):
+    stack, sink = running_stack.stack, running_stack.sink
+    observer = Observer(stack.amqp_uri)
+    console = Console(stack.amqp_uri, stack.http("dispatch"))
+    residents = Residents(stack.http("notify"), unsatisfied_share=0.0)  # same end state every run: closed
+    sink.on_message = residents.on_mail
+    observer.start(), console.start()
+    try:
+        with IntakeClient(stack.amqp_uri, source="fault-test") as client:
+            for i in range(TICKETS):
+                client.submit("hotline", submission(i, category="301" if i % 2 else "801"))
+
+        # dispatch dies with no warning while tickets sit between every pair of states: once from
+        # outside at a random moment, then at its two worst moments (crash points, see services/common/faults.py)
+        dispatch = running_stack.procs
+        wait_until(lambda: observer.count_in("offered") >= 20, timeout=60, message="offers under way")
+        dispatch["dispatch"].kill()
+        in_flight = [TICKETS - observer.count_in("closed")]
+        for crash_at in ("consumer.before_ack:40", "relay.before_mark:4"):
+            running_stack.restart("dispatch", SDJ_CRASH_AT=crash_at)
+            wait_until(lambda: not dispatch["dispatch"].alive(), timeout=120, message=f"dispatch to die at {crash_at}")
+            in_flight.append(TICKETS - observer.count_in("closed"))
+        running_stack.restart("dispatch")
+
+        wait_until(lambda: observer.count_in("closed") == TICKETS, timeout=240, interval=0.5,
+                   message=lambda: f"all {TICKETS} closed; states now "
+                                   f"{Counter(t.state for t in observer.snapshot().values())}")
+    finally:
+        console.stop(), observer.stop(), residents.stop()
+
+    assert min(in_flight) > 0, "dispatch was killed with nothing in flight: the test proved nothing"
+    acks = Counter(m.group(1) for m in map(ACK_SUBJECT.search, (str(x["Subject"]) for x in sink.messages)) if m)
+    assert len(acks) == TICKETS, "every resident acknowledged"
+    assert set(acks.values()) == {1}, f"acknowledged twice: {[t for t, n in acks.items() if n > 1]}"
+    subjects = Counter(str(x["Subject"]) for x in sink.messages)  # each names its ticket and what it says
+    assert [s for s, n in subjects.items() if n > 1] == [], "a resident got the same message twice"
+    tracks = observer.snapshot()
+    assert all(t.state == "closed" for t in tracks.values())
+    assert console.errors == [] and residents.errors == []
+    for service in ("intake", "dispatch", "volunteer", "notify"):
+        assert amqp_queue_messages(stack.amqp_uri, f"{service}.dead-letter") == [], service

@@ -1,0 +1,124 @@
+"""Intake's AMQP front door, with the real service, broker and database (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pika
+import pytest
+from nameko.containers import ServiceContainer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.common.database import make_engine
+from services.common.messaging import dead_letter_queue
+from services.common.migrations import upgrade
+from services.intake.client import IntakeClient
+from services.intake.models import Resident, Ticket
+from services.intake.service import IntakeService
+from tests.amqp_helpers import Probe, amqp_queue_messages
+from tests.waiting import wait_until
+
+
+def request(**overrides) -> dict:
+    body = {"channel": "hotline", "category": "801", "village_code": "341323104214",
+            "address": "杨东村三组", "description": "独居老人需要代购米面油",
+            "submitted_at": datetime.now(timezone.utc).isoformat(),
+            "resident": {"name": "王秀英", "phone": "+86 138 1234 5678", "vulnerable": True}}
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def intake(fresh_vhost_uri, db_url):
+    upgrade("intake", db_url)
+    engine = make_engine(db_url)
+    probe = Probe(fresh_vhost_uri, "intake.events")
+    container = ServiceContainer(IntakeService, {
+        "AMQP_URI": fresh_vhost_uri, "DB_URL": db_url, "RETRY_DELAYS": [0.05],
+        "WEB_SERVER_ADDRESS": "127.0.0.1:0"})
+    container.start()
+    client = IntakeClient(fresh_vhost_uri, source="test").__enter__()
+    yield client, probe, engine, fresh_vhost_uri
+    client.close()
+    container.stop()
+    probe.close()
+    engine.dispose()
+
+
+def tickets(engine) -> int:
+    with Session(engine) as s:
+        return s.scalar(select(func.count()).select_from(Ticket))
+
+
+def test_a_submission_becomes_a_ticket_and_ticket_received(intake):
+    client, probe, engine, _ = intake
+    client.submit("hotline", request())
+    received = wait_until(lambda: probe.events("ticket_received"), message="ticket_received")
+    data = received[0]["data"]
+    assert data["ticket_no"] == received[0]["ticket_id"]
+    assert data["category"]["volunteer_skill"] == "delivery"
+    assert data["resident"]["phone"] == "13812345678"  # normalised
+    assert data["priority"] == 1  # vulnerable household, already urgent
+    assert tickets(engine) == 1
+
+
+def test_the_same_message_id_never_makes_two_tickets(intake):
+    client, probe, engine, _ = intake
+    message_id = str(uuid.uuid4())
+    client.submit("wechat", request(channel="wechat"), message_id=message_id)
+    client.submit("wechat", request(channel="wechat"), message_id=message_id)
+    client.submit("counter", request(channel="counter"))  # a marker behind both copies
+    wait_until(lambda: len(probe.events("ticket_received")) >= 2, message="two tickets")
+    assert tickets(engine) == 2
+
+
+def test_one_phone_number_is_one_resident_across_channels(intake):
+    client, probe, engine, _ = intake
+    client.submit("hotline", request(resident={"phone": "138-1234-5678"}))
+    client.submit("wechat", request(channel="wechat", resident={"phone": "+8613812345678"}))
+    got = wait_until(lambda: len(probe.events("ticket_received")) == 2 and probe.events("ticket_received"),
+                     message="both tickets")
+    assert got[0]["data"]["resident"]["id"] == got[1]["data"]["resident"]["id"]
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Resident)) == 1
+
+
+POISON = [
+    (b"\xff\xfe\x00", "application/json", "body: not UTF-8"),
+    (b'{"channel": "hotline",', "application/json", "body: not JSON"),
+    (b'["a list"]', "application/json", "must be a JSON object"),
+    (json.dumps(request(village_code="12345")).encode(), "application/json", "village_code"),
+    (json.dumps(request(category="nope")).encode(), "application/json", "category"),
+    (json.dumps(request(resident={"name": "无联系方式"})).encode(), "application/json", "phone or an email"),
+    (json.dumps(request()).encode(), "text/plain", "content_type"),
+]
+
+
+@pytest.mark.parametrize("body, content_type, reason", POISON,
+                         ids=["not-utf8", "truncated", "array", "bad-village", "unknown-category",
+                              "no-contact", "wrong-content-type"])
+def test_a_malformed_submission_is_dead_lettered_with_its_reason_and_the_next_one_is_processed(
+        intake, body, content_type, reason):
+    client, probe, engine, uri = intake
+    client.publish_raw("submit.hotline", body, pika.BasicProperties(
+        content_type=content_type, delivery_mode=2, message_id=str(uuid.uuid4())))
+    client.submit("hotline", request(description="排在坏消息后面的正常诉求"))
+    wait_until(lambda: probe.events("ticket_received"), message="the good submission")
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")),
+                      message="the poison in intake.dead-letter")
+    assert dead[0].body == body
+    assert reason in dead[0].headers["x-reason"]
+    assert dead[0].headers["x-queue"] == "intake.submissions"
+    assert tickets(engine) == 1
+
+
+def test_a_submission_without_message_id_is_refused_with_the_reason(intake):
+    client, probe, engine, uri = intake
+    client.publish_raw("submit.hotline", json.dumps(request()).encode(),
+                       pika.BasicProperties(content_type="application/json", delivery_mode=2))
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")),
+                      message="dead-lettered")
+    assert "message_id: missing" in dead[0].headers["x-reason"]
+    assert tickets(engine) == 0

@@ -1,0 +1,203 @@
+"""The messaging guarantees, on a real broker and real databases (SQLite and PostgreSQL).
+
+A small service built from the shared plumbing consumes `source.events` and
+emits `thing_noted`; each test checks one promise of services/common.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pika
+import pytest
+from marshmallow import EXCLUDE, RAISE, Schema, fields
+from nameko.containers import ServiceContainer
+from sqlalchemy import String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from services.common.database import Database, make_engine
+from services.common.envelope import Event, read_data, utcnow
+from services.common.inbox import Inbox
+from services.common.messaging import dead_letter_queue, on_event
+from services.common.outbox import Outbox
+from services.common.tables import plumbing_tables
+from tests.amqp_helpers import Probe, amqp_queue_messages, connect
+from tests.waiting import wait_until
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Noted(Base):
+    __tablename__ = "noted"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(String(36))  # not unique: only the inbox stops a double effect
+    text: Mapped[str] = mapped_column(String(100))
+
+
+OutboxRow, InboxRow = plumbing_tables(Base)
+
+
+class ThingNoted(Schema):
+    class Meta:
+        unknown = RAISE
+    text = fields.String(required=True)
+
+
+class ThingHappenedIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+    text = fields.String(required=True)
+
+
+FAILURES_LEFT: dict[str, int] = {}  # ticket id -> how many more times the handler should fail
+
+
+class Echo:
+    name = "echo"
+    db = Database()
+    outbox = Outbox(OutboxRow, {"thing_noted": ThingNoted()})
+    inbox = Inbox(InboxRow)
+
+    @on_event("source", "thing_happened")
+    def note(self, envelope):
+        data = read_data(envelope, ThingHappenedIn())
+        if FAILURES_LEFT.get(envelope["ticket_id"], 0) > 0:
+            FAILURES_LEFT[envelope["ticket_id"]] -= 1
+            raise RuntimeError("the database is having a bad day")
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            s.add(Noted(ticket_id=envelope["ticket_id"], text=data["text"]))
+            self.outbox.add(s, [Event("thing_noted", envelope["ticket_id"], {"text": data["text"]})])
+
+
+def envelope(ticket_id: str, text: str, event_id: str | None = None) -> dict:
+    return {"event_id": event_id or str(uuid.uuid4()), "event": "thing_happened", "version": 1,
+            "occurred_at": datetime.now(timezone.utc).isoformat(), "ticket_id": ticket_id,
+            "correlation_id": ticket_id, "data": {"text": text}}
+
+
+def publish(uri: str, body: bytes | dict, content_type: str | None = "application/json") -> None:
+    conn = connect(uri)
+    ch = conn.channel()
+    ch.exchange_declare("source.events", "topic", durable=True)
+    ch.confirm_delivery()
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    ch.basic_publish("source.events", "thing_happened", raw,
+                     pika.BasicProperties(content_type=content_type, delivery_mode=2,
+                                          message_id=str(uuid.uuid4())))
+    conn.close()
+
+
+@pytest.fixture
+def echo(fresh_vhost_uri, db_url):
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    probe = Probe(fresh_vhost_uri, "echo.events")
+    container = ServiceContainer(Echo, {"AMQP_URI": fresh_vhost_uri, "DB_URL": db_url,
+                                        "RETRY_DELAYS": [0.05, 0.1, 0.2], "max_workers": 4})
+    container.start()
+    yield container, probe, engine, fresh_vhost_uri
+    container.stop()
+    probe.close()
+    engine.dispose()
+
+
+def noted_count(engine) -> int:
+    with Session(engine) as s:
+        return s.scalar(select(func.count()).select_from(Noted))
+
+
+def test_event_written_with_the_state_change_is_published(echo):
+    _, probe, engine, uri = echo
+    publish(uri, envelope("T-1", "路灯不亮"))
+    noted = wait_until(lambda: probe.events("thing_noted"), message="thing_noted on echo.events")
+    assert noted[0]["data"] == {"text": "路灯不亮"}
+    assert noted[0]["ticket_id"] == "T-1"
+    assert noted_count(engine) == 1
+
+
+def test_relay_sends_what_a_crash_left_unsent(fresh_vhost_uri, db_url):
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    body = {"event_id": str(uuid.uuid4()), "event": "thing_noted", "version": 1,
+            "occurred_at": utcnow().isoformat(), "ticket_id": "T-crash", "correlation_id": "T-crash",
+            "data": {"text": "written before the crash"}}
+    with Session(engine) as s, s.begin():  # committed by a process that died before relaying it
+        s.add(OutboxRow(event_id=body["event_id"], exchange="echo.events", routing_key="thing_noted",
+                        body=json.dumps(body), created_at=utcnow()))
+    probe = Probe(fresh_vhost_uri, "echo.events")
+    container = ServiceContainer(Echo, {"AMQP_URI": fresh_vhost_uri, "DB_URL": db_url})
+    container.start()
+    try:
+        sent = wait_until(lambda: probe.events("thing_noted"), message="the leftover outbox row")
+        assert sent[0]["event_id"] == body["event_id"]
+        wait_until(lambda: _unsent(engine) == 0, message="the row marked sent")
+    finally:
+        container.stop()
+        probe.close()
+        engine.dispose()
+
+
+def _unsent(engine) -> int:
+    with Session(engine) as s:
+        return s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None)))
+
+
+def test_a_redelivered_event_changes_nothing(echo):
+    _, probe, engine, uri = echo
+    same = envelope("T-2", "重复投递", event_id=str(uuid.uuid4()))
+    publish(uri, same)
+    publish(uri, same)
+    publish(uri, envelope("T-2b", "marker"))  # processed after both copies (one worker queue, FIFO)
+    wait_until(lambda: noted_count(engine) == 2, message="the first copy and the marker noted")
+    wait_until(lambda: len(probe.events("thing_noted")) >= 2, message="two events out")
+    assert noted_count(engine) == 2
+    assert sorted(e["ticket_id"] for e in probe.events("thing_noted")) == ["T-2", "T-2b"]
+
+
+def test_a_failing_handler_is_retried_until_it_succeeds(echo):
+    _, probe, engine, uri = echo
+    FAILURES_LEFT["T-3"] = 2
+    publish(uri, envelope("T-3", "先失败两次"))
+    wait_until(lambda: probe.events("thing_noted"), message="success after two retries")
+    assert FAILURES_LEFT["T-3"] == 0
+    assert amqp_queue_messages(uri, dead_letter_queue("echo")) == []
+
+
+def test_a_handler_that_keeps_failing_ends_in_the_dead_letter_queue_with_its_reason(echo):
+    _, probe, engine, uri = echo
+    FAILURES_LEFT["T-4"] = 99
+    publish(uri, envelope("T-4", "一直失败"))
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("echo")),
+                      message="the message in echo.dead-letter")
+    FAILURES_LEFT["T-4"] = 0
+    body, _props, headers = dead[0]
+    assert json.loads(body)["ticket_id"] == "T-4"  # the message itself is kept, unchanged
+    assert "the database is having a bad day" in headers["x-reason"]
+    assert headers["x-attempts"] == 4  # first try + three retries
+    assert headers["x-queue"] == "echo.note"
+    assert noted_count(engine) == 0
+
+
+@pytest.mark.parametrize("poison, reason", [
+    (b"\xff\xfe not utf-8", "not UTF-8"),
+    (b"{not json", "not JSON"),
+    (b"[1, 2, 3]", "JSON object"),
+    (json.dumps({"event": "thing_happened"}).encode(), "event_id"),
+    (json.dumps(envelope("T-5", "x") | {"data": {"txt": "typo"}}).encode(), "text"),
+], ids=["not-utf8", "not-json", "array", "no-envelope", "bad-data"])
+def test_a_malformed_message_is_dead_lettered_and_the_one_behind_it_is_processed(echo, poison, reason):
+    _, probe, engine, uri = echo
+    publish(uri, poison, content_type=None)
+    publish(uri, envelope("T-good", "后面的正常消息"))
+    wait_until(lambda: probe.events("thing_noted"), message="the good message processed")
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("echo")),
+                      message="the poison message dead-lettered")
+    assert dead[0].body == poison
+    assert reason in dead[0].headers["x-reason"]
+    assert dead[0].headers["x-error-kind"] == "MalformedEvent"
+    assert noted_count(engine) == 1

@@ -1,0 +1,232 @@
+"""A ticket's life in dispatch, on a plain object: route, offer, accept, resolve, follow up."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.common.envelope import seal
+from services.dispatch import lifecycle
+from services.dispatch.areas import AreaMap
+from services.dispatch.events import SCHEMAS
+from services.dispatch.roster import on_duty
+from services.dispatch.routing import Assignment, route as route_ticket
+
+NOW = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
+YANGDONG = "341323104214"
+GRID = f"{YANGDONG}-G10"
+WORKER, OTHER_WORKER = f"W-{GRID}-1", f"W-{GRID}-2"
+ASSIGNMENT = Assignment(
+    grid_code=GRID, assignee_id=WORKER, assignee_name="李桂兰",
+    area_path=("3413", "341323", "341323104", YANGDONG, GRID),
+    work_key=f"area.3413.341323.341323104.{YANGDONG}.{GRID}")
+
+
+@dataclass
+class FakeCase:
+    """The attributes of `services.dispatch.models.Case`, without SQLAlchemy."""
+    id: str = "SDJ-261127-7KQ2M4XA"
+    state: str = "received"
+    version: int = 0
+    category_code: str = "801"
+    department: str = "civil"
+    priority: int = 1
+    village_code: str = YANGDONG
+    address: str = "杨东村三组"
+    grid_code: str | None = None
+    work_key: str | None = None
+    assignee_id: str | None = None
+    assignee_name: str | None = None
+    volunteer_skill: str | None = "delivery"
+    volunteer_id: str | None = None
+    accept_minutes: int = 10
+    resolve_hours: int = 2
+    follow_up_hours: int = 24
+    accept_due_at: datetime | None = None
+    resolve_due_at: datetime | None = None
+    received_at: datetime = NOW
+    resolved_at: datetime | None = None
+    updated_at: datetime = NOW
+    reopen_count: int = 0
+
+
+def at(minutes: int) -> datetime:
+    return NOW + timedelta(minutes=minutes)
+
+
+def names(events) -> list[str]:
+    return [e.name for e in events]
+
+
+def offered_case(**attrs) -> FakeCase:
+    case = FakeCase(**attrs)
+    lifecycle.route(case, ASSIGNMENT, NOW)
+    return case
+
+
+def resolved_case() -> FakeCase:
+    case = offered_case()
+    lifecycle.accept(case, WORKER, at(5))
+    lifecycle.resolve(case, WORKER, "已代购米面油送到家", at(60))
+    return case
+
+
+def test_model_and_stand_in_have_the_same_attributes():
+    from services.dispatch.models import Case
+    assert set(Case.__table__.columns.keys()) == set(FakeCase.__dataclass_fields__)
+
+
+def test_routing_offers_the_ticket_to_the_worker_on_duty():
+    case = FakeCase(volunteer_skill=None)
+    events = lifecycle.route(case, ASSIGNMENT, NOW)
+    assert names(events) == ["ticket_routed", "ticket_offered"]
+    assert (case.state, case.version) == ("offered", 2)
+    assert (case.grid_code, case.assignee_id, case.assignee_name) == (GRID, WORKER, "李桂兰")
+    assert case.work_key == ASSIGNMENT.work_key
+    assert case.accept_due_at == NOW + timedelta(minutes=10)
+    routed, offered = (e.data for e in events)
+    assert routed["area_path"] == ["3413", "341323", "341323104", YANGDONG, GRID]
+    assert offered == {"state": "offered", "ticket_version": 2, "assignee_id": WORKER,
+                       "assignee_name": "李桂兰", "grid_code": GRID, "work_key": ASSIGNMENT.work_key,
+                       "accept_due_at": "2026-11-27T01:10:00+00:00", "priority": 1,
+                       "category_code": "801"}
+
+
+def test_routing_through_the_area_map_offers_the_ticket_to_the_worker_on_duty_there():
+    areas = AreaMap.load()
+    assignment = route_ticket(YANGDONG, "杨东村三组", areas, NOW)
+    case = FakeCase()
+    lifecycle.route(case, assignment, NOW)
+    grid = areas.grid_for(YANGDONG, "杨东村三组")
+    assert case.grid_code == grid.code
+    assert case.assignee_id == on_duty(grid, NOW).id
+    assert case.work_key.startswith(f"area.3413.341323.341323104.{YANGDONG}.")
+
+
+def test_volunteer_is_requested_only_for_categories_that_need_one():
+    with_skill = lifecycle.route(FakeCase(volunteer_skill="delivery"), ASSIGNMENT, NOW)
+    without_skill = lifecycle.route(FakeCase(volunteer_skill=None), ASSIGNMENT, NOW)
+    assert names(with_skill) == ["ticket_routed", "ticket_offered", "volunteer_requested"]
+    assert with_skill[-1].data == {"skill": "delivery", "village_code": YANGDONG,
+                                   "town_code": "341323104", "priority": 1, "exclude": []}
+    assert names(without_skill) == ["ticket_routed", "ticket_offered"]
+
+
+def test_volunteer_is_not_requested_again_while_one_is_on_the_ticket():
+    case = FakeCase(state="returned", version=5, volunteer_id="V004211")
+    assert "volunteer_requested" not in names(lifecycle.route(case, ASSIGNMENT, NOW))
+
+
+def test_only_the_assignee_can_accept():
+    case = offered_case()
+    with pytest.raises(lifecycle.NotYourTicket, match=f"offered to {WORKER}, not {OTHER_WORKER}"):
+        lifecycle.accept(case, OTHER_WORKER, at(5))
+    assert (case.state, case.version) == ("offered", 2)
+    events = lifecycle.accept(case, WORKER, at(5))
+    assert names(events) == ["ticket_accepted"]
+    assert (case.state, case.version) == ("accepted", 3)
+    assert case.resolve_due_at == at(5) + timedelta(hours=2)
+    assert events[0].data["resolve_due_at"] == "2026-11-27T03:05:00+00:00"
+
+
+def test_a_ticket_cannot_be_accepted_twice():
+    case = offered_case()
+    lifecycle.accept(case, WORKER, at(5))
+    with pytest.raises(lifecycle.InvalidTransition, match="is accepted; it cannot become accepted"):
+        lifecycle.accept(case, WORKER, at(6))
+    assert case.version == 3
+
+
+def test_resolve_before_accept_is_refused():
+    case = offered_case()
+    with pytest.raises(lifecycle.InvalidTransition) as caught:
+        lifecycle.resolve(case, WORKER, "done", at(5))
+    assert str(caught.value) == f"ticket {case.id} is offered; it cannot become resolved"
+    assert (case.state, case.version, case.resolved_at) == ("offered", 2, None)
+
+
+def test_only_the_assignee_can_resolve():
+    case = offered_case()
+    lifecycle.accept(case, WORKER, at(5))
+    with pytest.raises(lifecycle.NotYourTicket, match=f"assigned to {WORKER}, not {OTHER_WORKER}"):
+        lifecycle.resolve(case, OTHER_WORKER, "done", at(30))
+    assert case.state == "accepted"
+
+
+def test_resolving_tells_when_to_follow_up():
+    case = offered_case()
+    lifecycle.accept(case, WORKER, at(5))
+    events = lifecycle.resolve(case, WORKER, "已代购米面油送到家", at(60))
+    assert (case.state, case.version, case.resolved_at) == ("resolved", 4, at(60))
+    assert events[0].data == {"state": "resolved", "ticket_version": 4, "assignee_id": WORKER,
+                              "assignee_name": "李桂兰", "note": "已代购米面油送到家",
+                              "resolved_at": "2026-11-27T02:00:00+00:00", "follow_up_hours": 24}
+
+
+def test_satisfied_follow_up_closes_the_ticket():
+    case = resolved_case()
+    events = lifecycle.record_follow_up(case, True, "满意", at(120))
+    assert names(events) == ["ticket_closed"]
+    assert (case.state, case.version, case.reopen_count) == ("closed", 6, 0)
+    assert events[0].data == {"state": "closed", "ticket_version": 6, "assignee_id": WORKER,
+                              "assignee_name": "李桂兰", "satisfied": True, "comment": "满意"}
+
+
+def test_unsatisfied_follow_up_reopens_and_counts():
+    case = resolved_case()
+    case.volunteer_id = "V004211"
+    events = lifecycle.record_follow_up(case, False, "还没送到", at(120))
+    assert names(events) == ["ticket_reopened"]
+    assert (case.state, case.version, case.reopen_count) == ("reopened", 6, 1)
+    assert events[0].data["comment"] == "还没送到" and events[0].data["reopen_count"] == 1
+    assert case.volunteer_id is None
+
+    again = lifecycle.route(case, ASSIGNMENT, at(121))
+    assert names(again) == ["ticket_routed", "ticket_offered", "volunteer_requested"]
+    lifecycle.accept(case, WORKER, at(125))
+    lifecycle.resolve(case, WORKER, "补送到家", at(180))
+    lifecycle.record_follow_up(case, False, "还是不满意", at(240))
+    assert (case.state, case.reopen_count) == ("reopened", 2)
+
+
+@pytest.mark.parametrize("step", [
+    lambda case: lifecycle.route(case, ASSIGNMENT, at(200)),
+    lambda case: lifecycle.accept(case, WORKER, at(200)),
+    lambda case: lifecycle.resolve(case, WORKER, "again", at(200)),
+    lambda case: lifecycle.record_follow_up(case, False, "再办一次", at(200)),
+], ids=["route", "accept", "resolve", "follow_up"])
+def test_a_closed_ticket_cannot_change(step):
+    case = resolved_case()
+    lifecycle.record_follow_up(case, True, "满意", at(120))
+    before = vars(case).copy()
+    with pytest.raises(lifecycle.InvalidTransition, match="is closed; it cannot become"):
+        step(case)
+    assert vars(case) == before
+
+
+def test_follow_up_is_refused_before_the_ticket_is_resolved():
+    case = offered_case()
+    with pytest.raises(lifecycle.InvalidTransition, match="is offered; it cannot become followed_up"):
+        lifecycle.record_follow_up(case, True, "", at(10))
+
+
+def test_every_event_s_version_increases_and_every_event_passes_the_producer_schema():
+    case = FakeCase()
+    events = lifecycle.route(case, ASSIGNMENT, NOW)
+    events += lifecycle.accept(case, WORKER, at(5))
+    events += lifecycle.resolve(case, WORKER, "送到了", at(60))
+    events += lifecycle.record_follow_up(case, False, "还没送到", at(120))
+    events += lifecycle.route(case, ASSIGNMENT, at(121))
+    events += lifecycle.accept(case, WORKER, at(125))
+    events += lifecycle.resolve(case, WORKER, "补送到家", at(180))
+    events += lifecycle.record_follow_up(case, True, "满意", at(240))
+
+    versions = [e.data["ticket_version"] for e in events if "ticket_version" in e.data]
+    assert versions == [1, 2, 3, 4, 6, 7, 8, 9, 10, 12]
+    assert case.version == versions[-1]
+    assert names(events).count("volunteer_requested") == 2
+    for event in events:
+        assert event.ticket_id == event.correlation_id == case.id
+        wire = seal(event, SCHEMAS)  # raises when the lifecycle breaks its own published contract
+        assert wire["event"] == event.name
