@@ -31,9 +31,12 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     console = Console(stack.amqp_uri, stack.http("dispatch"))
     observer.start(), console.start()
     try:
+        started = time.monotonic()
         submitted = publish(stack.amqp_uri, scenario.requests(count, seed), rate)
         closed = wait_closed(observer, count, timeout)
-        report = build_report(observer, submitted, closed, console.errors + residents.errors)
+        report = build_report(observer, submitted, closed, console.errors + residents.errors,
+                              seconds=time.monotonic() - started)
+        report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
         print_report(report, out)
         if keep_running:
             print_listening(stack, sink, out)
@@ -71,7 +74,8 @@ def wait_closed(observer: Observer, count: int, timeout: float) -> bool:
     return False
 
 
-def build_report(observer: Observer, submitted: int, finished: bool, errors: list[str]) -> dict:
+def build_report(observer: Observer, submitted: int, finished: bool, errors: list[str],
+                 seconds: float) -> dict:
     tickets = observer.snapshot()
     def reached(state):
         return sum(1 for t in tickets.values() if state in t.states)
@@ -82,12 +86,15 @@ def build_report(observer: Observer, submitted: int, finished: bool, errors: lis
         "acknowledged": sum(1 for t in tickets.values() if t.acks),
         "acknowledged twice": sum(1 for t in tickets.values() if t.acks > 1),
         "routed": reached("routed"), "accepted": reached("accepted"), "resolved": reached("resolved"),
-        "followed up": reached("followed_up"), "closed": reached("closed"),
+        "followed up": sum(1 for t in tickets.values() if "closed" in t.states or t.reopened),
+        "closed": reached("closed"),
         "reopened": sum(1 for t in tickets.values() if t.reopened),
         "with volunteer": sum(1 for t in tickets.values() if t.volunteer),
         "still open": sum(1 for t in tickets.values() if t.state != "closed"),
         "missing": submitted - sum(1 for t in tickets.values() if t.submitted_at),
-        "ack p50 ms": percentile(latencies, 50), "ack p99 ms": percentile(latencies, 99),
+        "ack p50 ms": percentile(latencies, 50), "ack p95 ms": percentile(latencies, 95),
+        "ack p99 ms": percentile(latencies, 99),
+        "loop seconds": seconds, "closed per second": reached("closed") / seconds if seconds else 0.0,
         "finished": finished, "errors": errors[:10],
     }
 
