@@ -20,7 +20,13 @@ from email.message import EmailMessage
 import pika
 import requests
 
-EVENT_EXCHANGES = ("intake.events", "dispatch.events", "volunteer.events", "notify.events")
+OBSERVED = {  # what the report needs, and no more: the observer shares the machine it measures
+    "intake.events": ("ticket_received",),
+    "dispatch.events": ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
+                        "ticket_reopened"),
+    "volunteer.events": ("volunteer_offered",),
+    "notify.events": ("resident_notified",),
+}
 TICKET_NO = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
 
 
@@ -93,7 +99,7 @@ class _Listener(threading.Thread):
 
 class Observer(_Listener):
     def __init__(self, amqp_uri: str):
-        super().__init__(amqp_uri, [(x, "#") for x in EVENT_EXCHANGES])
+        super().__init__(amqp_uri, [(exchange, key) for exchange, keys in OBSERVED.items() for key in keys])
         self.lock = threading.Lock()
         self.tickets: dict[str, TicketTrack] = {}
         self.counts: dict[str, int] = {}

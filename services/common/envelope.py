@@ -55,25 +55,24 @@ class MalformedEvent(ValueError):
     """Input that can never be processed, however often it is retried."""
 
 
-def seal(event: Event, schemas: Mapping[str, Schema]) -> dict:
-    """Validate an event against its producer's strict schema; return the wire dict."""
+def seal(event: Event, schemas: Mapping[str, Schema]) -> str:
+    """Validate an event against its producer's strict schema; return the JSON on the wire."""
     schema = schemas.get(event.name)
     if schema is None:
         raise ValueError(f"event {event.name!r} is not declared by this service")
-    errors = schema.validate(dict(event.data))
+    errors = schema.validate(event.data)
     if errors:
         raise ValidationError({"data": errors})
-    wire = {
+    # the envelope's own fields come from `Event`, typed and defaulted there: no second validation
+    return json.dumps({
         "event_id": event.event_id,
         "event": event.name,
         "version": event.version,
         "occurred_at": event.occurred_at.astimezone(timezone.utc).isoformat(),
         "ticket_id": event.ticket_id,
         "correlation_id": event.correlation_id or event.ticket_id,
-        "data": json.loads(json.dumps(dict(event.data), default=_json_default)),
-    }
-    Envelope().load(wire)  # the envelope itself must be well formed too
-    return wire
+        "data": event.data,
+    }, ensure_ascii=False, default=_json_default)
 
 
 def open_envelope(body: Any) -> dict:
@@ -91,15 +90,22 @@ def open_envelope(body: Any) -> dict:
     if not isinstance(body, dict):
         raise MalformedEvent(f"body must be a JSON object, got {type(body).__name__}")
     try:
-        return EnvelopeIn().load(body)
+        return _ENVELOPE_IN.load(body)
     except ValidationError as exc:
         raise MalformedEvent(f"bad envelope: {exc.messages}") from None
 
 
-def read_data(envelope: Mapping, schema: Schema) -> dict:
-    """Load an event's data with the consumer's own tolerant schema."""
+_ENVELOPE_IN = EnvelopeIn()
+_readers: dict[type, Schema] = {}
+
+
+def read_data(envelope: Mapping, schema: type[Schema]) -> dict:
+    """Load an event's data with the consumer's own tolerant schema (a class; one instance is kept)."""
+    reader = _readers.get(schema)
+    if reader is None:
+        reader = _readers[schema] = schema()
     try:
-        return schema.load(envelope["data"], unknown=EXCLUDE)
+        return reader.load(envelope["data"], unknown=EXCLUDE)
     except ValidationError as exc:
         raise MalformedEvent(f"{envelope.get('event')}: bad data {exc.messages}") from None
 

@@ -6,7 +6,6 @@ is at least once, and consumers' inboxes turn that into exactly-once effects.
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from typing import Iterable, Mapping
@@ -39,11 +38,9 @@ class OutboxWriter:
             routing_key: str | None = None) -> None:
         added = False
         for ev in events:
-            wire = seal(ev, self._schemas)
             session.add(self._row(
                 event_id=ev.event_id, exchange=exchange or self._exchange,
-                routing_key=routing_key or ev.name, body=json.dumps(wire, ensure_ascii=False),
-                created_at=utcnow()))
+                routing_key=routing_key or ev.name, body=seal(ev, self._schemas), created_at=utcnow()))
             added = True
         if added:
             sa_event.listen(session, "after_commit", lambda _s: self._wake(), once=True)

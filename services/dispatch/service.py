@@ -31,7 +31,7 @@ class DispatchService:
 
     @on_event("intake", "ticket_received")
     def open_case(self, envelope):
-        data = read_data(envelope, TicketReceivedIn())
+        data = read_data(envelope, TicketReceivedIn)
         now = utcnow()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
@@ -42,7 +42,7 @@ class DispatchService:
 
     @on_event("notify", "feedback_received")
     def follow_up(self, envelope):
-        data = read_data(envelope, FeedbackIn())
+        data = read_data(envelope, FeedbackIn)
         now = utcnow()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
@@ -61,11 +61,11 @@ class DispatchService:
                 return
             case = self._case(s, envelope["ticket_id"])
             if envelope["event"] == "volunteer_offered":
-                offer = read_data(envelope, VolunteerOfferedIn())
+                offer = read_data(envelope, VolunteerOfferedIn)
                 lifecycle.record_volunteer(case, offer["volunteer_id"])
                 note = f"{offer['volunteer_name']} ({offer['volunteer_id']}, team {offer['team_id']})"
             else:
-                note = read_data(envelope, MatchFailedIn())["reason"]
+                note = read_data(envelope, MatchFailedIn)["reason"]
             s.add(HistoryEntry(ticket_id=case.id, at=now, event=envelope["event"], state=case.state,
                                actor="volunteer", note=note))
 

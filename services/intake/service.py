@@ -20,8 +20,9 @@ from .residents import find_or_add, mask_phone
 from .schemas import Submission, TicketStatusChange
 from .submissions import on_submission
 
-LIFECYCLE_EVENTS = ("ticket_routed", "ticket_offered", "ticket_accepted", "ticket_resolved",
-                    "ticket_closed", "ticket_reopened")
+# what a resident asking "where is my request?" needs; offers follow routing at once
+LIFECYCLE_EVENTS = ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
+                    "ticket_reopened")
 
 
 class IntakeService:
@@ -51,7 +52,7 @@ class IntakeService:
 
     @on_event("dispatch", *LIFECYCLE_EVENTS)
     def track_status(self, envelope: dict):
-        change = read_data(envelope, TicketStatusChange())
+        change = read_data(envelope, TicketStatusChange)
         with self.db.transaction() as s:
             ticket = s.get(Ticket, envelope["ticket_id"])
             if ticket is None or change["ticket_version"] <= ticket.status_version:

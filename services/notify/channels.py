@@ -64,15 +64,17 @@ def _contact_value(contact: Mapping[str, Any] | None, key: str) -> str | None:
 
 
 class EmailChannel:
-    """Sends UTF-8 plain-text mail over SMTP, one connection per message."""
+    """Sends UTF-8 plain-text mail over SMTP, keeping a few connections open between messages."""
 
     kind = "email"
+    MAX_IDLE = 8  # connections kept open for the next messages
 
     def __init__(self, host: str, port: int, sender: str, timeout: float = 5.0):
         self.host = host
         self.port = int(port)
         self.sender = sender
         self.timeout = float(timeout)
+        self._idle: list[smtplib.SMTP] = []
 
     @property
     def peer(self) -> str:
@@ -104,26 +106,53 @@ class EmailChannel:
         return message
 
     def _transmit(self, message: EmailMessage, recipient: str) -> None:
+        if self._idle:
+            try:
+                refused = self._send_on(self._idle.pop(), message, idle=True)
+            except _Stale:  # the server closed it while idle; nothing was sent on it
+                refused = self._send_on(self._connect(), message)
+        else:
+            refused = self._send_on(self._connect(), message)
+        if refused:  # only reachable with several recipients; kept for safety
+            raise self._refused(refused)
+
+    def _connect(self) -> smtplib.SMTP:
         try:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            # a fixed local name: smtplib would otherwise look up this host's FQDN on every connect
+            return smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname="localhost")
         except smtplib.SMTPResponseException as exc:
             raise self._failure(_smtp_reason("greeting", exc), _is_5xx(exc.smtp_code)) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise self._failure(f"cannot connect: {exc!r}", permanent=False) from exc
+
+    def _send_on(self, smtp: smtplib.SMTP, message: EmailMessage, idle: bool = False) -> dict:
         try:
             refused = smtp.send_message(message)
+        except smtplib.SMTPServerDisconnected as exc:
+            smtp.close()
+            if idle:
+                raise _Stale() from exc
+            raise self._failure(f"connection broke while sending: {exc!r}", permanent=False) from exc
         except smtplib.SMTPRecipientsRefused as exc:
+            self._keep(smtp)  # the connection is fine; the address is not
             raise self._refused(exc.recipients) from exc
         except smtplib.SMTPNotSupportedError as exc:  # e.g. non-ASCII address without SMTPUTF8
+            smtp.close()
             raise self._failure(f"server cannot take this message: {exc}", permanent=True) from exc
         except smtplib.SMTPResponseException as exc:
+            _quit_quietly(smtp)
             raise self._failure(_smtp_reason("send", exc), _is_5xx(exc.smtp_code)) from exc
         except (smtplib.SMTPException, OSError) as exc:
+            smtp.close()
             raise self._failure(f"connection broke while sending: {exc!r}", permanent=False) from exc
-        finally:
+        self._keep(smtp)
+        return refused
+
+    def _keep(self, smtp: smtplib.SMTP) -> None:
+        if len(self._idle) < self.MAX_IDLE:
+            self._idle.append(smtp)
+        else:
             _quit_quietly(smtp)
-        if refused:  # only reachable with several recipients; kept for safety
-            raise self._refused(refused)
 
     def _refused(self, recipients: Mapping[str, tuple[int, bytes]]) -> DeliveryFailed:
         details = "; ".join(
@@ -134,6 +163,10 @@ class EmailChannel:
 
     def _failure(self, reason: str, permanent: bool) -> DeliveryFailed:
         return DeliveryFailed(self.kind, self.peer, reason, permanent)
+
+
+class _Stale(Exception):
+    """An idle SMTP connection turned out to be closed."""
 
 
 def _quit_quietly(smtp: smtplib.SMTP) -> None:

@@ -28,7 +28,7 @@ class NotifyService:
 
     @on_event("intake", "ticket_received")
     def acknowledge(self, envelope):
-        data = read_data(envelope, TicketReceivedIn())
+        data = read_data(envelope, TicketReceivedIn)
         resident, category = data["resident"], data["category"]
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
@@ -42,7 +42,7 @@ class NotifyService:
 
     @on_event("dispatch", "ticket_resolved")
     def ask_for_follow_up(self, envelope):
-        data = read_data(envelope, TicketResolvedIn())
+        data = read_data(envelope, TicketResolvedIn)
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return

@@ -28,7 +28,7 @@ class VolunteerService:
 
     @on_event("dispatch", "volunteer_requested")
     def find_volunteer(self, envelope):
-        req = read_data(envelope, VolunteerRequestedIn())
+        req = read_data(envelope, VolunteerRequestedIn)
         ticket_id, now = envelope["ticket_id"], utcnow()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
@@ -54,10 +54,11 @@ class VolunteerService:
     def finish_offers(self, envelope):
         now, released = utcnow(), []
         with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
-                return
-            for offer in s.scalars(select(Offer).where(Offer.ticket_id == envelope["ticket_id"],
-                                                       Offer.state.in_(("offered", "accepted")))):
+            offers = s.scalars(select(Offer).where(Offer.ticket_id == envelope["ticket_id"],
+                                                   Offer.state.in_(("offered", "accepted")))).all()
+            if not offers or not self.inbox.first_delivery(s, envelope):
+                return  # most tickets never had a volunteer: nothing to record
+            for offer in offers:
                 offer.state, offer.updated_at = "done", now
                 s.get(VolunteerRow, offer.volunteer_id).service_points += 1
                 released.append(offer.volunteer_id)

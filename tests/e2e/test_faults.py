@@ -30,7 +30,7 @@ def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_sta
         # dispatch dies with no warning while tickets sit between every pair of states: once from
         # outside at a random moment, then at its two worst moments (crash points, see services/common/faults.py)
         dispatch = running_stack.procs
-        wait_until(lambda: observer.count_in("offered") >= 20, timeout=60, message="offers under way")
+        wait_until(lambda: observer.count_in("routed") >= 20, timeout=60, message="offers under way")
         dispatch["dispatch"].kill()
         in_flight = [TICKETS - observer.count_in("closed")]
         for crash_at in ("consumer.before_ack:40", "relay.before_mark:4"):

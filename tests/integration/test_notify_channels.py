@@ -76,6 +76,18 @@ def test_resending_the_same_notification_reuses_its_message_id(smtp_sink: SmtpSi
     assert smtp_sink.bodies() == [BODY, BODY]
 
 
+def test_a_connection_closed_by_the_server_while_idle_is_replaced_transparently() -> None:
+    port = free_port()
+    with SmtpSink(port=port) as first:
+        channel = email_channel(first.port)
+        channel.send("a@village.example.cn", "第一封", "正文", "m-1")
+        first.wait_for(lambda got: len(got) == 1)
+    with SmtpSink(port=first.port) as second:  # the server restarted: the kept connection is dead
+        channel.send("a@village.example.cn", "第二封", "正文", "m-2")
+        got = second.wait_for(lambda got: len(got) == 1, description="the second message")
+    assert str(got[0]["Subject"]) == "第二封"
+
+
 def test_connection_refused_is_a_temporary_failure() -> None:
     nobody_listens = free_port()
 

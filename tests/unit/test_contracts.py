@@ -163,7 +163,7 @@ def test_sealing_the_example_data_gives_back_the_example(service, name):
                   correlation_id=envelope["correlation_id"], version=envelope["version"],
                   occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
                   event_id=envelope["event_id"])
-    assert seal(event, producer(service).SCHEMAS) == envelope
+    assert json.loads(seal(event, producer(service).SCHEMAS)) == envelope
 
 
 @pytest.mark.parametrize("service,name", PRODUCED)
@@ -194,7 +194,7 @@ def test_the_contract_table_names_the_schema_the_handler_really_uses(consumer, h
     if schema is None:
         assert "read_data" not in code
     else:
-        assert f"read_data(envelope, {schema.__name__}())" in code
+        assert f"read_data(envelope, {schema.__name__})" in code
 
 
 @pytest.mark.parametrize("consumer,handler,source,event", SUBSCRIPTIONS)
@@ -212,7 +212,7 @@ def test_consumer_reads_the_producer_example(consumer, handler, source, event):
     schema = CONSUMER_SCHEMAS[(consumer, handler, source, event)]
     if schema is None:
         return
-    data = read_data(envelope, schema())
+    data = read_data(envelope, schema)
     for key, value in data.items():  # what the consumer reads is what the producer said
         if key in wire["data"] and isinstance(value, (str, int, bool)):
             assert value == wire["data"][key], key
@@ -223,11 +223,11 @@ def test_consumer_reads_the_producer_example(consumer, handler, source, event):
 def test_consumer_tolerates_a_field_added_by_the_producer(consumer, handler, source, event):
     schema = CONSUMER_SCHEMAS[(consumer, handler, source, event)]
     wire = example(source, event)
-    expected = read_data(open_envelope(wire), schema()) if schema else None
+    expected = read_data(open_envelope(wire), schema) if schema else None
     for where, data in with_extra_fields(wire["data"]):
         envelope = open_envelope(json.dumps({**wire, "data": data, "added_to_envelope": 1}))
         if schema is not None:
-            loaded = read_data(envelope, schema())
+            loaded = read_data(envelope, schema)
             assert "added_in_a_later_version" not in loaded
             # a raw `fields.Dict` passes the new key through untouched; that is tolerated too
             assert without_added_field(loaded) == expected, where

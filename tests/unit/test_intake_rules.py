@@ -107,7 +107,7 @@ def test_ticket_received_passes_the_strict_producer_schema(catalogue):
     resident = SimpleNamespace(id="r-4f1c", name="王秀英", phone="13812341234", email=None)
     event = ticket_received(ticket, resident, category_for("801", catalogue),
                             {"locale": "zh-CN", "vulnerable": True})
-    wire = seal(event, SCHEMAS)
+    wire = json.loads(seal(event, SCHEMAS))
     assert wire["ticket_id"] == wire["data"]["ticket_no"] == "SDJ-261127-7KQ2M4XA"
     assert wire["data"]["priority"] == 1
     assert wire["data"]["category"]["code"] == "801"
