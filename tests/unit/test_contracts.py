@@ -47,8 +47,8 @@ CONSUMER_SCHEMAS: dict[tuple[str, str, str, str], type[Schema] | None] = {
     ("dispatch", "note_volunteer", "volunteer", "volunteer_offered"): _dispatch.VolunteerOfferedIn,
     ("dispatch", "note_volunteer", "volunteer", "match_failed"): _dispatch.MatchFailedIn,
     **{("intake", "track_status", "dispatch", name): _intake.TicketStatusChange
-       for name in ("ticket_routed", "ticket_offered", "ticket_accepted", "ticket_resolved",
-                    "ticket_closed", "ticket_reopened")},
+       for name in ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
+                    "ticket_reopened")},
     ("notify", "acknowledge", "intake", "ticket_received"): _notify.TicketReceivedIn,
     ("notify", "ask_for_follow_up", "dispatch", "ticket_resolved"): _notify.TicketResolvedIn,
     ("notify", "tell_outcome", "dispatch", "ticket_closed"): None,
@@ -124,7 +124,7 @@ def test_every_service_with_a_service_module_is_checked():
 def test_discovery_finds_the_known_subscriptions():
     assert ("dispatch", "open_case", "intake", "ticket_received") in SUBSCRIPTIONS
     assert ("volunteer", "finish_offers", "dispatch", "ticket_closed") in SUBSCRIPTIONS
-    assert len(SUBSCRIPTIONS) == 16
+    assert len(SUBSCRIPTIONS) == 15
 
 
 def test_every_consumer_reads_a_service_event_exchange_or_a_known_outside_input():
