@@ -86,6 +86,7 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
         "loop / ceiling": f"{report['closed per second'] / ceiling:.2%}",
         "match p50 ms": match["p50_ms"], "match p99 ms": match["p99_ms"],
         "service RSS MiB": report["service RSS MiB"],
+        "CPU ms per ticket": report["CPU ms per ticket"],
     }
     print("\nbenchmark", file=out)
     for key, value in figures.items():

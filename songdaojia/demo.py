@@ -1,8 +1,10 @@
 """The run command: the whole closed loop on this machine, with a report at the end."""
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 from tqdm import tqdm
@@ -12,7 +14,7 @@ from services.intake.client import IntakeClient
 from . import scenario
 from .loop import Console, Observer, Residents, percentile
 from .peers import SmtpSink
-from .stack import Stack, prepare, start_all, stop_all
+from .stack import Stack, prepare, process_cpu_seconds, start_all, stop_all
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
                  "closed", "reopened")
@@ -31,12 +33,17 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     console = Console(stack.amqp_uri, stack.http("dispatch"))
     observer.start(), console.start()
     try:
+        requests = scenario.requests(count, seed)
+        cpu_before = cpu_snapshot(procs)
         started = time.monotonic()
-        submitted = publish(stack.amqp_uri, scenario.requests(count, seed), rate)
+        submitted = publish(stack.amqp_uri, requests, rate)
         closed = wait_closed(observer, count, timeout)
         report = build_report(observer, submitted, closed, console.errors + residents.errors,
                               seconds=time.monotonic() - started)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
+        cpu_after = cpu_snapshot(procs)
+        report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
+                                       for n in cpu_after}
         print_report(report, out)
         if keep_running:
             print_listening(stack, sink, out)
@@ -46,6 +53,27 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         console.stop(), observer.stop(), residents.stop()
         stop_all(procs)
         sink.stop()
+
+
+def cpu_snapshot(procs) -> dict[str, float]:
+    """CPU seconds used so far by each service, this process (publisher, console, residents,
+    mail server) and the local broker, if it runs here."""
+    snapshot = {name: proc.cpu_seconds() for name, proc in procs.items()}
+    snapshot["demo"] = process_cpu_seconds(os.getpid())
+    broker = _broker_pid()
+    if broker:
+        snapshot["rabbitmq"] = process_cpu_seconds(broker)
+    return snapshot
+
+
+def _broker_pid() -> int | None:
+    for status in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if status.read_text().strip() == "beam.smp":
+                return int(status.parent.name)
+        except OSError:
+            continue
+    return None
 
 
 def publish(amqp_uri: str, requests: list[tuple[str, dict]], rate: float | None) -> int:
@@ -102,7 +130,7 @@ def build_report(observer: Observer, submitted: int, finished: bool, errors: lis
 def print_report(report: dict, out=sys.stdout) -> None:
     print("\nclosed-loop report", file=out)
     for key, value in report.items():
-        if key == "errors":
+        if key in ("errors",):
             continue
         shown = f"{value:.1f}" if isinstance(value, float) else value
         print(f"  {key:<20} {shown}", file=out)
