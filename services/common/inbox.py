@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
+from sqlalchemy import insert, select
 
 from .envelope import utcnow
 
@@ -17,11 +18,13 @@ class InboxBook:
         Two workers racing on the same event both get True, but only one commit
         succeeds: the other fails on the primary key and is retried, then sees False.
         """
-        key = (str(envelope["event_id"]), self._consumer)
-        if session.get(self._row, key) is not None:
+        event_id, row = str(envelope["event_id"]), self._row
+        seen = session.execute(select(row.event_id).where(
+            row.event_id == event_id, row.consumer == self._consumer)).first()
+        if seen is not None:
             return False
-        session.add(self._row(event_id=key[0], consumer=key[1], received_at=utcnow()))
-        session.flush()
+        session.execute(insert(row).values(event_id=event_id, consumer=self._consumer,
+                                           received_at=utcnow()))
         return True
 
 

@@ -14,7 +14,7 @@ import eventlet
 from eventlet.event import Event as GreenEvent
 from marshmallow import Schema
 from nameko.extensions import DependencyProvider
-from sqlalchemy import delete, event as sa_event, select, update
+from sqlalchemy import delete, event as sa_event, insert, select, update
 
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
 from .database import make_engine
@@ -36,13 +36,12 @@ class OutboxWriter:
 
     def add(self, session, events: Iterable[Event], exchange: str | None = None,
             routing_key: str | None = None) -> None:
-        added = False
-        for ev in events:
-            session.add(self._row(
-                event_id=ev.event_id, exchange=exchange or self._exchange,
-                routing_key=routing_key or ev.name, body=seal(ev, self._schemas), created_at=utcnow()))
-            added = True
-        if added:
+        now = utcnow()
+        rows = [{"event_id": ev.event_id, "exchange": exchange or self._exchange,
+                 "routing_key": routing_key or ev.name, "body": seal(ev, self._schemas),
+                 "created_at": now} for ev in events]
+        if rows:  # a Core insert in the session's transaction: no unit-of-work bookkeeping
+            session.execute(insert(self._row), rows)
             sa_event.listen(session, "after_commit", lambda _s: self._wake(), once=True)
 
 

@@ -63,7 +63,7 @@ class Echo:
 
     @on_event("source", "thing_happened")
     def note(self, envelope):
-        data = read_data(envelope, ThingHappenedIn())
+        data = read_data(envelope, ThingHappenedIn)
         if FAILURES_LEFT.get(envelope["ticket_id"], 0) > 0:
             FAILURES_LEFT[envelope["ticket_id"]] -= 1
             raise RuntimeError("the database is having a bad day")
