@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 POLL_SECONDS = 1.0
-KEEP_SENT = timedelta(hours=1)
+KEEP_SENT = timedelta(hours=1)  # sent rows kept for inspection, then purged
+PURGE_EVERY = timedelta(minutes=1)
 
 
 class OutboxWriter:
@@ -77,6 +78,7 @@ class Relay:
         self.engine, self.row, self.publisher = engine, row_cls, publisher
         self._wakeup = GreenEvent()
         self._running = True
+        self._purged_at = utcnow()
         self.sent = 0
 
     def wake(self) -> None:
@@ -126,6 +128,8 @@ class Relay:
         with self.engine.begin() as conn:
             conn.execute(update(self.row).where(self.row.id.in_([r.id for r in rows]))
                          .values(sent_at=now))
-            conn.execute(delete(self.row).where(self.row.sent_at < now - KEEP_SENT))
+            if now - self._purged_at > PURGE_EVERY:
+                conn.execute(delete(self.row).where(self.row.sent_at < now - KEEP_SENT))
+                self._purged_at = now
         self.sent += len(rows)
         return len(rows) == BATCH

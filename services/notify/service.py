@@ -33,10 +33,11 @@ class NotifyService:
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
-            contact = s.merge(Contact(ticket_id=envelope["ticket_id"], name=resident["name"],
+            contact = Contact(ticket_id=envelope["ticket_id"], name=resident["name"],
                                       phone=resident["phone"], email=resident["email"],
                                       locale=resident["locale"], category_zh=category["name_zh"],
-                                      category_en=category["name_en"]))
+                                      category_en=category["name_en"])
+            s.add(contact)  # the inbox guarantees this runs once per ticket
             self._queue(s, envelope, contact, "ack", category=_category_name(contact),
                         accept_within=category["accept_minutes"])
 
