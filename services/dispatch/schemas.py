@@ -37,6 +37,10 @@ class VolunteerOfferedIn(Tolerant):
     team_id = fields.String(load_default="")
 
 
+class VolunteerAnsweredIn(Tolerant):
+    volunteer_id = fields.String(required=True)
+
+
 class MatchFailedIn(Tolerant):
     reason = fields.String(load_default="")
 

@@ -17,7 +17,7 @@ from .events import SCHEMAS, WORK_EXCHANGE
 from .ledger import ledger_of
 from .models import Case, HistoryEntry, InboxRow, OutboxRow
 from .routing import UnknownVillage, route
-from .schemas import (FeedbackIn, MatchFailedIn, ResolveForm, TicketReceivedIn, VolunteerOfferedIn,
+from .schemas import (FeedbackIn, MatchFailedIn, VolunteerAnsweredIn, ResolveForm, TicketReceivedIn, VolunteerOfferedIn,
                       WorkerForm)
 
 
@@ -53,7 +53,7 @@ class DispatchService:
             if case.state == "reopened":
                 self._route(s, case, case.address or case.id, now)
 
-    @on_event("volunteer", "volunteer_offered", "match_failed")
+    @on_event("volunteer", "volunteer_offered", "volunteer_accepted", "volunteer_declined", "match_failed")
     def note_volunteer(self, envelope):
         now = utcnow()
         with self.db.transaction() as s:
@@ -64,8 +64,10 @@ class DispatchService:
                 offer = read_data(envelope, VolunteerOfferedIn)
                 lifecycle.record_volunteer(case, offer["volunteer_id"])
                 note = f"{offer['volunteer_name']} ({offer['volunteer_id']}, team {offer['team_id']})"
-            else:
+            elif envelope["event"] == "match_failed":
                 note = read_data(envelope, MatchFailedIn)["reason"]
+            else:  # the volunteer's answer, for the history
+                note = read_data(envelope, VolunteerAnsweredIn)["volunteer_id"]
             s.add(HistoryEntry(ticket_id=case.id, at=now, event=envelope["event"], state=case.state,
                                actor="volunteer", note=note))
 

@@ -29,26 +29,49 @@ class VolunteerService:
     @on_event("dispatch", "volunteer_requested")
     def find_volunteer(self, envelope):
         req = read_data(envelope, VolunteerRequestedIn)
-        ticket_id, now = envelope["ticket_id"], utcnow()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
-            match = self.index.match(MatchRequest(ticket_id, req["village_code"], req["town_code"],
-                                                  req["skill"], frozenset(req["exclude"])))
-            if match is None:
-                self.outbox.add(s, [Event("match_failed", ticket_id, {
-                    "skill": req["skill"], "village_code": req["village_code"],
-                    "reason": f"no volunteer with skill {req['skill']} free in town {req['town_code']}"},
-                    correlation_id=ticket_id)])
-                return
-            volunteer = s.get(VolunteerRow, match.volunteer_id)
-            s.add(Offer(ticket_id=ticket_id, volunteer_id=match.volunteer_id, skill=req["skill"],
-                        state="offered", created_at=now, updated_at=now))
-            self.outbox.add(s, [Event("volunteer_offered", ticket_id, {
-                "volunteer_id": volunteer.id, "volunteer_name": volunteer.name,
-                "team_id": volunteer.team_id, "skill": req["skill"], "distance": match.distance},
+            offered = self._offer(s, envelope["ticket_id"], req["skill"], req["village_code"],
+                                  req["town_code"], frozenset(req["exclude"]))
+        if offered:
+            self.index.take(offered)  # after commit: the index mirrors what is stored
+
+    @http("POST", "/offers/<string:ticket_id>/decline")
+    @json_api
+    def decline_offer(self, request, ticket_id):
+        """The volunteer cannot go: the next one nearby is asked, never the same one again."""
+        volunteer_id = read_json(request, AnswerForm())["volunteer_id"]
+        with self.db.transaction() as s:
+            offer = self._open_offer(s, ticket_id, volunteer_id)
+            offer.state, offer.updated_at = "declined", utcnow()
+            self.outbox.add(s, [Event("volunteer_declined", ticket_id, {
+                "volunteer_id": volunteer_id, "skill": offer.skill}, correlation_id=ticket_id)])
+            asked = frozenset(s.scalars(select(Offer.volunteer_id).where(Offer.ticket_id == ticket_id)))
+            declined = s.get(VolunteerRow, volunteer_id)
+            offered = self._offer(s, ticket_id, offer.skill, declined.village_code, declined.town_code, asked)
+        self.index.release(volunteer_id)
+        if offered:
+            self.index.take(offered)
+        return json_response({"ticket_id": ticket_id, "declined": volunteer_id, "offered_to": offered})
+
+    def _offer(self, s, ticket_id, skill, village_code, town_code, exclude) -> str | None:
+        """Offer the ticket to the best free volunteer; record and announce the outcome."""
+        now = utcnow()
+        match = self.index.match(MatchRequest(ticket_id, village_code, town_code, skill, exclude))
+        if match is None:
+            self.outbox.add(s, [Event("match_failed", ticket_id, {
+                "skill": skill, "village_code": village_code,
+                "reason": f"no volunteer with skill {skill} free in town {town_code}"},
                 correlation_id=ticket_id)])
-        self.index.take(match.volunteer_id)  # after commit: the index mirrors what is stored
+            return None
+        volunteer = s.get(VolunteerRow, match.volunteer_id)
+        s.add(Offer(ticket_id=ticket_id, volunteer_id=volunteer.id, skill=skill, state="offered",
+                    created_at=now, updated_at=now))
+        self.outbox.add(s, [Event("volunteer_offered", ticket_id, {
+            "volunteer_id": volunteer.id, "volunteer_name": volunteer.name, "team_id": volunteer.team_id,
+            "skill": skill, "distance": match.distance}, correlation_id=ticket_id)])
+        return volunteer.id
 
     @on_event("dispatch", "ticket_closed")
     def finish_offers(self, envelope):
@@ -82,15 +105,17 @@ class VolunteerService:
                                   "load": self.index.load_of(row.id), "max_load": row.max_load,
                                   "service_points": row.service_points})
 
+    def _open_offer(self, s, ticket_id, volunteer_id) -> Offer:
+        offer = s.scalar(select(Offer).where(Offer.ticket_id == ticket_id, Offer.volunteer_id == volunteer_id,
+                                             Offer.state == "offered"))
+        if offer is None:
+            raise HttpError(404, f"no open offer of ticket {ticket_id} to {volunteer_id}")
+        return offer
+
     def _answer(self, ticket_id, volunteer_id, answer):
-        now = utcnow()
         with self.db.transaction() as s:
-            offer = s.scalar(select(Offer).where(Offer.ticket_id == ticket_id,
-                                                 Offer.volunteer_id == volunteer_id,
-                                                 Offer.state == "offered"))
-            if offer is None:
-                raise HttpError(404, f"no open offer of ticket {ticket_id} to {volunteer_id}")
-            offer.state, offer.updated_at = answer, now
+            offer = self._open_offer(s, ticket_id, volunteer_id)
+            offer.state, offer.updated_at = answer, utcnow()
             self.outbox.add(s, [Event(f"volunteer_{answer}", ticket_id, {
                 "volunteer_id": volunteer_id, "skill": offer.skill}, correlation_id=ticket_id)])
             return json_response({"ticket_id": ticket_id, "volunteer_id": volunteer_id, "state": answer})
