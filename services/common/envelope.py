@@ -51,6 +51,25 @@ class EnvelopeIn(Envelope):
         unknown = EXCLUDE
 
 
+class Strict(Schema):
+    """Base of a producer's event schemas: an unknown field is an error."""
+    class Meta:
+        unknown = RAISE
+
+
+class Tolerant(Schema):
+    """Base of a consumer's readers: fields it does not know are ignored."""
+    class Meta:
+        unknown = EXCLUDE
+
+
+def example_envelope(event: str, data: dict, event_id: str, occurred_at: str,
+                     ticket_id: str = "SDJ-261127-7KQ2M4XA") -> dict:
+    """A producer's documented example of one of its events (used by contract tests)."""
+    return {"event_id": event_id, "event": event, "version": 1, "occurred_at": occurred_at,
+            "ticket_id": ticket_id, "correlation_id": ticket_id, "data": data}
+
+
 class MalformedEvent(ValueError):
     """Input that can never be processed, however often it is retried."""
 

@@ -1,15 +1,14 @@
 """Events dispatch publishes on `dispatch.events` (and offers on `dispatch.work`): strict schemas, examples."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import fields
+
+from services.common.envelope import Strict, example_envelope
 
 WORK_EXCHANGE = "dispatch.work"  # offers, keyed by area: consoles bind their own subtree
 
 
-class Lifecycle(Schema):
-    class Meta:
-        unknown = RAISE
-
+class Lifecycle(Strict):
     state = fields.String(required=True)
     ticket_version = fields.Integer(required=True)
     assignee_id = fields.String(required=True, allow_none=True)
@@ -49,10 +48,7 @@ class TicketReopened(Lifecycle):
     reopen_count = fields.Integer(required=True)
 
 
-class VolunteerRequested(Schema):
-    class Meta:
-        unknown = RAISE
-
+class VolunteerRequested(Strict):
     skill = fields.String(required=True)
     village_code = fields.String(required=True)
     town_code = fields.String(required=True)
@@ -69,9 +65,7 @@ SCHEMAS = {
 
 
 def _example(event: str, data: dict) -> dict:
-    return {"event_id": "0f5d2b8e-3c1a-4e47-9a8e-2d6b1c0e9f21", "event": event, "version": 1,
-            "occurred_at": "2026-11-27T01:00:01+00:00", "ticket_id": "SDJ-261127-7KQ2M4XA",
-            "correlation_id": "SDJ-261127-7KQ2M4XA", "data": data}
+    return example_envelope(event, data, "0f5d2b8e-3c1a-4e47-9a8e-2d6b1c0e9f21", "2026-11-27T01:00:01+00:00")
 
 
 _WHO = {"assignee_id": "W-341323104214-G10-1", "assignee_name": "李桂兰"}

@@ -1,12 +1,9 @@
 """What dispatch reads: tolerant event readers and the HTTP forms of the console API."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
-
-class Tolerant(Schema):
-    class Meta:
-        unknown = EXCLUDE
+from services.common.envelope import Tolerant
 
 
 class CategoryIn(Tolerant):

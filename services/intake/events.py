@@ -1,12 +1,9 @@
 """Events intake publishes on `intake.events`: names, strict schemas, one example each."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import fields, validate
 
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
+from services.common.envelope import Strict
 
 
 class CategoryInfo(Strict):

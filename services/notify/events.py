@@ -1,12 +1,9 @@
 """Events notify publishes on `notify.events`: strict schemas and one example each."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import fields
 
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
+from services.common.envelope import Strict, example_envelope
 
 
 class ResidentNotified(Strict):
@@ -34,9 +31,7 @@ SCHEMAS = {"resident_notified": ResidentNotified(), "notification_failed": Notif
 
 
 def _example(event: str, data: dict) -> dict:
-    return {"event_id": "c3f7f1a2-9b0e-4f51-8a43-6e2c1d9b7a54", "event": event, "version": 1,
-            "occurred_at": "2026-11-27T01:00:00.300000+00:00", "ticket_id": "SDJ-261127-7KQ2M4XA",
-            "correlation_id": "SDJ-261127-7KQ2M4XA", "data": data}
+    return example_envelope(event, data, "c3f7f1a2-9b0e-4f51-8a43-6e2c1d9b7a54", "2026-11-27T01:00:00.300000+00:00")
 
 
 EXAMPLES = {

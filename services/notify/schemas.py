@@ -1,12 +1,9 @@
 """What notify reads: tolerant event readers and the resident-reply form."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-
-class Tolerant(Schema):
-    class Meta:
-        unknown = EXCLUDE
+from services.common.envelope import Tolerant
 
 
 class ResidentIn(Tolerant):

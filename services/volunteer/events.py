@@ -1,12 +1,9 @@
 """Events volunteer publishes on `volunteer.events`: strict schemas and one example each."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import fields
 
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
+from services.common.envelope import Strict, example_envelope
 
 
 class VolunteerOffered(Strict):
@@ -33,9 +30,7 @@ SCHEMAS = {"volunteer_offered": VolunteerOffered(), "volunteer_accepted": Volunt
 
 
 def _example(event: str, data: dict) -> dict:
-    return {"event_id": "7a0e0c55-45a4-4f0c-a1c6-5b0f0a1e2d33", "event": event, "version": 1,
-            "occurred_at": "2026-11-27T01:00:02+00:00", "ticket_id": "SDJ-261127-7KQ2M4XA",
-            "correlation_id": "SDJ-261127-7KQ2M4XA", "data": data}
+    return example_envelope(event, data, "7a0e0c55-45a4-4f0c-a1c6-5b0f0a1e2d33", "2026-11-27T01:00:02+00:00")
 
 
 EXAMPLES = {
