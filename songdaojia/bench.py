@@ -8,7 +8,6 @@ volunteer match decision time with 100,000 volunteers.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
 import time
@@ -19,6 +18,7 @@ import pika
 from . import scenario
 from .demo import run_loop
 from .stack import Stack
+from .vhosts import throwaway_vhost
 
 
 def broker_ceiling(amqp_uri: str, body: bytes, count: int) -> float:
@@ -69,12 +69,12 @@ def matching_figures() -> dict:
 
 
 def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000, out=sys.stdout) -> dict:
-    stack.var_dir = stack.var_dir / "bench"
-    shutil.rmtree(stack.var_dir, ignore_errors=True)  # a fresh set of databases every run
+    stack.run_name = "bench"
     body = json.dumps(scenario.requests(1)[0][1], ensure_ascii=False).encode()
     print(f"broker ceiling: pika publish + consume of {tickets * 10:,} messages of {len(body)} bytes …",
           file=out, flush=True)
-    ceiling = broker_ceiling(stack.amqp_uri, body, tickets * 10)
+    with throwaway_vhost(stack.amqp_uri, prefix="songdaojia-ceiling") as scratch:
+        ceiling = broker_ceiling(scratch, body, tickets * 10)
     match = matching_figures()
     report = run_loop(stack, tickets, rate, timeout=max(300.0, tickets / 5), volunteers=volunteers, out=out)
     figures = {

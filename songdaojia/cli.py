@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("demo", help="run the closed loop end to end and print the report")
     p.add_argument("--tickets", type=int, default=200)
-    p.add_argument("--rate", type=float, default=50.0, help="requests per second (0: as fast as possible)")
+    p.add_argument("--rate", type=float, default=10.0, help="requests per second offered (0: as fast as possible)")
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--seed", type=int, default=3413)
     p.add_argument("--volunteers", type=int, default=100_000)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from datetime import datetime, timezone
@@ -14,6 +16,7 @@ from services.intake.client import IntakeClient
 from . import scenario
 from .loop import Console, Observer, Residents, percentile
 from .peers import SmtpSink
+from .vhosts import fresh_vhost
 from .stack import Stack, prepare, process_cpu_seconds, start_all, stop_all
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
@@ -22,7 +25,12 @@ REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "
 
 def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed: int = 3413,
              keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout) -> dict:
-    print(f"preparing: migrations, queues, {volunteers:,} demo volunteers …", file=out, flush=True)
+    """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`)."""
+    print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
+          file=out, flush=True)
+    stack.amqp_uri = fresh_vhost(stack.amqp_uri, f"songdaojia-{stack.run_name}")
+    stack.var_dir = stack.var_dir / stack.run_name
+    shutil.rmtree(stack.var_dir, ignore_errors=True)
     prepare(stack, volunteers=volunteers)
     residents = Residents(stack.http("notify"), seed=seed)
     sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
@@ -36,9 +44,11 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         requests = scenario.requests(count, seed)
         cpu_before = cpu_snapshot(procs)
         started = time.monotonic()
-        submitted = publish(stack.amqp_uri, requests, rate)
+        publisher = Publisher(stack.amqp_uri, requests, rate)
+        publisher.start()
         closed = wait_closed(observer, count, timeout)
-        report = build_report(observer, submitted, closed, console.errors + residents.errors,
+        publisher.join()
+        report = build_report(observer, publisher.sent, closed, console.errors + residents.errors + publisher.errors,
                               seconds=time.monotonic() - started)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
         cpu_after = cpu_snapshot(procs)
@@ -76,23 +86,33 @@ def _broker_pid() -> int | None:
     return None
 
 
-def publish(amqp_uri: str, requests: list[tuple[str, dict]], rate: float | None) -> int:
-    interval = 1.0 / rate if rate else 0.0
-    start = time.monotonic()
-    with IntakeClient(amqp_uri, source="demo") as client:
-        for i, (channel, request) in enumerate(tqdm(requests, desc="submitting", unit="req")):
-            if interval:
-                delay = start + i * interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            request["submitted_at"] = datetime.now(timezone.utc).isoformat()
-            client.submit(channel, request)
-    return len(requests)
+class Publisher(threading.Thread):
+    """The outside channels publishing the scenario at the offered rate, while the loop runs."""
+
+    def __init__(self, amqp_uri: str, requests: list[tuple[str, dict]], rate: float | None):
+        super().__init__(daemon=True)
+        self.amqp_uri, self.requests, self.rate = amqp_uri, requests, rate
+        self.sent, self.errors = 0, []
+
+    def run(self) -> None:
+        interval = 1.0 / self.rate if self.rate else 0.0
+        start = time.monotonic()
+        try:
+            with IntakeClient(self.amqp_uri, source="demo") as client:
+                for i, (channel, request) in enumerate(self.requests):
+                    delay = start + i * interval - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    request["submitted_at"] = datetime.now(timezone.utc).isoformat()
+                    client.submit(channel, request)
+                    self.sent += 1
+        except Exception as exc:  # reported, and the loop waits only for what was sent
+            self.errors.append(f"publishing stopped after {self.sent}: {exc!r}")
 
 
 def wait_closed(observer: Observer, count: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    with tqdm(total=count, desc="closed loop", unit="ticket") as bar:
+    with tqdm(total=count, desc="submitted → closed", unit="ticket") as bar:
         while time.monotonic() < deadline:
             closed = observer.count_in("closed")
             bar.update(closed - bar.n)

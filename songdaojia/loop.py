@@ -149,28 +149,35 @@ class Console(_Listener, _HttpClient):
         self.pool.submit(self._work, offer["ticket_id"], offer["data"]["assignee_id"])
 
     def _work(self, ticket_id: str, worker_id: str) -> None:
-        status, text = self._post(f"{self.url}/tickets/{ticket_id}/accept", {"worker_id": worker_id})
+        try:
+            self._accept_and_resolve(ticket_id, worker_id)
+        except Exception as exc:  # never lose a failure silently inside the thread pool
+            self.errors.append(f"{ticket_id}: {exc!r}")
+
+    def _accept_and_resolve(self, ticket_id: str, worker_id: str) -> None:
+        status, text = self._call("POST", f"/tickets/{ticket_id}/accept", {"worker_id": worker_id})
         if status == 409 and not self._is_accepted(ticket_id):
             return  # a repeated offer of a ticket already past acceptance
         if status not in (200, 409):
             self.errors.append(f"accept {ticket_id}: {status} {text[:200]}")
             return
         # 409 on accept can be our own acceptance whose answer was lost when dispatch died: go on
-        status, text = self._post(f"{self.url}/tickets/{ticket_id}/resolve",
+        status, text = self._call("POST", f"/tickets/{ticket_id}/resolve",
                                   {"worker_id": worker_id, "note": "已上门办结"})
         if status not in (200, 409):
             self.errors.append(f"resolve {ticket_id}: {status} {text[:200]}")
 
     def _is_accepted(self, ticket_id: str) -> bool:
-        r = self._session().get(f"{self.url}/tickets/{ticket_id}", timeout=10)
-        return r.ok and r.json()["state"] in ("accepted", "in_progress")
+        status, text = self._call("GET", f"/tickets/{ticket_id}")
+        return status == 200 and json.loads(text)["state"] in ("accepted", "in_progress")
 
-    def _post(self, url: str, body: dict, patience: float = 120.0) -> tuple[int, str]:
-        """POST, and keep trying while dispatch is down or restarting, as a person at a console would."""
+    def _call(self, method: str, path: str, body: dict | None = None,
+              patience: float = 120.0) -> tuple[int, str]:
+        """Keep trying while dispatch is down or restarting, as a person at a console would."""
         deadline, delay = time.monotonic() + patience, 0.2
         while True:
             try:
-                r = self._session().post(url, json=body, timeout=10)
+                r = self._session().request(method, self.url + path, json=body, timeout=10)
                 if r.status_code < 500:
                     return r.status_code, r.text
             except requests.RequestException as exc:
@@ -215,7 +222,11 @@ class Residents(_HttpClient):
     def _reply(self, ticket_id: str, satisfied: bool) -> None:
         body = {"ticket_id": ticket_id, "answer": "1" if satisfied else "2",
                 "comment": "满意，谢谢" if satisfied else "问题还没解决"}
-        r = self._session().post(f"{self.url}/replies", json=body, timeout=10)
+        try:
+            r = self._session().post(f"{self.url}/replies", json=body, timeout=10)
+        except requests.RequestException as exc:
+            self.errors.append(f"reply {ticket_id}: {exc!r}")
+            return
         if r.status_code != 200:
             self.errors.append(f"reply {ticket_id}: {r.status_code} {r.text[:200]}")
 

@@ -29,6 +29,7 @@ class Stack:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     db_urls: dict[str, str] = field(default_factory=dict)
     smtp_port: int = 2525
+    run_name: str = "demo"  # the demo and the benchmark each get a vhost and databases of this name
     channel: str = "email"
     sms_url: str = ""
 

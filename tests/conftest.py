@@ -33,83 +33,24 @@ calls from the test's own green thread).
 from __future__ import annotations
 
 import os
-import pwd
-import shlex
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pytest
 
+from songdaojia.vhosts import throwaway_vhost
+
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-RABBITMQCTL_TIMEOUT = 60.0  # seconds for one rabbitmqctl call
 
 
 # --- RabbitMQ -------------------------------------------------------------------
 
 
-def _rabbitmqctl_command() -> list[str]:
-    configured = os.environ.get("SDJ_TEST_RABBITMQCTL")
-    if configured:
-        return shlex.split(configured)
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-    ctl = shutil.which("rabbitmqctl", path=search) or "rabbitmqctl"
-    if os.geteuid() == 0 or pwd.getpwuid(os.geteuid()).pw_name == "rabbitmq":
-        return [ctl]
-    sudo = shutil.which("sudo")
-    return [sudo, "-n", ctl] if sudo else [ctl]
-
-
-def rabbitmqctl(*args: str) -> str:
-    """Run `rabbitmqctl <args>`; return stdout or raise RuntimeError saying why."""
-    command = [*_rabbitmqctl_command(), *args]
-    hint = "is RabbitMQ up? run deploy/ensure-rabbitmq.sh (and see SDJ_TEST_RABBITMQCTL)"
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=RABBITMQCTL_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except FileNotFoundError as exc:
-        raise RuntimeError(f"cannot run {shlex.join(command)}: {exc}; {hint}") from None
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(
-            f"{shlex.join(command)} did not finish within {RABBITMQCTL_TIMEOUT:g}s; {hint}"
-        ) from None
-    if done.returncode != 0:
-        output = "\n".join(part.strip() for part in (done.stdout, done.stderr) if part.strip())
-        raise RuntimeError(
-            f"{shlex.join(command)} failed with exit code {done.returncode}; {hint}\n{output}"
-        )
-    return done.stdout
-
-
-def _amqp_base() -> tuple[str, str]:
-    """(base URI, user name) from SDJ_TEST_AMQP."""
-    base = os.environ.get("SDJ_TEST_AMQP") or DEFAULT_AMQP
-    parts = urlsplit(base)
-    if not parts.hostname:
-        raise RuntimeError(f"SDJ_TEST_AMQP={base!r} has no host; expected amqp://user:pass@host:port/")
-    return base, unquote(parts.username or "guest")
-
-
-def _vhost_uri(base: str, vhost: str) -> str:
-    parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
-
-
 def _throwaway_vhost() -> Iterator[str]:
-    base, user = _amqp_base()
-    vhost = f"sdj-test-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-        yield _vhost_uri(base, vhost)
-    finally:
-        # Deleting the vhost also closes connections still open into it.
-        rabbitmqctl("delete_vhost", vhost)
+    base = os.environ.get("SDJ_TEST_AMQP") or DEFAULT_AMQP
+    with throwaway_vhost(base) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

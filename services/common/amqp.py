@@ -12,7 +12,6 @@ from urllib.parse import unquote, urlparse
 
 import amqp
 from eventlet.semaphore import Semaphore
-from amqp import spec
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from songdaojia.loop import Residents
 from songdaojia.peers import SmtpSink, free_port
 from songdaojia.stack import SERVICES, ServiceProcess, Stack, prepare, start_all, stop_all
 
@@ -25,7 +24,6 @@ class RunningStack:
 
 @pytest.fixture
 def running_stack(fresh_vhost_uri, tmp_path, request):
-    residents = getattr(request, "param", None)
     sink = SmtpSink().start()
     stack = Stack(amqp_uri=fresh_vhost_uri, var_dir=tmp_path / "var", smtp_port=sink.port,
                   ports={name: free_port() for name in SERVICES})

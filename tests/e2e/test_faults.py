@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import requests
+
 from services.intake.client import IntakeClient
 from songdaojia.loop import Console, Observer, Residents
 from tests.amqp_helpers import amqp_queue_messages
@@ -13,6 +15,17 @@ from .requests_helpers import submission
 
 TICKETS = 200
 ACK_SUBJECT = re.compile(r"已受理 工单号 (SDJ-\d{6}-[0-9A-Z]{8})")
+
+
+def stuck_report(observer, stack, console) -> str:
+    """What a person would look at when tickets do not close: where each one stands, and why."""
+    open_tickets = [t for t, track in observer.snapshot().items() if track.state != "closed"]
+    lines = [f"all {TICKETS} closed; states now {Counter(t.state for t in observer.snapshot().values())}",
+             f"console errors: {console.errors[:5]}"]
+    for ticket_id in open_tickets[:5]:
+        r = requests.get(f"{stack.http('dispatch')}/tickets/{ticket_id}", timeout=5)
+        lines.append(f"{ticket_id}: {r.status_code} {r.text[:1500]}")
+    return "\n".join(lines)
 
 
 def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_stack):
@@ -40,8 +53,7 @@ def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_sta
         running_stack.restart("dispatch")
 
         wait_until(lambda: observer.count_in("closed") == TICKETS, timeout=240, interval=0.5,
-                   message=lambda: f"all {TICKETS} closed; states now "
-                                   f"{Counter(t.state for t in observer.snapshot().values())}")
+                   message=lambda: stuck_report(observer, stack, console))
     finally:
         console.stop(), observer.stop(), residents.stop()
 
