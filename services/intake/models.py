@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import plumbing_tables
@@ -37,6 +37,15 @@ class Ticket(Base):
     status: Mapped[str] = mapped_column(String(20), default="received")
     status_version: Mapped[int] = mapped_column(Integer, default=0)
     assignee_name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # what Open311 shows about a request (never personal data)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    long: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attributes: Mapped[str] = mapped_column(Text, default="{}")  # JSON of the category's attributes
+    media_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    agency: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    status_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    expected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)

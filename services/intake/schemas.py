@@ -50,3 +50,4 @@ class TicketStatusChange(Schema):
     state = fields.String(required=True)
     ticket_version = fields.Integer(required=True)
     assignee_name = fields.String(load_default=None, allow_none=True)
+    resolve_due_at = fields.AwareDateTime(load_default=None)  # on ticket_accepted: Open311's expected time

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from nameko.web.handlers import http
 from sqlalchemy import select
 
 from services.common.database import Database
-from services.common.envelope import read_data, utcnow
+from services.common.envelope import MalformedEvent, read_data, utcnow
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.outbox import Outbox
 
-from . import events
-from .dependencies import CatalogueProvider
+from . import events, open311
+from .dependencies import CatalogueProvider, Open311Keys, Places
+from .open311 import open311_api
+from .open311_forms import parse_request_form
 from .intake import category_for, new_ticket_number, ticket_received
 from .models import InboxRow, OutboxRow, Resident, Ticket
 from .residents import find_or_add, mask_phone
@@ -21,6 +24,7 @@ from .schemas import Submission, TicketStatusChange
 from .submissions import on_submission
 
 # what a resident asking "where is my request?" needs; offers follow routing at once
+MAX_FORM = 64 * 1024
 LIFECYCLE_EVENTS = ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
                     "ticket_reopened")
 
@@ -32,23 +36,19 @@ class IntakeService:
     outbox = Outbox(OutboxRow, events.SCHEMAS)
     inbox = Inbox(InboxRow)
     catalogue = CatalogueProvider()
+    places = Places()
+    api_keys = Open311Keys()
 
     @on_submission()
     def receive_submission(self, body: dict, message_id: str):
         form = Submission().load(body)
         category = category_for(form["category"], self.catalogue)
-        now = utcnow()
+        if self.places.village(form["village_code"]) is None:
+            raise MalformedEvent(f"village_code: {form['village_code']!r} is not a village of Suzhou (NBS 2023)")
         with self.db.transaction() as s:
             if s.scalar(select(Ticket.id).where(Ticket.message_id == message_id)):
                 return  # the same message again: it already made its ticket
-            resident = find_or_add(s, form["resident"], now)
-            ticket = Ticket(id=new_ticket_number(now), message_id=message_id, channel=form["channel"],
-                            category=category.code, village_code=form["village_code"],
-                            address=form["address"], description=form["description"],
-                            resident_id=resident.id, submitted_at=form["submitted_at"], received_at=now)
-            s.add(ticket)
-            s.flush()
-            self.outbox.add(s, [ticket_received(ticket, resident, category, form["resident"])])
+            self._open_ticket(s, form, category, message_id, channel=form["channel"])
 
     @on_event("dispatch", *LIFECYCLE_EVENTS)
     def track_status(self, envelope: dict):
@@ -59,6 +59,108 @@ class IntakeService:
                 return  # unknown here, or older than what we know: arrival order is not event order
             ticket.status, ticket.status_version = change["state"], change["ticket_version"]
             ticket.assignee_name = change.get("assignee_name") or ticket.assignee_name
+            ticket.agency = ticket.assignee_name and f"网格员 {ticket.assignee_name}"
+            ticket.expected_at = change.get("resolve_due_at") or ticket.expected_at
+            ticket.updated_at = envelope["occurred_at"]
+
+    def _open_ticket(self, s, form: dict, category, message_id: str, channel: str, **open311_fields) -> Ticket:
+        now = utcnow()
+        resident = find_or_add(s, form["resident"], now)
+        ticket = Ticket(id=new_ticket_number(now), message_id=message_id, channel=channel,
+                        category=category.code, village_code=form["village_code"],
+                        address=form["address"], description=form["description"],
+                        resident_id=resident.id, submitted_at=form.get("submitted_at") or now,
+                        received_at=now, attributes=json.dumps(form.get("attributes") or {},
+                                                               ensure_ascii=False), **open311_fields)
+        s.add(ticket)
+        s.flush()
+        self.outbox.add(s, [ticket_received(ticket, resident, category, form["resident"])])
+        return ticket
+
+    # --- Open311 GeoReport v2 -------------------------------------------------------------
+
+    @http("GET", "/open311/v2/discovery.<string:fmt>")
+    @open311_api
+    def open311_discovery(self, request, fmt):
+        base = request.host_url.rstrip("/") + "/open311/v2"
+        return open311.answer(open311.check_format(fmt), "discovery", open311.discovery(base, self.catalogue))
+
+    @http("GET", "/open311/v2/services.<string:fmt>")
+    @open311_api
+    def open311_services(self, request, fmt):
+        locale = open311.check_locale(request.args.get("locale"))
+        return open311.answer(open311.check_format(fmt), "services",
+                              open311.service_list(self.catalogue, locale))
+
+    @http("GET", "/open311/v2/services/<string:code>.<string:fmt>")
+    @open311_api
+    def open311_service_definition(self, request, code, fmt):
+        fmt = open311.check_format(fmt)
+        return open311.answer(fmt, "service_definition", open311.service_definition(self.catalogue, code))
+
+    @http("POST", "/open311/v2/requests.<string:fmt>")
+    @open311_api
+    def open311_post_request(self, request, fmt):
+        fmt = open311.check_format(fmt)
+        if request.content_length and request.content_length > MAX_FORM:
+            raise open311.Open311Error(400, f"body: larger than {MAX_FORM} bytes")
+        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            raise open311.Open311Error(400, f"content type: {request.mimetype or 'none'!r}; "
+                                            "send application/x-www-form-urlencoded")
+        form = parse_request_form(request.form, self.catalogue, self.places, self.api_keys)
+        with self.db.transaction() as s:
+            ticket = self._open_ticket(s, form, form["category"], f"open311:{uuid.uuid4()}", channel="open311",
+                                       lat=form["lat"], long=form["long"], media_url=form["media_url"])
+            token = ticket.message_id
+        return open311.answer(fmt, "service_requests", [{
+            "service_request_id": ticket.id, "token": token, "account_id": None,
+            "service_notice": f"已受理，工单号 {ticket.id}。请保留工单号以便查询。"}])
+
+    @http("GET", "/open311/v2/requests.<string:fmt>")
+    @open311_api
+    def open311_requests(self, request, fmt):
+        fmt = open311.check_format(fmt)
+        locale = open311.check_locale(request.args.get("locale"))
+        f = open311.request_filters(request.args, utcnow())
+        query = select(Ticket)
+        if f["ids"]:
+            query = query.where(Ticket.id.in_(f["ids"]))
+        else:
+            query = query.where(Ticket.submitted_at >= f["start"], Ticket.submitted_at <= f["end"])
+            if f["codes"]:
+                query = query.where(Ticket.category.in_(f["codes"]))
+            if f["statuses"] == ["closed"]:
+                query = query.where(Ticket.status == "closed")
+            elif f["statuses"] == ["open"]:
+                query = query.where(Ticket.status != "closed")
+        with self.db.transaction() as s:
+            tickets = s.scalars(query.order_by(Ticket.submitted_at.desc()).limit(open311.MAX_RESULTS)).all()
+            docs = [open311.request_document(t, self.catalogue.get(t.category), locale) for t in tickets]
+        return open311.answer(fmt, "service_requests", docs)
+
+    @http("GET", "/open311/v2/requests/<string:request_id>.<string:fmt>")
+    @open311_api
+    def open311_request(self, request, request_id, fmt):
+        fmt = open311.check_format(fmt)
+        locale = open311.check_locale(request.args.get("locale"))
+        with self.db.transaction() as s:
+            ticket = s.get(Ticket, request_id)
+            if ticket is None:
+                raise open311.Open311Error(404, f"service_request_id: {request_id!r} not found")
+            doc = open311.request_document(ticket, self.catalogue.get(ticket.category), locale)
+        return open311.answer(fmt, "service_requests", [doc])
+
+    @http("GET", "/open311/v2/tokens/<string:token>.<string:fmt>")
+    @open311_api
+    def open311_token(self, request, token, fmt):
+        fmt = open311.check_format(fmt)
+        with self.db.transaction() as s:
+            ticket_id = s.scalar(select(Ticket.id).where(Ticket.message_id == token))
+        if ticket_id is None:
+            raise open311.Open311Error(404, f"token: {token!r} not found")
+        return open311.answer(fmt, "service_requests", [{"token": token, "service_request_id": ticket_id}])
+
+    # --- staff ----------------------------------------------------------------------------
 
     @http("GET", "/tickets/<string:ticket_no>")
     def get_ticket(self, request, ticket_no: str):

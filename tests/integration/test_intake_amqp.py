@@ -90,6 +90,7 @@ POISON = [
     (b'{"channel": "hotline",', "application/json", "body: not JSON"),
     (b'["a list"]', "application/json", "must be a JSON object"),
     (json.dumps(request(village_code="12345")).encode(), "application/json", "village_code"),
+    (json.dumps(request(village_code="341323999999")).encode(), "application/json", "not a village of Suzhou"),
     (json.dumps(request(category="nope")).encode(), "application/json", "category"),
     (json.dumps(request(resident={"name": "无联系方式"})).encode(), "application/json", "phone or an email"),
     (json.dumps(request()).encode(), "text/plain", "content_type"),
@@ -97,7 +98,7 @@ POISON = [
 
 
 @pytest.mark.parametrize("body, content_type, reason", POISON,
-                         ids=["not-utf8", "truncated", "array", "bad-village", "unknown-category",
+                         ids=["not-utf8", "truncated", "array", "bad-village", "no-such-village", "unknown-category",
                               "no-contact", "wrong-content-type"])
 def test_a_malformed_submission_is_dead_lettered_with_its_reason_and_the_next_one_is_processed(
         intake, body, content_type, reason):

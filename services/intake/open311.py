@@ -1,0 +1,184 @@
+"""Open311 GeoReport v2 documents built from the service catalogue: pure functions, JSON or XML.
+
+Specification: http://wiki.open311.org/GeoReport_v2 . Names are given in the
+resident's language (`zh-CN` by default, `en` on request); personal data never
+appears in any Open311 document.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from xml.sax.saxutils import escape
+
+from .catalogue import Catalogue, Category
+
+SPEC = "http://wiki.open311.org/GeoReport_v2"
+FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
+LOCALES = ("zh-CN", "en")
+
+
+class Open311Error(Exception):
+    """An answer of the form [{code, description}] with its HTTP status."""
+
+    def __init__(self, status: int, description: str):
+        super().__init__(description)
+        self.status, self.description = status, description
+
+    def document(self) -> list[dict]:
+        return [{"code": self.status, "description": self.description}]
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise Open311Error(400, f"format: {fmt!r} is not supported; use .json or .xml")
+    return fmt
+
+
+def check_locale(locale: str | None) -> str:
+    locale = locale or "zh-CN"
+    if locale not in LOCALES:
+        raise Open311Error(400, f"locale: {locale!r} is not supported; use zh-CN or en")
+    return locale
+
+
+def discovery(base_url: str, catalogue: Catalogue) -> dict:
+    return {
+        "changeset": catalogue.version,
+        "contact": "送到家 Songdaojia service desk, via the county 12345 hotline",
+        "key_service": "api keys are issued by the county data bureau (县数据资源管理局)",
+        "endpoints": [{"specification": SPEC, "url": base_url, "changeset": catalogue.version,
+                       "type": "production", "formats": ["text/xml", "application/json"]}],
+    }
+
+
+def service_list(catalogue: Catalogue, locale: str) -> list[dict]:
+    return [service(c, locale) for c in sorted(catalogue.categories.values(), key=lambda c: c.code)]
+
+
+def service(category: Category, locale: str) -> dict:
+    en = locale == "en"
+    return {
+        "service_code": category.code,
+        "service_name": category.name_en if en else category.name_zh,
+        "description": (category.description_en if en else category.description_zh) or None,
+        "metadata": bool(category.attributes),
+        "type": "realtime",
+        "keywords": ",".join(category.keywords) or None,
+        "group": category.group,
+    }
+
+
+def service_definition(catalogue: Catalogue, code: str) -> dict:
+    category = catalogue.get(code)
+    if category is None:
+        raise Open311Error(404, f"service_code: {code!r} is not in the service catalogue")
+    return {"service_code": category.code, "attributes": [
+        {"variable": True, "code": a["code"], "datatype": a["datatype"], "required": bool(a["required"]),
+         "datatype_description": a.get("datatype_description") or None, "order": int(a.get("order", i + 1)),
+         "description": a.get("description") or None,
+         "values": [{"key": str(v["key"]), "name": str(v["name"])} for v in a.get("values") or []]}
+        for i, a in enumerate(category.attributes)]}
+
+
+# --- service requests ------------------------------------------------------------------------
+
+STATUS_NOTES = {"received": "已受理", "routed": "已分派至网格", "accepted": "已签收，正在办理",
+                "resolved": "已办结，待回访", "closed": "已回访，办结", "reopened": "群众不满意，正在重办"}
+MAX_RESULTS = 1000
+DEFAULT_WINDOW = timedelta(days=90)
+
+
+def request_document(ticket, category: Category | None, locale: str) -> dict:
+    """A ticket as Open311 shows it: where it stands, never who asked (no name, no phone)."""
+    name = (category.name_en if locale == "en" else category.name_zh) if category else None
+    return {
+        "service_request_id": ticket.id,
+        "status": "closed" if ticket.status == "closed" else "open",
+        "status_notes": STATUS_NOTES.get(ticket.status, ticket.status),
+        "service_name": name, "service_code": ticket.category,
+        "description": (ticket.description or "")[:4000],
+        "agency_responsible": ticket.agency,
+        "service_notice": None,
+        "requested_datetime": _iso(ticket.submitted_at),
+        "updated_datetime": _iso(ticket.updated_at or ticket.received_at),
+        "expected_datetime": _iso(ticket.expected_at),
+        "address": ticket.address or None, "address_id": ticket.village_code, "zipcode": None,
+        "lat": ticket.lat, "long": ticket.long, "media_url": ticket.media_url,
+    }
+
+
+def request_filters(args, now: datetime) -> dict:
+    """The spec's filters for GET requests, checked: ids, service codes, dates, status."""
+    ids = [i for i in args.get("service_request_id", "").split(",") if i]
+    codes = [c for c in args.get("service_code", "").split(",") if c]
+    statuses = [x for x in args.get("status", "").split(",") if x]
+    for status in statuses:
+        if status not in ("open", "closed"):
+            raise Open311Error(400, f"status: {status!r} is neither open nor closed")
+    end = _date_arg(args, "end_date") or now
+    start = _date_arg(args, "start_date") or end - DEFAULT_WINDOW
+    if start > end:
+        raise Open311Error(400, "start_date: after end_date")
+    return {"ids": ids, "codes": codes, "statuses": statuses, "start": start, "end": end}
+
+
+def _date_arg(args, name: str) -> datetime | None:
+    raw = args.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise Open311Error(400, f"{name}: {raw!r} is not a W3C date-time (2026-11-27T09:00:00+08:00)") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+
+
+# --- XML: the element names of the GeoReport v2 specification ------------------------------
+
+_LIST_ITEM = {"services": "service", "attributes": "attribute", "values": "value",
+              "endpoints": "endpoint", "formats": "format", "errors": "error",
+              "service_requests": "request"}
+
+
+def to_xml(root: str, value: Any) -> str:
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + _element(root, value)
+
+
+def _element(name: str, value: Any) -> str:
+    if isinstance(value, dict):
+        inner = "".join(_element(k, v) for k, v in value.items())
+    elif isinstance(value, list):
+        inner = "".join(_element(_LIST_ITEM.get(name, "item"), v) for v in value)
+    elif value is None:
+        inner = ""
+    elif isinstance(value, bool):
+        inner = "true" if value else "false"
+    else:
+        inner = escape(str(value))
+    return f"<{name}>{inner}</{name}>"
+
+
+def answer(fmt: str, root: str, document: Any, status: int = 200):
+    """A nameko http answer: (status, headers, body) in the asked format."""
+    body = to_xml(root, document) if fmt == "xml" else json.dumps(document, ensure_ascii=False)
+    return status, {"Content-Type": FORMATS.get(fmt, FORMATS["json"])}, body
+
+
+def open311_api(method):
+    """Every Open311 failure answers [{code, description}] in the asked format, never a 500."""
+    @functools.wraps(method)
+    def wrapper(self, request, *args, **kwargs):
+        try:
+            return method(self, request, *args, **kwargs)
+        except Open311Error as exc:
+            fmt = kwargs.get("fmt") if kwargs.get("fmt") in FORMATS else "json"
+            return answer(fmt, "errors", exc.document(), exc.status)
+    return wrapper

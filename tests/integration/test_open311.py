@@ -1,0 +1,214 @@
+"""Open311 GeoReport v2 on intake: answers validate against the official schemas, in JSON and XML."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import requests
+from jsonschema import Draft4Validator
+from nameko.containers import ServiceContainer
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+from services.common.migrations import upgrade
+from services.intake.service import IntakeService
+from songdaojia.peers import free_port
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "open311_schemas"
+
+
+def validator(name: str) -> Draft4Validator:
+    resources = [(p.name, Resource.from_contents(json.loads(p.read_text()), default_specification=DRAFT4))
+                 for p in SCHEMAS.glob("*.json")]
+    registry = Registry().with_resources(resources)
+    return Draft4Validator(json.loads((SCHEMAS / name).read_text()), registry=registry)
+
+
+@pytest.fixture(scope="module")
+def open311(amqp_uri, tmp_path_factory):
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('open311') / 'intake.db'}"
+    upgrade("intake", db_url)
+    port = free_port()
+    container = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url,
+                                                 "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
+    container.start()
+    yield f"http://127.0.0.1:{port}/open311/v2"
+    container.stop()
+
+
+def test_the_service_list_is_the_93_categories_and_valid(open311):
+    services = requests.get(f"{open311}/services.json").json()
+    validator("services.json").validate(services)
+    assert len(services) == 93
+    daily_goods = next(s for s in services if s["service_code"] == "801")
+    assert daily_goods["service_name"] == "生活物资代购配送" and daily_goods["type"] == "realtime"
+
+
+def test_services_can_be_listed_in_english(open311):
+    services = requests.get(f"{open311}/services.json", params={"locale": "en"}).json()
+    assert next(s for s in services if s["service_code"] == "999")["service_name"].lower().startswith("other")
+
+
+def test_every_service_definition_is_valid_and_lists_its_attributes(open311):
+    services = requests.get(f"{open311}/services.json").json()
+    check = validator("service-definition.json")
+    with_attributes = [s for s in services if s["metadata"]]
+    assert with_attributes, "the catalogue has categories with attributes"
+    for s in with_attributes:
+        definition = requests.get(f"{open311}/services/{s['service_code']}.json").json()
+        check.validate(definition)
+        assert definition["service_code"] == s["service_code"] and definition["attributes"]
+
+
+def test_xml_answers_carry_the_same_services(open311):
+    r = requests.get(f"{open311}/services.xml")
+    assert r.headers["Content-Type"].startswith("text/xml")
+    root = ET.fromstring(r.content)
+    assert root.tag == "services"
+    assert len(root.findall("service")) == 93
+    assert root.find("service/service_code").text == "101"
+
+
+def test_discovery_names_the_endpoint_and_formats(open311):
+    doc = requests.get(f"{open311}/discovery.json").json()
+    assert doc["endpoints"][0]["url"] == open311
+    assert set(doc["endpoints"][0]["formats"]) == {"text/xml", "application/json"}
+
+
+@pytest.mark.parametrize("path, status, says", [
+    ("/services/nope.json", 404, "service_code"),
+    ("/services.yaml", 400, "format"),
+    ("/services.json?locale=fr", 400, "locale"),
+])
+def test_errors_are_code_and_description(open311, path, status, says):
+    r = requests.get(open311 + path)
+    assert r.status_code == status
+    errors = r.json()
+    assert errors[0]["code"] == status and says in errors[0]["description"]
+
+
+def test_an_unknown_service_in_xml_answers_an_xml_error(open311):
+    r = requests.get(f"{open311}/services/nope.xml")
+    assert r.status_code == 404
+    assert ET.fromstring(r.content).find("error/code").text == "404"
+
+
+# --- service requests ------------------------------------------------------------------------
+
+KEY = "test-key"
+CATALOGUE = __import__("services.intake.catalogue", fromlist=["Catalogue"]).Catalogue.load()
+WITH_REQUIRED = next(c for c in CATALOGUE.categories.values()
+                     if any(a["required"] and a["datatype"] == "singlevaluelist" for a in c.attributes))
+REQUIRED = next(a for a in WITH_REQUIRED.attributes if a["required"] and a["datatype"] == "singlevaluelist")
+
+
+def valid_form(**changes) -> dict:
+    form = {"api_key": KEY, "service_code": WITH_REQUIRED.code, "address_id": "341323104214",
+            "description": "村口路灯坏了一个星期", "phone": "13812345678", "first_name": "秀英",
+            "last_name": "王", f"attribute[{REQUIRED['code']}]": str(REQUIRED["values"][0]["key"])}
+    for a in WITH_REQUIRED.attributes:  # every other required attribute, with a plausible value
+        if a["required"] and a is not REQUIRED:
+            form[f"attribute[{a['code']}]"] = str(a["values"][0]["key"]) if a.get("values") else (
+                "1" if a["datatype"] == "number" else "2026-11-27T09:00:00+08:00" if a["datatype"] == "datetime" else "示例")
+    form.update(changes)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+@pytest.fixture(scope="module")
+def open311_post(amqp_uri, tmp_path_factory):
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('open311post') / 'intake.db'}"
+    upgrade("intake", db_url)
+    port = free_port()
+    container = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url, "OPEN311_API_KEYS": KEY,
+                                                 "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
+    container.start()
+    yield f"http://127.0.0.1:{port}/open311/v2"
+    container.stop()
+
+
+def test_a_posted_request_can_be_read_back_without_personal_data(open311_post):
+    r = requests.post(f"{open311_post}/requests.json", data=valid_form())
+    assert r.status_code == 200, r.text
+    request_id = r.json()[0]["service_request_id"]
+    one = requests.get(f"{open311_post}/requests/{request_id}.json")
+    validator("requests.json").validate(one.json())
+    doc = one.json()[0]
+    assert doc["service_code"] == WITH_REQUIRED.code and doc["status"] == "open"
+    assert doc["address_id"] == "341323104214" and "杨东村" in doc["address"]
+    assert "13812345678" not in one.text and "秀英" not in one.text
+    listed = requests.get(f"{open311_post}/requests.json", params={"service_code": WITH_REQUIRED.code})
+    validator("requests.json").validate(listed.json())
+    assert request_id in [d["service_request_id"] for d in listed.json()]
+    assert "13812345678" not in listed.text
+    token = r.json()[0]["token"]
+    assert requests.get(f"{open311_post}/tokens/{token}.json").json()[0]["service_request_id"] == request_id
+
+
+def test_a_village_named_in_the_address_string_places_the_request(open311_post):
+    r = requests.post(f"{open311_post}/requests.json",
+                      data=valid_form(address_id=None, address_string="灵璧县杨疃镇杨东村三组"))
+    assert r.status_code == 200, r.text
+    doc = requests.get(f"{open311_post}/requests/{r.json()[0]['service_request_id']}.json").json()[0]
+    assert doc["address_id"] == "341323104214"
+
+
+def test_xml_post_answers_in_xml(open311_post):
+    r = requests.post(f"{open311_post}/requests.xml", data=valid_form())
+    assert r.status_code == 200
+    assert ET.fromstring(r.content).find("request/service_request_id").text.startswith("SDJ-")
+
+
+@pytest.mark.parametrize("changes, status, says", [
+    ({"api_key": None}, 403, "api_key"),
+    ({"api_key": "wrong"}, 403, "api_key"),
+    ({"service_code": "nope"}, 404, "service_code"),
+    ({"service_code": None}, 400, "service_code"),
+    ({f"attribute[{REQUIRED['code']}]": None}, 400, f"attribute[{REQUIRED['code']}]"),
+    ({f"attribute[{REQUIRED['code']}]": "not-a-choice"}, 400, f"attribute[{REQUIRED['code']}]"),
+    ({"attribute[made_up]": "x"}, 400, "attribute[made_up]"),
+    ({"address_id": "341323999999"}, 400, "address_id"),
+    ({"address_id": None}, 400, "address_id"),
+    ({"address_id": None, "address_string": "火星基地"}, 400, "address_string"),
+    ({"lat": "95", "long": "117"}, 400, "lat/long"),
+    ({"lat": "39.9", "long": "116.4"}, 400, "outside Suzhou"),
+    ({"lat": "abc", "long": "117"}, 400, "lat/long"),
+    ({"lat": "33.5"}, 400, "lat/long"),
+    ({"email": "not-an-email"}, 400, "email"),
+    ({"phone": "12"}, 400, "phone"),
+    ({"media_url": "javascript:alert(1)"}, 400, "media_url"),
+    ({"description": "长" * 4001}, 400, "description"),
+], ids=lambda v: str(v)[:40])
+def test_a_bad_request_is_answered_with_the_field_and_why(open311_post, changes, status, says):
+    r = requests.post(f"{open311_post}/requests.json", data=valid_form(**changes))
+    assert r.status_code == status, r.text
+    assert says in r.json()[0]["description"]
+    assert r.json()[0]["code"] == status
+
+
+def test_wrong_content_types_and_huge_bodies_are_refused_clearly(open311_post):
+    r = requests.post(f"{open311_post}/requests.json", json=valid_form())
+    assert r.status_code == 400 and "content type" in r.json()[0]["description"]
+    r = requests.post(f"{open311_post}/requests.json", data={"api_key": KEY, "x": "y" * 70_000})
+    assert r.status_code == 400 and "body" in r.json()[0]["description"]
+    r = requests.post(f"{open311_post}/requests.json", data=b"api_key=\xff\xfe",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code in (400, 403) and r.json()[0]["description"]
+
+
+@pytest.mark.parametrize("query, says", [
+    ({"start_date": "yesterday"}, "start_date"),
+    ({"end_date": "2026-13-45"}, "end_date"),
+    ({"status": "pending"}, "status"),
+    ({"start_date": "2026-11-27T00:00:00Z", "end_date": "2026-11-01T00:00:00Z"}, "start_date"),
+])
+def test_bad_filters_are_answered_with_the_field(open311_post, query, says):
+    r = requests.get(f"{open311_post}/requests.json", params=query)
+    assert r.status_code == 400 and says in r.json()[0]["description"]
+
+
+def test_status_filter_separates_open_and_closed(open311_post):
+    requests.post(f"{open311_post}/requests.json", data=valid_form()).raise_for_status()
+    assert requests.get(f"{open311_post}/requests.json", params={"status": "closed"}).json() == []
+    assert requests.get(f"{open311_post}/requests.json", params={"status": "open"}).json()
