@@ -121,6 +121,8 @@ def request_filters(args, now: datetime) -> dict:
     start = _date_arg(args, "start_date") or end - DEFAULT_WINDOW
     if start > end:
         raise Open311Error(400, "start_date: after end_date")
+    if end - start > DEFAULT_WINDOW:
+        raise Open311Error(400, "start_date: the range may not span more than 90 days")
     return {"ids": ids, "codes": codes, "statuses": statuses, "start": start, "end": end}
 
 

@@ -202,6 +202,7 @@ def test_wrong_content_types_and_huge_bodies_are_refused_clearly(open311_post):
     ({"end_date": "2026-13-45"}, "end_date"),
     ({"status": "pending"}, "status"),
     ({"start_date": "2026-11-27T00:00:00Z", "end_date": "2026-11-01T00:00:00Z"}, "start_date"),
+    ({"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-11-01T00:00:00Z"}, "90 days"),
 ])
 def test_bad_filters_are_answered_with_the_field(open311_post, query, says):
     r = requests.get(f"{open311_post}/requests.json", params=query)
@@ -212,3 +213,18 @@ def test_status_filter_separates_open_and_closed(open311_post):
     requests.post(f"{open311_post}/requests.json", data=valid_form()).raise_for_status()
     assert requests.get(f"{open311_post}/requests.json", params={"status": "closed"}).json() == []
     assert requests.get(f"{open311_post}/requests.json", params={"status": "open"}).json()
+
+
+@pytest.mark.parametrize("output_format", ["json", "xml"])
+def test_an_independent_open311_client_lists_services_and_reads_requests(open311_post, output_format):
+    from georeport import GeoReport
+    client = GeoReport(open311_post, api_key=KEY, output_format=output_format)
+    services = client.get_service_list()
+    assert len(services) == 93
+    assert {s["service_code"] for s in services} >= {"101", "801", "999"}
+    definition = client.get_service_definition(WITH_REQUIRED.code)
+    assert definition["service_code"] == WITH_REQUIRED.code
+    posted = requests.post(f"{open311_post}/requests.json", data=valid_form()).json()[0]["service_request_id"]
+    found = client.get_service_requests(service_request_id=posted)
+    found = found if isinstance(found, list) else [found]  # xmltodict gives a dict for one element
+    assert found[0]["service_request_id"] == posted and found[0]["status"] == "open"
