@@ -59,6 +59,12 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_replay(args) -> int:
+    from .replay import replay
+    report = replay(_stack(args), Path(args.path), args.speedup, args.limit)
+    return 0 if not report["unaccounted"] else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="songdaojia", description=__doc__)
     parser.add_argument("--amqp", default=os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/%2F"))
@@ -89,6 +95,13 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_ticket)
 
     sub.add_parser("ledger", help="the ledger (台账) from dispatch").set_defaults(func=cmd_ledger)
+
+    p = sub.add_parser("replay", help="replay a 311 export (NYC or Los Angeles CSV) through the AMQP intake")
+    p.add_argument("path", help="the CSV file (not part of this project)")
+    p.add_argument("--speedup", type=float, default=0.0,
+                   help="compress the file's own timeline this many times (0: as fast as possible)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N rows")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("bench", help="benchmark: tickets/s, ack latency, broker ceiling")
     p.add_argument("--tickets", type=int, default=2000)

@@ -25,6 +25,20 @@ def resident(rng: random.Random, index: int) -> dict:
             "locale": "zh-CN" if rng.random() > 0.03 else "en", "vulnerable": rng.random() < 0.15}
 
 
+def fill_attributes(category) -> dict:
+    """Plausible values for a category's required attributes, as a counter clerk would enter them."""
+    values = {}
+    for attribute in category.attributes:
+        if not attribute.get("required"):
+            continue
+        choices = [str(v["key"]) for v in attribute.get("values") or []]
+        values[attribute["code"]] = {
+            "singlevaluelist": lambda: choices[0], "multivaluelist": lambda: choices[:1],
+            "number": lambda: 1, "datetime": lambda: datetime.now(timezone.utc).isoformat(),
+        }.get(attribute["datatype"], lambda: "见描述")()
+    return values
+
+
 def requests(count: int, seed: int = 3413, areas: AreaMap | None = None,
              catalogue: Catalogue | None = None) -> list[tuple[str, dict]]:
     """`count` (channel, submission) pairs; the same seed gives the same scenario."""
@@ -43,6 +57,6 @@ def requests(count: int, seed: int = 3413, areas: AreaMap | None = None,
                            f"{rng.choice(PHRASES)}",
             "submitted_at": datetime.now(timezone.utc).isoformat(),
             "resident": resident(rng, i),
-            "attributes": {},
+            "attributes": fill_attributes(category),
         }))
     return out

@@ -131,24 +131,25 @@ class ServiceProcess:
             return "(no log)"
 
 
-def prepare(stack: Stack, volunteers: int = 100_000) -> None:
-    """Migrate the four databases, declare every queue, seed demo volunteers."""
-    from services.common.messaging import declare_topology
-    from services.common.migrations import upgrade
-    from services.common.database import make_engine
-    from services.dispatch.areas import AreaMap
-    from services.volunteer.seed import seed_volunteers
+def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(SERVICES)) -> None:
+    """Migrate the databases, declare every queue, seed demo volunteers (when volunteer is one)."""
     import importlib
 
+    from services.common.messaging import declare_topology
+    from services.common.migrations import upgrade
+
     stack.var_dir.mkdir(parents=True, exist_ok=True)
-    for name, cls in SERVICES.items():
+    for name in names:
         upgrade(name, stack.db_url(name))
-        service_cls = getattr(importlib.import_module(f"services.{name}.service"), cls)
+        service_cls = getattr(importlib.import_module(f"services.{name}.service"), SERVICES[name])
         declare_topology(service_cls, stack.config(name))
-    engine = make_engine(stack.db_url("volunteer"))
-    villages = [(v.code, v.parent_code) for v in AreaMap.load().villages()]
-    seed_volunteers(engine, villages, count=volunteers)
-    engine.dispose()
+    if "volunteer" in names and volunteers:
+        from services.common.database import make_engine
+        from services.dispatch.areas import AreaMap
+        from services.volunteer.seed import seed_volunteers
+        engine = make_engine(stack.db_url("volunteer"))
+        seed_volunteers(engine, [(v.code, v.parent_code) for v in AreaMap.load().villages()], count=volunteers)
+        engine.dispose()
 
 
 def start_all(stack: Stack, names=tuple(SERVICES)) -> dict[str, ServiceProcess]:

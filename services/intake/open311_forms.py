@@ -8,6 +8,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from werkzeug.datastructures import MultiDict
+
+from services.common.envelope import MalformedEvent
+
 from .catalogue import Catalogue, Category
 from .intake import normalise_phone
 from .open311 import Open311Error
@@ -138,3 +142,15 @@ def _typed(field: str, spec: dict, raw: list[str]):
         except ValueError:
             raise bad(field, f"{value!r} is not an ISO 8601 date-time") from None
     return value
+
+
+def attributes_of_submission(given: dict, category: Category) -> dict:
+    """The same checks for a submission arriving over AMQP: `{"code": value or [values]}`."""
+    form = MultiDict()
+    for code, value in (given or {}).items():
+        for item in value if isinstance(value, list) else [value]:
+            form.add(f"attribute[{code}]", str(item))
+    try:
+        return attributes(form, category)
+    except Open311Error as exc:
+        raise MalformedEvent(exc.description) from None

@@ -16,7 +16,7 @@ from services.common.outbox import Outbox
 from . import events, open311
 from .dependencies import CatalogueProvider, Open311Keys, Places
 from .open311 import open311_api
-from .open311_forms import parse_request_form
+from .open311_forms import attributes_of_submission, parse_request_form
 from .intake import category_for, new_ticket_number, ticket_received
 from .models import InboxRow, OutboxRow, Resident, Ticket
 from .residents import find_or_add, mask_phone
@@ -43,6 +43,7 @@ class IntakeService:
     def receive_submission(self, body: dict, message_id: str):
         form = Submission().load(body)
         category = category_for(form["category"], self.catalogue)
+        form["attributes"] = attributes_of_submission(form["attributes"], category)
         if self.places.village(form["village_code"]) is None:
             raise MalformedEvent(f"village_code: {form['village_code']!r} is not a village of Suzhou (NBS 2023)")
         with self.db.transaction() as s:

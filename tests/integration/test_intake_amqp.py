@@ -25,7 +25,8 @@ def request(**overrides) -> dict:
     body = {"channel": "hotline", "category": "801", "village_code": "341323104214",
             "address": "杨东村三组", "description": "独居老人需要代购米面油",
             "submitted_at": datetime.now(timezone.utc).isoformat(),
-            "resident": {"name": "王秀英", "phone": "+86 138 1234 5678", "vulnerable": True}}
+            "resident": {"name": "王秀英", "phone": "+86 138 1234 5678", "vulnerable": True},
+            "attributes": {"items": ["staples"]}}
     body.update(overrides)
     return body
 
@@ -94,12 +95,14 @@ POISON = [
     (json.dumps(request(category="nope")).encode(), "application/json", "category"),
     (json.dumps(request(resident={"name": "无联系方式"})).encode(), "application/json", "phone or an email"),
     (json.dumps(request()).encode(), "text/plain", "content_type"),
+    (json.dumps(request(attributes={})).encode(), "application/json", "attribute[items]: required"),
+    (json.dumps(request(attributes={"items": ["gold"]})).encode(), "application/json", "attribute[items]"),
 ]
 
 
 @pytest.mark.parametrize("body, content_type, reason", POISON,
                          ids=["not-utf8", "truncated", "array", "bad-village", "no-such-village", "unknown-category",
-                              "no-contact", "wrong-content-type"])
+                              "no-contact", "wrong-content-type", "missing-attribute", "attribute-not-in-list"])
 def test_a_malformed_submission_is_dead_lettered_with_its_reason_and_the_next_one_is_processed(
         intake, body, content_type, reason):
     client, probe, engine, uri = intake
