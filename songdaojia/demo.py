@@ -111,12 +111,13 @@ class Publisher(threading.Thread):
 
 
 def wait_closed(observer: Observer, count: int, timeout: float) -> bool:
+    """Until every request is closed, or merged into a ticket that is."""
     deadline = time.monotonic() + timeout
     with tqdm(total=count, desc="submitted → closed", unit="ticket") as bar:
         while time.monotonic() < deadline:
-            closed = observer.count_in("closed")
-            bar.update(closed - bar.n)
-            if closed >= count:
+            done = observer.count_in("closed") + len(observer.merged)
+            bar.update(done - bar.n)
+            if done >= count and observer.count_in("closed") == len(observer.snapshot()):
                 return True
             time.sleep(0.2)
     return False
@@ -131,6 +132,7 @@ def build_report(observer: Observer, submitted: int, finished: bool, errors: lis
     return {
         "submitted": submitted,
         "received": sum(1 for t in tickets.values() if t.submitted_at),
+        "merged into open": len(observer.merged),
         "acknowledged": sum(1 for t in tickets.values() if t.acks),
         "acknowledged twice": sum(1 for t in tickets.values() if t.acks > 1),
         "routed": reached("routed"), "accepted": reached("accepted"), "resolved": reached("resolved"),
@@ -139,7 +141,7 @@ def build_report(observer: Observer, submitted: int, finished: bool, errors: lis
         "reopened": sum(1 for t in tickets.values() if t.reopened),
         "with volunteer": sum(1 for t in tickets.values() if t.volunteer),
         "still open": sum(1 for t in tickets.values() if t.state != "closed"),
-        "missing": submitted - sum(1 for t in tickets.values() if t.submitted_at),
+        "missing": submitted - sum(1 for t in tickets.values() if t.submitted_at) - len(observer.merged),
         "ack p50 ms": percentile(latencies, 50), "ack p95 ms": percentile(latencies, 95),
         "ack p99 ms": percentile(latencies, 99),
         "loop seconds": seconds, "closed per second": reached("closed") / seconds if seconds else 0.0,

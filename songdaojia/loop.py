@@ -21,7 +21,7 @@ import pika
 import requests
 
 OBSERVED = {  # what the report needs, and no more: the observer shares the machine it measures
-    "intake.events": ("ticket_received",),
+    "intake.events": ("ticket_received", "ticket_merged"),
     "dispatch.events": ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
                         "ticket_reopened"),
     "volunteer.events": ("volunteer_offered",),
@@ -103,11 +103,15 @@ class Observer(_Listener):
         self.lock = threading.Lock()
         self.tickets: dict[str, TicketTrack] = {}
         self.counts: dict[str, int] = {}
+        self.merged: set[str] = set()
 
     def handle(self, ev: dict) -> None:
         name, ticket_id, data = ev["event"], ev["ticket_id"], ev.get("data", {})
         with self.lock:
             self.counts[name] = self.counts.get(name, 0) + 1
+            if name == "ticket_merged":  # a repeat joined an open ticket: accounted for, nothing to close
+                self.merged.add(data["report_no"])
+                return
             track = self.tickets.setdefault(ticket_id, TicketTrack())
             if name == "ticket_received":
                 track.submitted_at = datetime.fromisoformat(data["submitted_at"])

@@ -42,9 +42,39 @@ class TicketReceived(Strict):
     resident = fields.Nested(ResidentInfo, required=True)
 
 
-SCHEMAS = {"ticket_received": TicketReceived()}
+class TicketMerged(Strict):
+    """A request that repeats an open ticket: the resident is told that ticket's number."""
+    ticket_no = fields.String(required=True)       # the open ticket it joins
+    report_no = fields.String(required=True)       # the repeat, as intake recorded it
+    channel = fields.String(required=True)
+    category = fields.Nested(CategoryInfo, required=True)
+    village_code = fields.String(required=True)
+    resident = fields.Nested(ResidentInfo, required=True)
+
+
+SCHEMAS = {"ticket_received": TicketReceived(), "ticket_merged": TicketMerged()}
+
+_MERGED_CATEGORY = {
+    "code": "652", "name_zh": "水管漏水报修", "name_en": "Water pipe leak report", "department": "watersupply",
+    "group": "utilities", "priority": 1, "accept_minutes": 15, "resolve_hours": 8, "follow_up_hours": 24,
+    "volunteer_skill": None, "proxy": False,
+}
 
 EXAMPLES = {
+    "ticket_merged": {
+        "event_id": "9d1f8a7e-2b44-4c1e-8f0a-6a2b3c4d5e6f",
+        "event": "ticket_merged",
+        "version": 1,
+        "occurred_at": "2026-11-27T02:10:00+00:00",
+        "ticket_id": "SDJ-261127-7KQ2M4XA",
+        "correlation_id": "SDJ-261127-7KQ2M4XA",
+        "data": {
+            "ticket_no": "SDJ-261127-7KQ2M4XA", "report_no": "SDJ-261127-9PW3RT6B", "channel": "wechat",
+            "category": _MERGED_CATEGORY, "village_code": "341323104214",
+            "resident": {"id": "r-77aa", "name": "李明", "phone": "13900001111", "email": None,
+                         "locale": "zh-CN", "vulnerable": False},
+        },
+    },
     "ticket_received": {
         "event_id": "5b0d8c4e-8a52-4a53-9d52-7f1c2d7c3a10",
         "event": "ticket_received",

@@ -41,24 +41,37 @@ def priority_of(category: Category, vulnerable: bool) -> int:
     return max(1, category.priority - 1) if vulnerable else category.priority
 
 
+def category_info(category: Category) -> dict:
+    return {"code": category.code, "name_zh": category.name_zh, "name_en": category.name_en,
+            "department": category.department, "group": category.group,
+            "priority": category.priority, "accept_minutes": category.accept_minutes,
+            "resolve_hours": category.resolve_hours, "follow_up_hours": category.follow_up_hours,
+            "volunteer_skill": category.volunteer_skill, "proxy": category.proxy}
+
+
+def resident_info(resident, contact: dict) -> dict:
+    return {"id": resident.id, "name": resident.name, "phone": resident.phone, "email": resident.email,
+            "locale": contact["locale"], "vulnerable": contact["vulnerable"]}
+
+
 def ticket_received(ticket, resident, category: Category, contact: dict) -> Event:
     return Event("ticket_received", ticket.id, {
         "ticket_no": ticket.id,
         "channel": ticket.channel,
-        "category": {
-            "code": category.code, "name_zh": category.name_zh, "name_en": category.name_en,
-            "department": category.department, "group": category.group,
-            "priority": category.priority, "accept_minutes": category.accept_minutes,
-            "resolve_hours": category.resolve_hours, "follow_up_hours": category.follow_up_hours,
-            "volunteer_skill": category.volunteer_skill, "proxy": category.proxy,
-        },
+        "category": category_info(category),
         "priority": priority_of(category, contact["vulnerable"]),
         "village_code": ticket.village_code,
         "address": ticket.address,
         "description": ticket.description,
         "submitted_at": ticket.submitted_at.isoformat(),
         "received_at": ticket.received_at.isoformat(),
-        "resident": {"id": resident.id, "name": resident.name, "phone": resident.phone,
-                     "email": resident.email, "locale": contact["locale"],
-                     "vulnerable": contact["vulnerable"]},
+        "resident": resident_info(resident, contact),
     })
+
+
+def ticket_merged(report, original, resident, category: Category, contact: dict) -> Event:
+    return Event("ticket_merged", original.id, {
+        "ticket_no": original.id, "report_no": report.id, "channel": report.channel,
+        "category": category_info(category), "village_code": report.village_code,
+        "resident": resident_info(resident, contact),
+    }, correlation_id=original.id)

@@ -46,6 +46,7 @@ class Ticket(Base):
     status_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     expected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a repeat of that ticket
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)

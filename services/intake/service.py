@@ -5,7 +5,7 @@ import json
 import uuid
 
 from nameko.web.handlers import http
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.common.database import Database
 from services.common.envelope import MalformedEvent, read_data, utcnow
@@ -17,7 +17,8 @@ from . import events, open311
 from .dependencies import CatalogueProvider, Open311Keys, Places
 from .open311 import open311_api
 from .open311_forms import attributes_of_submission, parse_request_form
-from .intake import category_for, new_ticket_number, ticket_received
+from .duplicates import duplicate_of, window_start
+from .intake import category_for, new_ticket_number, ticket_merged, ticket_received
 from .models import InboxRow, OutboxRow, Resident, Ticket
 from .residents import find_or_add, mask_phone
 from .schemas import Submission, TicketStatusChange
@@ -65,17 +66,28 @@ class IntakeService:
             ticket.updated_at = envelope["occurred_at"]
 
     def _open_ticket(self, s, form: dict, category, message_id: str, channel: str, **open311_fields) -> Ticket:
+        """Record the request; a repeat of an open ticket joins it (ticket_merged) instead of opening one."""
         now = utcnow()
         resident = find_or_add(s, form["resident"], now)
+        s.flush()
+        original = duplicate_of(resident.id, form["description"], s.scalars(select(Ticket).where(
+            Ticket.village_code == form["village_code"], Ticket.category == category.code,
+            Ticket.merged_into.is_(None), Ticket.status != "closed",
+            Ticket.received_at >= window_start(now))).all())
         ticket = Ticket(id=new_ticket_number(now), message_id=message_id, channel=channel,
                         category=category.code, village_code=form["village_code"],
                         address=form["address"], description=form["description"],
                         resident_id=resident.id, submitted_at=form.get("submitted_at") or now,
                         received_at=now, attributes=json.dumps(form.get("attributes") or {},
-                                                               ensure_ascii=False), **open311_fields)
+                                                               ensure_ascii=False),
+                        status="merged" if original else "received",
+                        merged_into=original.id if original else None, **open311_fields)
         s.add(ticket)
         s.flush()
-        self.outbox.add(s, [ticket_received(ticket, resident, category, form["resident"])])
+        if original:
+            self.outbox.add(s, [ticket_merged(ticket, original, resident, category, form["resident"])])
+        else:
+            self.outbox.add(s, [ticket_received(ticket, resident, category, form["resident"])])
         return ticket
 
     # --- Open311 GeoReport v2 -------------------------------------------------------------
@@ -112,10 +124,11 @@ class IntakeService:
         with self.db.transaction() as s:
             ticket = self._open_ticket(s, form, form["category"], f"open311:{uuid.uuid4()}", channel="open311",
                                        lat=form["lat"], long=form["long"], media_url=form["media_url"])
-            token = ticket.message_id
+            token, number = ticket.message_id, ticket.merged_into or ticket.id
+            notice = (f"该问题已有工单 {number} 在办理，您的反映已并入该工单。" if ticket.merged_into
+                      else f"已受理，工单号 {number}。请保留工单号以便查询。")
         return open311.answer(fmt, "service_requests", [{
-            "service_request_id": ticket.id, "token": token, "account_id": None,
-            "service_notice": f"已受理，工单号 {ticket.id}。请保留工单号以便查询。"}])
+            "service_request_id": number, "token": token, "account_id": None, "service_notice": notice}])
 
     @http("GET", "/open311/v2/requests.<string:fmt>")
     @open311_api
@@ -123,7 +136,7 @@ class IntakeService:
         fmt = open311.check_format(fmt)
         locale = open311.check_locale(request.args.get("locale"))
         f = open311.request_filters(request.args, utcnow())
-        query = select(Ticket)
+        query = select(Ticket).where(Ticket.merged_into.is_(None))  # a repeat is shown as the ticket it joined
         if f["ids"]:
             query = query.where(Ticket.id.in_(f["ids"]))
         else:
@@ -148,6 +161,8 @@ class IntakeService:
             ticket = s.get(Ticket, request_id)
             if ticket is None:
                 raise open311.Open311Error(404, f"service_request_id: {request_id!r} not found")
+            if ticket.merged_into:
+                ticket = s.get(Ticket, ticket.merged_into)
             doc = open311.request_document(ticket, self.catalogue.get(ticket.category), locale)
         return open311.answer(fmt, "service_requests", [doc])
 
@@ -156,7 +171,8 @@ class IntakeService:
     def open311_token(self, request, token, fmt):
         fmt = open311.check_format(fmt)
         with self.db.transaction() as s:
-            ticket_id = s.scalar(select(Ticket.id).where(Ticket.message_id == token))
+            ticket_id = s.scalar(select(func.coalesce(Ticket.merged_into, Ticket.id)).where(
+                Ticket.message_id == token))
         if ticket_id is None:
             raise open311.Open311Error(404, f"token: {token!r} not found")
         return open311.answer(fmt, "service_requests", [{"token": token, "service_request_id": ticket_id}])

@@ -24,6 +24,12 @@ class TicketReceivedIn(Tolerant):
     category = fields.Nested(CategoryIn, required=True)
 
 
+class TicketMergedIn(Tolerant):
+    ticket_no = fields.String(required=True)
+    resident = fields.Nested(ResidentIn, required=True)
+    category = fields.Nested(CategoryIn, required=True)
+
+
 class TicketResolvedIn(Tolerant):
     assignee_name = fields.String(load_default=None, allow_none=True)
 

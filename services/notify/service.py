@@ -14,7 +14,7 @@ from services.common.outbox import Outbox
 from .courier import Courier
 from .events import SCHEMAS
 from .models import Contact, Delivery, InboxRow, OutboxRow, Survey
-from .schemas import Reply, TicketReceivedIn, TicketResolvedIn
+from .schemas import Reply, TicketMergedIn, TicketReceivedIn, TicketResolvedIn
 from .templates import render
 
 
@@ -40,6 +40,19 @@ class NotifyService:
             s.add(contact)  # the inbox guarantees this runs once per ticket
             self._queue(s, envelope, contact, "ack", category=_category_name(contact),
                         accept_within=category["accept_minutes"])
+
+    @on_event("intake", "ticket_merged")
+    def tell_merged(self, envelope):
+        """A repeat report: tell that resident the number of the ticket already being handled."""
+        data = read_data(envelope, TicketMergedIn)
+        resident, category = data["resident"], data["category"]
+        reporter = Contact(ticket_id=data["ticket_no"], name=resident["name"], phone=resident["phone"],
+                           email=resident["email"], locale=resident["locale"],
+                           category_zh=category["name_zh"], category_en=category["name_en"])
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            self._queue(s, envelope, reporter, "merged")  # not stored: the ticket keeps its own contact
 
     @on_event("dispatch", "ticket_resolved")
     def ask_for_follow_up(self, envelope):

@@ -32,6 +32,13 @@ def test_one_ticket_travels_the_whole_closed_loop(running_stack):
     assert ticket_no in body_text(ack[0])
     assert ack[0]["To"] == "resident000001@village.example.cn"
 
+    # a neighbour reports the same need: no second ticket; she is told the number already in hand
+    with IntakeClient(stack.amqp_uri, source="e2e") as client:
+        client.submit("wechat", submission(2, channel="wechat", description="独居老人需要代购米面油！"))
+    merged = wait_until(lambda: [m for m in sink.messages if "并入工单" in str(m["Subject"])],
+                        timeout=20, message="the merged notice")
+    assert ticket_no in str(merged[0]["Subject"]) and merged[0]["To"] == "resident000002@village.example.cn"
+
     # routed and offered to the grid worker on duty; a volunteer is found for the errand
     case = wait_until(lambda: _case(dispatch, ticket_no, "offered"), message="offered")
     assert case["grid_code"].startswith("341323104214-G")

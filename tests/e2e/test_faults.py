@@ -6,6 +6,7 @@ from collections import Counter
 
 import requests
 
+from services.dispatch.areas import AreaMap
 from services.intake.client import IntakeClient
 from songdaojia.loop import Console, Observer, Residents
 from tests.amqp_helpers import amqp_queue_messages
@@ -14,6 +15,7 @@ from tests.waiting import wait_until
 from .requests_helpers import submission
 
 TICKETS = 200
+VILLAGES = AreaMap.load().villages()
 ACK_SUBJECT = re.compile(r"已受理 工单号 (SDJ-\d{6}-[0-9A-Z]{8})")
 
 
@@ -38,7 +40,9 @@ def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_sta
     try:
         with IntakeClient(stack.amqp_uri, source="fault-test") as client:
             for i in range(TICKETS):
-                client.submit("hotline", submission(i, category="301" if i % 2 else "801"))
+                # 200 households in 200 villages: distinct requests, none a duplicate of another
+                client.submit("hotline", submission(i, category="301" if i % 2 else "801",
+                                                    village_code=VILLAGES[i].code, address=VILLAGES[i].name))
 
         # dispatch dies with no warning while tickets sit between every pair of states: once from
         # outside at a random moment, then at its two worst moments (crash points, see services/common/faults.py)

@@ -70,7 +70,8 @@ def test_the_same_message_id_never_makes_two_tickets(intake):
     message_id = str(uuid.uuid4())
     client.submit("wechat", request(channel="wechat"), message_id=message_id)
     client.submit("wechat", request(channel="wechat"), message_id=message_id)
-    client.submit("counter", request(channel="counter"))  # a marker behind both copies
+    client.submit("counter", request(channel="counter", resident={"phone": "13900000009"},
+                                     description="另一户：需要代购蔬菜和鸡蛋"))  # a marker behind both copies
     wait_until(lambda: len(probe.events("ticket_received")) >= 2, message="two tickets")
     assert tickets(engine) == 2
 
@@ -78,7 +79,8 @@ def test_the_same_message_id_never_makes_two_tickets(intake):
 def test_one_phone_number_is_one_resident_across_channels(intake):
     client, probe, engine, _ = intake
     client.submit("hotline", request(resident={"phone": "138-1234-5678"}))
-    client.submit("wechat", request(channel="wechat", resident={"phone": "+8613812345678"}))
+    client.submit("wechat", request(channel="wechat", resident={"phone": "+8613812345678"},
+                                    category="802", attributes={"prescription": "otc"}))  # another need
     got = wait_until(lambda: len(probe.events("ticket_received")) == 2 and probe.events("ticket_received"),
                      message="both tickets")
     assert got[0]["data"]["resident"]["id"] == got[1]["data"]["resident"]["id"]
@@ -126,3 +128,40 @@ def test_a_submission_without_message_id_is_refused_with_the_reason(intake):
                       message="dead-lettered")
     assert "message_id: missing" in dead[0].headers["x-reason"]
     assert tickets(engine) == 0
+
+
+# --- duplicates ----------------------------------------------------------------------------------
+
+def test_the_same_resident_reporting_again_joins_the_open_ticket(intake):
+    client, probe, engine, _ = intake
+    client.submit("hotline", request())
+    first = wait_until(lambda: probe.events("ticket_received"), message="the first ticket")[0]
+    client.submit("wechat", request(channel="wechat", description="再催一下，米面油还没送来"))
+    merged = wait_until(lambda: probe.events("ticket_merged"), message="the repeat merged")[0]
+    assert merged["ticket_id"] == merged["data"]["ticket_no"] == first["ticket_id"]
+    assert merged["data"]["resident"]["phone"] == "13812345678"
+    assert len(probe.events("ticket_received")) == 1
+
+
+def test_nearly_the_same_words_from_a_neighbour_join_the_open_ticket(intake):
+    client, probe, _, _ = intake
+    client.submit("hotline", request(category="652", description="杨东村三组自来水管爆了，水一直在流",
+                                     attributes={}, resident={"phone": "13900000001"}))
+    first = wait_until(lambda: probe.events("ticket_received"), message="the first ticket")[0]
+    client.submit("counter", request(category="652", description="杨东村三组自来水管爆了！水一直在流。",
+                                     attributes={}, resident={"phone": "13900000002"}))
+    merged = wait_until(lambda: probe.events("ticket_merged"), message="the neighbour's report merged")[0]
+    assert merged["data"]["ticket_no"] == first["ticket_id"]
+
+
+@pytest.mark.parametrize("second", [
+    {"category": "802", "attributes": {"prescription": "otc"}},  # same resident, another category
+    {"village_code": "341323104215"},                    # same resident, another village
+    {"resident": {"phone": "13900000003"}, "description": "我家也需要代购，要蔬菜"},  # another person, other words
+], ids=["other-category", "other-village", "other-person-other-words"])
+def test_distinct_requests_are_kept_apart(intake, second):
+    client, probe, _, _ = intake
+    client.submit("hotline", request())
+    client.submit("hotline", request(**second))
+    wait_until(lambda: len(probe.events("ticket_received")) == 2, message="two separate tickets")
+    assert probe.events("ticket_merged") == []

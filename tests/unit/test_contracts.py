@@ -52,6 +52,7 @@ CONSUMER_SCHEMAS: dict[tuple[str, str, str, str], type[Schema] | None] = {
        for name in ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
                     "ticket_reopened")},
     ("notify", "acknowledge", "intake", "ticket_received"): _notify.TicketReceivedIn,
+    ("notify", "tell_merged", "intake", "ticket_merged"): _notify.TicketMergedIn,
     ("notify", "ask_for_follow_up", "dispatch", "ticket_resolved"): _notify.TicketResolvedIn,
     ("notify", "tell_outcome", "dispatch", "ticket_closed"): None,
     ("notify", "tell_outcome", "dispatch", "ticket_reopened"): None,
@@ -126,7 +127,7 @@ def test_every_service_with_a_service_module_is_checked():
 def test_discovery_finds_the_known_subscriptions():
     assert ("dispatch", "open_case", "intake", "ticket_received") in SUBSCRIPTIONS
     assert ("volunteer", "finish_offers", "dispatch", "ticket_closed") in SUBSCRIPTIONS
-    assert len(SUBSCRIPTIONS) == 17
+    assert len(SUBSCRIPTIONS) == 18
 
 
 def test_every_consumer_reads_a_service_event_exchange_or_a_known_outside_input():
