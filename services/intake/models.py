@@ -49,4 +49,14 @@ class Ticket(Base):
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a repeat of that ticket
 
 
+class ContactRead(Base):
+    """Whoever reads a resident's full phone number or name leaves a record of it."""
+    __tablename__ = "contact_reads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(String(32), index=True)
+    staff_id: Mapped[str] = mapped_column(String(50), index=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 OutboxRow, InboxRow = plumbing_tables(Base)

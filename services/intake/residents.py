@@ -25,3 +25,8 @@ def mask_phone(phone: str | None) -> str | None:
     if not phone or len(phone) < 7:
         return phone
     return phone[:3] + "****" + phone[-4:]
+
+
+def mask_name(name: str | None) -> str | None:
+    """王秀英 → 王**: enough to greet, not enough to identify."""
+    return name[0] + "*" * (len(name) - 1) if name else name

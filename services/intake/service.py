@@ -8,6 +8,7 @@ from nameko.web.handlers import http
 from sqlalchemy import func, select
 
 from services.common.database import Database
+from services.common.http import HttpError, json_api, json_response
 from services.common.envelope import MalformedEvent, read_data, utcnow
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
@@ -19,8 +20,8 @@ from .open311 import open311_api
 from .open311_forms import attributes_of_submission, parse_request_form
 from .duplicates import duplicate_of, window_start
 from .intake import category_for, new_ticket_number, ticket_merged, ticket_received
-from .models import InboxRow, OutboxRow, Resident, Ticket
-from .residents import find_or_add, mask_phone
+from .models import ContactRead, InboxRow, OutboxRow, Resident, Ticket
+from .residents import find_or_add, mask_name, mask_phone
 from .schemas import Submission, TicketStatusChange
 from .submissions import on_submission
 
@@ -179,20 +180,41 @@ class IntakeService:
 
     # --- staff ----------------------------------------------------------------------------
 
-    @http("GET", "/tickets/<string:ticket_no>")
-    def get_ticket(self, request, ticket_no: str):
+    @http("GET", "/tickets/<string:ticket_no>/contact")
+    @json_api
+    def read_contact(self, request, ticket_no: str):
+        """The full phone number and name, for the person calling the resident back; the read is recorded."""
+        staff_id, reason = _staff(request), (request.args.get("reason") or "").strip()
+        if not reason:
+            raise HttpError(400, "reason: say why the contact is needed (e.g. 回访, 上门)")
         with self.db.transaction() as s:
             ticket = s.get(Ticket, ticket_no)
             if ticket is None:
-                return _json({"error": f"ticket {ticket_no} not found"}, status=404)
+                raise HttpError(404, f"ticket {ticket_no} not found")
             resident = s.get(Resident, ticket.resident_id)
-            return _json({
-                "ticket_no": ticket.id, "status": ticket.status, "category": ticket.category,
-                "channel": ticket.channel, "village_code": ticket.village_code,
+            s.add(ContactRead(ticket_id=ticket_no, staff_id=staff_id, reason=reason[:200], read_at=utcnow()))
+            return json_response({"ticket_no": ticket_no, "name": resident.name, "phone": resident.phone,
+                                  "email": resident.email})
+
+    @http("GET", "/tickets/<string:ticket_no>")
+    @json_api
+    def get_ticket(self, request, ticket_no: str):
+        """The staff view: where a ticket stands, the resident's contact masked (see /contact)."""
+        with self.db.transaction() as s:
+            ticket = s.get(Ticket, ticket_no)
+            if ticket is None:
+                raise HttpError(404, f"ticket {ticket_no} not found")
+            resident = s.get(Resident, ticket.resident_id)
+            return json_response({
+                "ticket_no": ticket.id, "status": ticket.status, "merged_into": ticket.merged_into,
+                "category": ticket.category, "channel": ticket.channel, "village_code": ticket.village_code,
                 "submitted_at": ticket.submitted_at.isoformat(), "assignee_name": ticket.assignee_name,
-                "resident_phone": mask_phone(resident.phone),
+                "resident_phone": mask_phone(resident.phone), "resident_name": mask_name(resident.name),
             })
 
 
-def _json(value, status: int = 200) -> tuple[int, dict, str]:
-    return status, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(value, ensure_ascii=False)
+def _staff(request) -> str:
+    staff_id = (request.headers.get("X-Staff-Id") or "").strip()
+    if not staff_id:
+        raise HttpError(403, "X-Staff-Id: reading a resident's contact needs a staff id (it is recorded)")
+    return staff_id[:50]

@@ -165,3 +165,53 @@ def test_distinct_requests_are_kept_apart(intake, second):
     client.submit("hotline", request(**second))
     wait_until(lambda: len(probe.events("ticket_received")) == 2, message="two separate tickets")
     assert probe.events("ticket_merged") == []
+
+
+# --- personal data -------------------------------------------------------------------------------
+
+@pytest.fixture
+def intake_http(fresh_vhost_uri, sqlite_url):
+    from songdaojia.peers import free_port
+    upgrade("intake", sqlite_url)
+    port = free_port()
+    probe = Probe(fresh_vhost_uri, "intake.events")
+    container = ServiceContainer(IntakeService, {"AMQP_URI": fresh_vhost_uri, "DB_URL": sqlite_url,
+                                                 "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
+    container.start()
+    client = IntakeClient(fresh_vhost_uri, source="test").__enter__()
+    yield client, probe, make_engine(sqlite_url), f"http://127.0.0.1:{port}"
+    client.close()
+    container.stop()
+    probe.close()
+
+
+def test_staff_see_contacts_masked_and_a_full_read_leaves_a_record(intake_http):
+    import requests
+    from services.intake.models import ContactRead
+    client, probe, engine, url = intake_http
+    client.submit("hotline", request())
+    ticket_no = wait_until(lambda: probe.events("ticket_received"), message="ticket")[0]["ticket_id"]
+    view = requests.get(f"{url}/tickets/{ticket_no}").json()
+    assert view["resident_phone"] == "138****5678" and view["resident_name"] == "王**"
+    assert requests.get(f"{url}/tickets/{ticket_no}/contact", params={"reason": "回访"}).status_code == 403
+    r = requests.get(f"{url}/tickets/{ticket_no}/contact", params={"reason": "回访"},
+                     headers={"X-Staff-Id": "W-341323104214-G10-1"})
+    assert r.json()["phone"] == "13812345678"
+    with Session(engine) as s:
+        reads = s.scalars(select(ContactRead)).all()
+        assert [(x.ticket_id, x.staff_id, x.reason) for x in reads] == [(ticket_no, "W-341323104214-G10-1", "回访")]
+    engine.dispose()
+
+
+def test_phone_numbers_never_reach_the_logs(intake, caplog):
+    client, probe, _, uri = intake
+    caplog.set_level("DEBUG")
+    client.submit("hotline", request(village_code="341323999999"))          # dead-lettered
+    client.submit("hotline", request(resident={"phone": "13812345678", "email": "bad"}))  # refused
+    client.submit("hotline", request())
+    wait_until(lambda: probe.events("ticket_received"), message="the good one")
+    dead = []
+    wait_until(lambda: dead.extend(amqp_queue_messages(uri, dead_letter_queue("intake"))) or len(dead) == 2,
+               message="two dead letters")
+    assert "dead-lettered" in caplog.text
+    assert "13812345678" not in caplog.text and "1234 5678" not in caplog.text
