@@ -36,8 +36,10 @@ class Catalogue:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Catalogue":
-        with open(path or BUNDLED, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+        return cls.from_document(read_document(path))
+
+    @classmethod
+    def from_document(cls, raw: dict) -> "Catalogue":
         departments = {d["code"]: d for d in raw["departments"]}
         categories = {}
         for c in raw["categories"]:
@@ -58,3 +60,8 @@ class Catalogue:
 
     def department_name(self, code: str, lang: str = "zh") -> str:
         return self.departments[code][f"name_{lang}"]
+
+
+def read_document(path: str | Path | None = None) -> dict:
+    with open(path or BUNDLED, encoding="utf-8") as f:
+        return yaml.safe_load(f)

@@ -1,16 +1,36 @@
 from __future__ import annotations
 
+import json
+
 from nameko.extensions import DependencyProvider
+from sqlalchemy.orm import Session
+
+from services.common.database import make_engine
+from services.common.envelope import utcnow
 
 from . import places
-from .catalogue import Catalogue
+from .catalogue import Catalogue, read_document
+from .models import CatalogueVersion
 
 
 class CatalogueProvider(DependencyProvider):
-    """The service catalogue, loaded once per container (path from `CATALOGUE_PATH`)."""
+    """The service catalogue: catalogue.yaml (or `CATALOGUE_PATH`) is recorded in intake's
+    database under its version when first seen; the service serves what the database holds."""
 
     def setup(self) -> None:
-        self.catalogue = Catalogue.load(self.container.config.get("CATALOGUE_PATH") or None)
+        document = read_document(self.container.config.get("CATALOGUE_PATH") or None)
+        engine = make_engine(self.container.config["DB_URL"], pool_size=1)
+        with Session(engine) as s, s.begin():
+            version, text = str(document["version"]), json.dumps(document, ensure_ascii=False, sort_keys=True)
+            known = s.get(CatalogueVersion, version)
+            if known is None:
+                s.add(CatalogueVersion(version=version, loaded_at=utcnow(), document=text))
+            elif known.document != text:
+                raise ValueError(f"catalogue {version}: the file changed but its version did not; "
+                                 "bump `version` in catalogue.yaml so tickets can say which one they used")
+            stored = text
+        engine.dispose()
+        self.catalogue = Catalogue.from_document(json.loads(stored))
 
     def get_dependency(self, worker_ctx) -> Catalogue:
         return self.catalogue

@@ -49,6 +49,14 @@ class Ticket(Base):
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a repeat of that ticket
 
 
+class CatalogueVersion(Base):
+    """Each version of the service catalogue intake has served, as loaded from catalogue.yaml."""
+    __tablename__ = "catalogue_versions"
+    version: Mapped[str] = mapped_column(String(40), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)  # the catalogue as JSON
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ContactRead(Base):
     """Whoever reads a resident's full phone number or name leaves a record of it."""
     __tablename__ = "contact_reads"

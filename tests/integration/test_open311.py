@@ -228,3 +228,52 @@ def test_an_independent_open311_client_lists_services_and_reads_requests(open311
     found = client.get_service_requests(service_request_id=posted)
     found = found if isinstance(found, list) else [found]  # xmltodict gives a dict for one element
     assert found[0]["service_request_id"] == posted and found[0]["status"] == "open"
+
+
+def test_a_new_catalogue_version_is_served_without_a_code_change(amqp_uri, tmp_path):
+    import yaml
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+    from services.common.database import make_engine
+    from services.intake.catalogue import read_document
+    from services.intake.models import CatalogueVersion
+    db_url = f"sqlite:///{tmp_path / 'intake.db'}"
+    upgrade("intake", db_url)
+    document = read_document()
+    document["version"] = "2099.1.1"
+    next(c for c in document["categories"] if c["code"] == "999")["name_zh"] = "其他诉求（新版）"
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    for catalogue_path in (None, path):  # the bundled version, then the new one
+        port = free_port()
+        container = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url,
+                                                     "CATALOGUE_PATH": catalogue_path and str(path),
+                                                     "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
+        container.start()
+        services = requests.get(f"http://127.0.0.1:{port}/open311/v2/services.json").json()
+        container.stop()
+    assert next(s for s in services if s["service_code"] == "999")["service_name"] == "其他诉求（新版）"
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        assert set(s.scalars(select(CatalogueVersion.version))) == {read_document()["version"], "2099.1.1"}
+    engine.dispose()
+
+
+def test_a_changed_catalogue_with_the_same_version_is_refused_at_start(amqp_uri, tmp_path):
+    import yaml
+    from services.intake.catalogue import read_document
+    db_url = f"sqlite:///{tmp_path / 'intake.db'}"
+    upgrade("intake", db_url)
+    first = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url,
+                                             "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
+    first.start()
+    first.stop()
+    document = read_document()
+    document["categories"][0]["name_zh"] = "改了名字却没改版本"
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    second = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url, "CATALOGUE_PATH": str(path),
+                                              "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
+    with pytest.raises(ValueError, match="bump `version`"):
+        second.start()
+    second.kill()
