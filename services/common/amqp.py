@@ -31,6 +31,7 @@ class Outgoing:
     type: str | None = None
     content_type: str = "application/json"
     expiration: str | None = None
+    reply_to: str | None = None
 
 
 def connect(amqp_uri: str, heartbeat: int = 0) -> amqp.Connection:
@@ -105,6 +106,8 @@ class ConfirmingPublisher:
                     props["type"] = out.type
                 if out.expiration:
                     props["expiration"] = out.expiration
+                if out.reply_to:
+                    props["reply_to"] = out.reply_to
                 ch.basic_publish(amqp.Message(out.body, **props), exchange=out.exchange,
                                  routing_key=out.routing_key)
                 self._pending.add(self._next_tag)

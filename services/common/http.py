@@ -6,6 +6,7 @@ import json
 import logging
 
 from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -49,4 +50,6 @@ def json_api(method):
             if exc.errors:
                 body["fields"] = exc.errors
             return json_response(body, exc.status)
+        except (HTTPException, UnicodeError) as exc:  # input werkzeug could not even parse
+            return json_response({"error": f"unreadable request: {exc}"[:300]}, 400)
     return wrapper

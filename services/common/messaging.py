@@ -135,7 +135,10 @@ class ReliableConsumer(Consumer):
         self.queue_consumer.ack_message(message)
 
     def _attempt(self, message) -> int:
-        return int((message.headers or {}).get("x-attempt", 1))
+        try:  # a header from outside may say anything
+            return max(1, int((message.headers or {}).get("x-attempt", 1)))
+        except (TypeError, ValueError):
+            return 1
 
     def _retry_or_dead_letter(self, message, reason: str, kind: str) -> None:
         attempt = self._attempt(message)
@@ -163,7 +166,7 @@ class ReliableConsumer(Consumer):
                         message_id=props.get("message_id") or "", headers=headers,
                         correlation_id=props.get("correlation_id"),
                         content_type=message.content_type or "application/octet-stream",
-                        type=props.get("type"), expiration=expiration)
+                        type=props.get("type"), expiration=expiration, reply_to=props.get("reply_to"))
 
 
 def _envelope_args(body, message) -> tuple:

@@ -38,8 +38,8 @@ class OutboxWriter:
     def add(self, session, events: Iterable[Event], exchange: str | None = None,
             routing_key: str | None = None) -> None:
         now = utcnow()
-        rows = [{"event_id": ev.event_id, "exchange": exchange or self._exchange,
-                 "routing_key": routing_key or ev.name, "body": seal(ev, self._schemas),
+        rows = [{"event_id": ev.event_id, "exchange": self._exchange if exchange is None else exchange,
+                 "routing_key": ev.name if routing_key is None else routing_key, "body": seal(ev, self._schemas),
                  "created_at": now} for ev in events]
         if rows:  # a Core insert in the session's transaction: no unit-of-work bookkeeping
             session.execute(insert(self._row), rows)

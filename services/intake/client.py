@@ -38,17 +38,38 @@ class IntakeClient:
         self._channel.confirm_delivery()
 
     def submit(self, channel: str, request: dict, message_id: str | None = None,
-               headers: dict | None = None) -> str:
-        """Publish one request; raises pika's UnroutableError/NackError if the broker refused it."""
+               headers: dict | None = None, reply_to: str | None = None) -> str:
+        """Publish one request; raises pika's UnroutableError/NackError if the broker refused it.
+
+        With `reply_to` (a queue of yours, e.g. from `receipt_queue()`), intake sends the
+        ticket number there: `{"data": {"message_id", "ticket_no", "status"}}`.
+        """
         message_id = message_id or str(uuid.uuid4())
         self._channel.basic_publish(
             exchange=EXCHANGE, routing_key=f"submit.{channel}",
             body=json.dumps(request, ensure_ascii=False).encode("utf-8"),
             properties=pika.BasicProperties(
                 content_type="application/json", content_encoding="utf-8", delivery_mode=2,
-                message_id=message_id, app_id=self._source, headers=headers or {}),
+                message_id=message_id, app_id=self._source, headers=headers or {}, reply_to=reply_to),
             mandatory=True)
         return message_id
+
+    def receipt_queue(self) -> str:
+        """A private queue for receipts, gone when this client disconnects."""
+        return self._channel.queue_declare("", exclusive=True).method.queue
+
+    def receipts(self, queue: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
+        """Wait for `count` receipts on `queue` (fewer if `timeout` seconds pass with none)."""
+        found = []
+        for method, _props, body in self._channel.consume(queue, inactivity_timeout=timeout):
+            if method is None:
+                break
+            self._channel.basic_ack(method.delivery_tag)
+            found.append(json.loads(body))
+            if len(found) >= count:
+                break
+        self._channel.cancel()
+        return found
 
     def publish_raw(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> None:
         """Send bytes as they are (for tests of what intake does with bad input)."""

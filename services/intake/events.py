@@ -52,7 +52,15 @@ class TicketMerged(Strict):
     resident = fields.Nested(ResidentInfo, required=True)
 
 
-SCHEMAS = {"ticket_received": TicketReceived(), "ticket_merged": TicketMerged()}
+class SubmissionReceipt(Strict):
+    """Sent to a publisher's reply_to queue, not on intake.events: its ticket number."""
+    message_id = fields.String(required=True)
+    ticket_no = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["received", "merged"]))
+
+
+SCHEMAS = {"ticket_received": TicketReceived(), "ticket_merged": TicketMerged(),
+           "submission_receipt": SubmissionReceipt()}
 
 _MERGED_CATEGORY = {
     "code": "652", "name_zh": "水管漏水报修", "name_en": "Water pipe leak report", "department": "watersupply",
@@ -61,6 +69,12 @@ _MERGED_CATEGORY = {
 }
 
 EXAMPLES = {
+    "submission_receipt": {
+        "event_id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "event": "submission_receipt", "version": 1,
+        "occurred_at": "2026-11-27T01:00:00.115000+00:00", "ticket_id": "SDJ-261127-7KQ2M4XA",
+        "correlation_id": "hotline-20261127-000123",
+        "data": {"message_id": "hotline-20261127-000123", "ticket_no": "SDJ-261127-7KQ2M4XA", "status": "received"},
+    },
     "ticket_merged": {
         "event_id": "9d1f8a7e-2b44-4c1e-8f0a-6a2b3c4d5e6f",
         "event": "ticket_merged",

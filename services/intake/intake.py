@@ -14,14 +14,22 @@ _TICKET_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud
 
 
 def normalise_phone(raw: str | None) -> str | None:
-    """One form per number: +86 / 0086 prefixes and separators dropped."""
+    """One form per number, as dialled inside China: 13812345678, 05571234567.
+
+    +86 / 0086 prefixes and separators are dropped; a landline written
+    internationally (+86 557 1234567) gets back the trunk 0 of its area code.
+    """
     if not raw:
         return None
     digits = re.sub(r"[^\d+]", "", raw)
+    international = False
     for prefix in ("+86", "0086"):
         if digits.startswith(prefix):
-            digits = digits[len(prefix):]
-    return digits.lstrip("+")
+            digits, international = digits[len(prefix):], True
+    digits = digits.lstrip("+")
+    if international and digits and not digits.startswith(("1", "0")):
+        digits = "0" + digits  # landline: area code 557 is dialled 0557 at home
+    return digits
 
 
 def new_ticket_number(now: datetime) -> str:
@@ -67,6 +75,14 @@ def ticket_received(ticket, resident, category: Category, contact: dict) -> Even
         "received_at": ticket.received_at.isoformat(),
         "resident": resident_info(resident, contact),
     })
+
+
+def receipt(ticket, message_id: str) -> Event:
+    """What the publisher of a submission hears back (on its reply_to queue)."""
+    number = ticket.merged_into or ticket.id
+    return Event("submission_receipt", number, {
+        "message_id": message_id, "ticket_no": number,
+        "status": "merged" if ticket.merged_into else "received"}, correlation_id=message_id)
 
 
 def ticket_merged(report, original, resident, category: Category, contact: dict) -> Event:

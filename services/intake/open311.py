@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
+from werkzeug.exceptions import HTTPException
+
 from .catalogue import Catalogue, Category
 
 SPEC = "http://wiki.open311.org/GeoReport_v2"
@@ -178,9 +180,11 @@ def open311_api(method):
     """Every Open311 failure answers [{code, description}] in the asked format, never a 500."""
     @functools.wraps(method)
     def wrapper(self, request, *args, **kwargs):
+        fmt = kwargs.get("fmt") if kwargs.get("fmt") in FORMATS else "json"
         try:
             return method(self, request, *args, **kwargs)
         except Open311Error as exc:
-            fmt = kwargs.get("fmt") if kwargs.get("fmt") in FORMATS else "json"
             return answer(fmt, "errors", exc.document(), exc.status)
+        except (HTTPException, UnicodeError) as exc:  # input werkzeug could not even parse
+            return answer(fmt, "errors", [{"code": 400, "description": f"request: unreadable ({exc})"[:300]}], 400)
     return wrapper

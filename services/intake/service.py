@@ -19,7 +19,7 @@ from .dependencies import CatalogueProvider, Open311Keys, Places
 from .open311 import open311_api
 from .open311_forms import attributes_of_submission, parse_request_form
 from .duplicates import duplicate_of, window_start
-from .intake import category_for, new_ticket_number, ticket_merged, ticket_received
+from .intake import category_for, new_ticket_number, receipt, ticket_merged, ticket_received
 from .models import ContactRead, InboxRow, OutboxRow, Resident, Ticket
 from .residents import find_or_add, mask_name, mask_phone
 from .schemas import Submission, TicketStatusChange
@@ -42,16 +42,18 @@ class IntakeService:
     api_keys = Open311Keys()
 
     @on_submission()
-    def receive_submission(self, body: dict, message_id: str):
+    def receive_submission(self, body: dict, message_id: str, reply_to: str | None = None):
         form = Submission().load(body)
         category = category_for(form["category"], self.catalogue)
         form["attributes"] = attributes_of_submission(form["attributes"], category)
         if self.places.village(form["village_code"]) is None:
             raise MalformedEvent(f"village_code: {form['village_code']!r} is not a village of Suzhou (NBS 2023)")
         with self.db.transaction() as s:
-            if s.scalar(select(Ticket.id).where(Ticket.message_id == message_id)):
-                return  # the same message again: it already made its ticket
-            self._open_ticket(s, form, category, message_id, channel=form["channel"])
+            ticket = s.scalar(select(Ticket).where(Ticket.message_id == message_id))
+            if ticket is None:  # else: the same message again; it already made its ticket
+                ticket = self._open_ticket(s, form, category, message_id, channel=form["channel"])
+            if reply_to:  # the receipt again too: the publisher may have missed the first
+                self.outbox.add(s, [receipt(ticket, message_id)], exchange="", routing_key=reply_to)
 
     @on_event("dispatch", *LIFECYCLE_EVENTS)
     def track_status(self, envelope: dict):

@@ -4,6 +4,8 @@ Exchange `intake.submissions` (topic, durable); routing key `submit.<channel>`
 (hotline, wechat, miniprogram, counter, grid_visit, night_talk). A message is a
 JSON object (see `schemas.Submission`) with `content_type` application/json and
 a `message_id`, the idempotency key: the same message id never makes two tickets.
+With `reply_to` set, the publisher gets a receipt there (`submission_receipt`:
+its message id and the ticket number, `received` or `merged`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ QUEUE = "intake.submissions"
 MAX_BODY = 64 * 1024
 
 
-def decode_submission(body, message) -> tuple[dict, str]:
+def decode_submission(body, message) -> tuple[dict, str, str | None]:
     message_id = (message.properties or {}).get("message_id")
     if not message_id:
         raise MalformedEvent("message_id: missing (it is the idempotency key; set it on every message)")
@@ -36,7 +38,8 @@ def decode_submission(body, message) -> tuple[dict, str]:
         raise MalformedEvent(f"body: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     if not isinstance(value, dict):
         raise MalformedEvent(f"body: must be a JSON object, got {type(value).__name__}")
-    return value, message_id
+    reply_to = (message.properties or {}).get("reply_to") or None
+    return value, message_id, reply_to
 
 
 def on_submission(**kwargs):

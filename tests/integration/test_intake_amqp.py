@@ -215,3 +215,18 @@ def test_phone_numbers_never_reach_the_logs(intake, caplog):
                message="two dead letters")
     assert "dead-lettered" in caplog.text
     assert "13812345678" not in caplog.text and "1234 5678" not in caplog.text
+
+
+def test_a_publisher_asking_for_a_receipt_gets_the_ticket_number_even_for_a_repeat(intake):
+    client, probe, _, _ = intake
+    queue = client.receipt_queue()
+    first = client.submit("hotline", request(), reply_to=queue)
+    receipts = {r["data"]["message_id"]: r["data"] for r in client.receipts(queue, count=1)}
+    again = client.submit("hotline", request(), message_id=first, reply_to=queue)  # a re-send after a doubt
+    repeat = client.submit("wechat", request(channel="wechat", description="米面油还没送到"), reply_to=queue)
+    later = client.receipts(queue, count=2)
+    receipts.update({r["data"]["message_id"]: r["data"] for r in later})
+    ticket_no = wait_until(lambda: probe.events("ticket_received"), message="the ticket")[0]["ticket_id"]
+    assert again == first and receipts[first] == {"message_id": first, "ticket_no": ticket_no, "status": "received"}
+    assert sorted(r["data"]["message_id"] for r in later) == sorted([first, repeat])
+    assert receipts[repeat] == {"message_id": repeat, "ticket_no": ticket_no, "status": "merged"}

@@ -129,12 +129,12 @@ GOOD = {"channel": "hotline", "category": "801", "village_code": "341323104214",
 
 def test_a_good_submission_decodes_to_its_body_and_message_id():
     body = json.dumps(GOOD, ensure_ascii=False).encode("utf-8")
-    assert decode_submission(body, message("m-0001")) == (GOOD, "m-0001")
+    assert decode_submission(body, message("m-0001")) == (GOOD, "m-0001", None)
 
 
 @pytest.mark.parametrize("content_type", [None, ""])
 def test_a_submission_without_content_type_is_read_as_json(content_type):
-    assert decode_submission(b'{"a": 1}', message(content_type=content_type)) == ({"a": 1}, "m-0001")
+    assert decode_submission(b'{"a": 1}', message(content_type=content_type)) == ({"a": 1}, "m-0001", None)
 
 
 @pytest.mark.parametrize("message_id", [None, ""])
@@ -240,3 +240,8 @@ def test_a_bad_phone_and_a_naive_time_are_each_named():
     errors = load_errors(resident={"phone": "call me"}, submitted_at="2026-11-27T09:00:00")
     assert errors["resident"]["phone"] == ["not a phone number"]
     assert errors["submitted_at"] == ["Not a valid aware datetime."]
+
+
+@pytest.mark.parametrize("written", ["0557-1234567", "+86 557 1234567", "0086 557-123-4567", "(0557) 123 4567"])
+def test_a_landline_written_any_way_is_one_number(written):
+    assert normalise_phone(written) == "05571234567"
