@@ -17,10 +17,7 @@ from services.volunteer.matching import (
 )
 
 MAIN_DIR = Path(__file__).resolve().parents[2]
-DIVISIONS_CSV_CANDIDATES = (
-    MAIN_DIR / "services" / "dispatch" / "data" / "suzhou_3413_nbs2023.csv",
-    MAIN_DIR.parent / "shared" / "data" / "divisions" / "suzhou_3413_nbs2023.csv",  # fallback only
-)
+DIVISIONS_CSV = MAIN_DIR / "services" / "dispatch" / "data" / "suzhou_3413_nbs2023.csv"  # bundled
 
 
 def volunteer(vid, village="V1", town="T1", skills=("errand",), max_load=2, team="T0001"):
@@ -165,10 +162,7 @@ def test_generator_shape_with_synthetic_villages():
 
 
 def test_generator_covers_the_real_suzhou_villages():
-    csv_path = next((p for p in DIVISIONS_CSV_CANDIDATES if p.exists()), None)
-    if csv_path is None:
-        pytest.skip("Suzhou divisions CSV not found in services/dispatch/data/ nor ../shared/data/divisions/")
-    with open(csv_path, encoding="utf-8") as f:
+    with open(DIVISIONS_CSV, encoding="utf-8", newline="") as f:
         villages = [(row["code"], row["parent_code"]) for row in csv.DictReader(f) if row["level"] == "village"]
     assert len(villages) == 1358
 
