@@ -70,9 +70,6 @@ class Store:
         with self._sessions.begin() as session:
             yield session
 
-    def session(self) -> Session:
-        return self._sessions()
-
 
 class Database(DependencyProvider):
     """Injects a `Store`; the URL comes from config key `DB_URL`."""

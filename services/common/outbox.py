@@ -79,7 +79,6 @@ class Relay:
         self._wakeup = GreenEvent()
         self._running = True
         self._purged_at = utcnow()
-        self.sent = 0
 
     def wake(self) -> None:
         if not self._wakeup.ready():
@@ -131,5 +130,4 @@ class Relay:
             if now - self._purged_at > PURGE_EVERY:
                 conn.execute(delete(self.row).where(self.row.sent_at < now - KEEP_SENT))
                 self._purged_at = now
-        self.sent += len(rows)
         return len(rows) == BATCH

@@ -33,8 +33,9 @@ def running_stack(fresh_vhost_uri, tmp_path, request):
     yield running
     stop_all(running.procs)
     sink.stop()
-    for proc in running.procs.values():  # show what the services said when a test failed
-        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+    call = getattr(request.node, "rep_call", None)
+    if call is not None and call.failed:  # show what the services said
+        for proc in running.procs.values():
             print(f"--- {proc.name} log ---\n{proc.tail(40)}")
 
 
