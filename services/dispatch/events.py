@@ -16,12 +16,12 @@ class Lifecycle(Strict):
 
 
 class TicketRouted(Lifecycle):
-    grid_code = fields.String(required=True)
+    grid_code = fields.String(required=True, allow_none=True)  # None: at the county's dispatch centre
     area_path = fields.List(fields.String(), required=True)
 
 
 class TicketOffered(Lifecycle):
-    grid_code = fields.String(required=True)
+    grid_code = fields.String(required=True, allow_none=True)
     work_key = fields.String(required=True)
     accept_due_at = fields.String(required=True)
     priority = fields.Integer(required=True)

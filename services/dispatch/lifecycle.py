@@ -38,6 +38,10 @@ class NotYourTicket(Exception):
     pass
 
 
+class AlreadyPlaced(Exception):
+    pass
+
+
 def _move(case, target: str, now: datetime) -> None:
     if target not in ALLOWED[case.state]:
         raise InvalidTransition(case.id, case.state, target)
@@ -63,12 +67,20 @@ def route(case, assignment: Assignment, now: datetime) -> list[Event]:
     events = [routed, _event(case, "ticket_offered", grid_code=case.grid_code, work_key=case.work_key,
                              accept_due_at=case.accept_due_at.isoformat(), priority=case.priority,
                              category_code=case.category_code)]
-    if case.volunteer_skill and case.volunteer_id is None:
+    if case.volunteer_skill and case.volunteer_id is None and case.village_code:  # nearby: needs the village
         events.append(Event("volunteer_requested", case.id, {
             "skill": case.volunteer_skill, "village_code": case.village_code,
             "town_code": case.village_code[:9], "priority": case.priority,
             "exclude": []}, correlation_id=case.id))
     return events
+
+
+def place(case, village_code: str, assignment: Assignment, now: datetime) -> list[Event]:
+    """A county dispatch centre puts an unplaced request in its village: routed on to that grid."""
+    if case.village_code is not None:
+        raise AlreadyPlaced(f"ticket {case.id} is already in village {case.village_code}")
+    case.village_code = village_code
+    return route(case, assignment, now)
 
 
 def accept(case, worker_id: str, now: datetime) -> list[Event]:

@@ -21,7 +21,8 @@ class Case(Base):
     category_code: Mapped[str] = mapped_column(String(10))
     department: Mapped[str] = mapped_column(String(40))
     priority: Mapped[int] = mapped_column(Integer)
-    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    village_code: Mapped[str | None] = mapped_column(String(12), index=True, nullable=True)  # None: unplaced
+    county_code: Mapped[str] = mapped_column(String(6), index=True)
     address: Mapped[str] = mapped_column(String(200), default="")
     grid_code: Mapped[str | None] = mapped_column(String(20), nullable=True)
     work_key: Mapped[str | None] = mapped_column(String(120), nullable=True)

@@ -2,6 +2,8 @@
 
 Work keys are AMQP topic keys of dot-separated words, `area.<city>.<county>.<town>.<village>.<grid>`,
 so a dispatch console binds its queue to its own subtree of the area tree with one binding.
+A request known only by its county (a map point, no village) goes to that county's dispatch
+centre under `area.<city>.<county>.unplaced`, which the county's consoles see, to be placed.
 """
 from __future__ import annotations
 
@@ -12,15 +14,21 @@ from services.dispatch.areas import AreaMap
 from services.dispatch.roster import on_duty
 
 WORK_KEY_PREFIX = "area"
+UNPLACED = "unplaced"
 
 
 @dataclass(frozen=True)
 class Assignment:
-    grid_code: str
+    grid_code: str | None  # None: a county's dispatch centre, not a grid
     assignee_id: str
     assignee_name: str
-    area_path: tuple[str, ...]  # codes: city, county, town, village, grid
+    area_path: tuple[str, ...]  # codes: city, county, town, village, grid (city, county if unplaced)
     work_key: str
+
+
+class UnknownCounty(ValueError):
+    def __init__(self, county_code: str):
+        super().__init__(f"unknown county code {county_code!r}: not a county in the Suzhou division table")
 
 
 class UnknownVillage(ValueError):
@@ -38,6 +46,19 @@ def route(village_code: str, address_key: str, areas: AreaMap, at: datetime) -> 
     worker = on_duty(grid, at)
     area_path = tuple(area.code for area in areas.path(village_code)) + (grid.code,)
     return Assignment(grid.code, worker.id, worker.name, area_path, _topic(area_path))
+
+
+def route_to_county_centre(county_code: str, areas: AreaMap) -> Assignment:
+    """A request with no village yet: the county's dispatch centre (县调度中心) places it."""
+    try:
+        county = areas.area(county_code)
+    except KeyError:
+        raise UnknownCounty(county_code) from None
+    if county.level != "county":
+        raise UnknownCounty(county_code)
+    area_path = tuple(area.code for area in areas.path(county_code))
+    return Assignment(None, f"centre-{county_code}", f"{county.name}调度中心", area_path,
+                      _topic(area_path + (UNPLACED,)))
 
 
 def console_binding(area_code: str, areas: AreaMap) -> str:

@@ -18,7 +18,8 @@ class CategoryIn(Tolerant):
 class TicketReceivedIn(Tolerant):
     category = fields.Nested(CategoryIn, required=True)
     priority = fields.Integer(required=True)
-    village_code = fields.String(required=True)
+    village_code = fields.String(required=True, allow_none=True)  # None: a map point, placed by the county
+    county_code = fields.String(load_default=None, allow_none=True)
     address = fields.String(load_default="")
     received_at = fields.AwareDateTime(required=True)
 
@@ -44,6 +45,12 @@ class MatchFailedIn(Tolerant):
 
 class WorkerForm(Schema):
     worker_id = fields.String(required=True, validate=validate.Length(min=1, max=40))
+
+
+class PlaceForm(Schema):
+    staff_id = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    village_code = fields.String(required=True, validate=validate.Regexp(
+        r"^3413\d{8}$", error="must be a 12-digit Suzhou (3413…) village code"))
 
 
 class ResolveForm(WorkerForm):

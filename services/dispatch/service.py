@@ -16,9 +16,9 @@ from .dependencies import Areas
 from .events import SCHEMAS, WORK_EXCHANGE
 from .ledger import ledger_of
 from .models import Case, HistoryEntry, InboxRow, OutboxRow
-from .routing import UnknownVillage, route
-from .schemas import (FeedbackIn, MatchFailedIn, VolunteerAnsweredIn, ResolveForm, TicketReceivedIn, VolunteerOfferedIn,
-                      WorkerForm)
+from .routing import UnknownCounty, UnknownVillage, route, route_to_county_centre
+from .schemas import (FeedbackIn, MatchFailedIn, PlaceForm, ResolveForm, TicketReceivedIn, VolunteerAnsweredIn,
+                      VolunteerOfferedIn, WorkerForm)
 
 
 class DispatchService:
@@ -85,6 +85,24 @@ class DispatchService:
                          lambda c, now: lifecycle.resolve(c, form["worker_id"], form["note"], now),
                          note=form["note"])
 
+    @http("POST", "/tickets/<string:ticket_id>/place")
+    @json_api
+    def place(self, request, ticket_id):
+        """A county dispatch centre puts a request that came with a map point only in its village."""
+        form = read_json(request, PlaceForm())
+        now = utcnow()
+        with self.db.transaction() as s:
+            case = self._case(s, ticket_id, http=True)
+            try:
+                assignment = route(form["village_code"], case.address or case.id, self.areas, now)
+                events = lifecycle.place(case, form["village_code"], assignment, now)
+            except UnknownVillage as exc:
+                raise HttpError(400, f"village_code: {exc}") from None
+            except (lifecycle.AlreadyPlaced, lifecycle.InvalidTransition) as exc:
+                raise HttpError(409, str(exc)) from None
+            self._record(s, case, events, actor=form["staff_id"], note=f"placed in {form['village_code']}")
+            return json_response(case_view(case))
+
     @http("GET", "/tickets/<string:ticket_id>")
     @json_api
     def ticket(self, request, ticket_id):
@@ -116,8 +134,9 @@ class DispatchService:
 
     def _route(self, s, case, address_key, now):
         try:
-            assignment = route(case.village_code, address_key, self.areas, now)
-        except UnknownVillage as exc:  # retrying cannot help: park it with the reason
+            assignment = (route(case.village_code, address_key, self.areas, now) if case.village_code
+                          else route_to_county_centre(case.county_code, self.areas))
+        except (UnknownVillage, UnknownCounty) as exc:  # retrying cannot help: park it with the reason
             raise MalformedEvent(str(exc)) from None
         events = lifecycle.route(case, assignment, now)
         self._record(s, case, events, actor="dispatch")
@@ -155,10 +174,13 @@ class DispatchService:
 
 
 def new_case(ticket_id: str, data: dict, now) -> Case:
-    category = data["category"]
+    category, village = data["category"], data["village_code"]
+    county = data["county_code"] or (village and village[:6])
+    if not county:
+        raise MalformedEvent("village_code: missing, and no county_code to place the request by")
     return Case(id=ticket_id, state="received", version=0, category_code=category["code"],
                 department=category["department"], priority=data["priority"],
-                village_code=data["village_code"], address=data["address"],
+                village_code=village, county_code=county, address=data["address"],
                 volunteer_skill=category.get("volunteer_skill"),
                 accept_minutes=category["accept_minutes"], resolve_hours=category["resolve_hours"],
                 follow_up_hours=category["follow_up_hours"], received_at=data["received_at"],
@@ -168,7 +190,8 @@ def new_case(ticket_id: str, data: dict, now) -> Case:
 def case_view(case: Case) -> dict:
     return {"ticket_id": case.id, "state": case.state, "version": case.version,
             "category_code": case.category_code, "department": case.department,
-            "priority": case.priority, "village_code": case.village_code, "grid_code": case.grid_code,
+            "priority": case.priority, "county_code": case.county_code, "village_code": case.village_code,
+            "grid_code": case.grid_code,
             "assignee_id": case.assignee_id, "assignee_name": case.assignee_name,
             "volunteer_id": case.volunteer_id, "reopen_count": case.reopen_count,
             "accept_due_at": case.accept_due_at, "resolve_due_at": case.resolve_due_at}

@@ -34,8 +34,11 @@ class TicketReceived(Strict):
     channel = fields.String(required=True)
     category = fields.Nested(CategoryInfo, required=True)
     priority = fields.Integer(required=True, validate=validate.Range(1, 3))
-    village_code = fields.String(required=True)
+    village_code = fields.String(required=True, allow_none=True)  # None: placed by lat/long alone
+    county_code = fields.String(required=True)
     address = fields.String(required=True)
+    lat = fields.Float(required=True, allow_none=True)
+    long = fields.Float(required=True, allow_none=True)
     description = fields.String(required=True)
     submitted_at = fields.String(required=True)
     received_at = fields.String(required=True)
@@ -106,7 +109,9 @@ EXAMPLES = {
             },
             "priority": 1,
             "village_code": "341323104214",
+            "county_code": "341323",
             "address": "杨东村三组",
+            "lat": None, "long": None,
             "description": "独居老人需要代购米面油",
             "submitted_at": "2026-11-27T01:00:00+00:00",
             "received_at": "2026-11-27T01:00:00.110000+00:00",

@@ -68,8 +68,10 @@ def ticket_received(ticket, resident, category: Category, contact: dict) -> Even
         "channel": ticket.channel,
         "category": category_info(category),
         "priority": priority_of(category, contact["vulnerable"]),
-        "village_code": ticket.village_code,
+        "village_code": ticket.village_code,  # None: the county's dispatch centre places it
+        "county_code": ticket.county_code,
         "address": ticket.address,
+        "lat": ticket.lat, "long": ticket.long,
         "description": ticket.description,
         "submitted_at": ticket.submitted_at.isoformat(),
         "received_at": ticket.received_at.isoformat(),

@@ -28,7 +28,9 @@ class Ticket(Base):
     message_id: Mapped[str] = mapped_column(String(100), unique=True)  # the publisher's idempotency key
     channel: Mapped[str] = mapped_column(String(20))
     category: Mapped[str] = mapped_column(String(10))
-    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    # a point alone is known only to its county until the county's dispatch centre places it
+    village_code: Mapped[str | None] = mapped_column(String(12), index=True, nullable=True)
+    county_code: Mapped[str] = mapped_column(String(6), index=True)
     address: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text)
     resident_id: Mapped[str] = mapped_column(ForeignKey("residents.id"))

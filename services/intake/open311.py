@@ -88,6 +88,7 @@ def service_definition(catalogue: Catalogue, code: str) -> dict:
 
 STATUS_NOTES = {"received": "已受理", "routed": "已分派至网格", "accepted": "已签收，正在办理",
                 "resolved": "已办结，待回访", "closed": "已回访，办结", "reopened": "群众不满意，正在重办"}
+UNPLACED_NOTE = "已转县调度中心，正在确定所在村（社区）"  # posted with lat/long alone
 MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
 
@@ -98,7 +99,8 @@ def request_document(ticket, category: Category | None, locale: str) -> dict:
     return {
         "service_request_id": ticket.id,
         "status": "closed" if ticket.status == "closed" else "open",
-        "status_notes": STATUS_NOTES.get(ticket.status, ticket.status),
+        "status_notes": UNPLACED_NOTE if ticket.village_code is None and ticket.status in ("received", "routed")
+        else STATUS_NOTES.get(ticket.status, ticket.status),
         "service_name": name, "service_code": ticket.category,
         "description": (ticket.description or "")[:4000],
         "agency_responsible": ticket.agency,

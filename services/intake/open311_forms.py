@@ -41,7 +41,7 @@ def parse_request_form(form, catalogue: Catalogue, places: Places, api_keys: set
     if category is None:
         raise Open311Error(404, f"service_code: {code!r} is not in the service catalogue")
     lat, long = _coordinates(form)
-    village = _village(form, places)
+    village, county = _place(form, places, lat, long)
     phone = normalise_phone(form.get("phone"))
     if phone and not 7 <= len(phone) <= 15:
         raise bad("phone", "not a phone number")
@@ -53,8 +53,10 @@ def parse_request_form(form, catalogue: Catalogue, places: Places, api_keys: set
         raise bad("media_url", "not an http(s) URL")
     name = " ".join(p for p in (form.get("last_name", ""), form.get("first_name", "")) if p).strip()
     return {
-        "category": category, "village_code": village.code,
-        "address": form.get("address_string") or village.full_name,
+        "category": category, "village_code": village and village.code,
+        "county_code": village.code[:6] if village else county.code,
+        "address": form.get("address_string") or (village.full_name if village else
+                                                   f"{county.name} ({lat:.5f}, {long:.5f}) 待定位"),
         "description": form.get("description") or category.name_zh,
         "lat": lat, "long": long, "media_url": media_url,
         "attributes": attributes(form, category),
@@ -79,24 +81,25 @@ def _coordinates(form) -> tuple[float | None, float | None]:
     return lat, long
 
 
-def _village(form, places: Places):
+def _place(form, places: Places, lat: float | None, long: float | None):
+    """The village a request is in, by address_id or address_string; a point alone (or with an address
+    naming no village) leaves the village to the nearest county's dispatch centre: (None, county)."""
     address_id = form.get("address_id", "").strip()
     if address_id:
         village = places.village(address_id)
         if village is None:
             raise bad("address_id", f"{address_id!r} is not a village or community code of Suzhou (NBS 2023)")
-        return village
+        return village, None
     address = form.get("address_string", "").strip()
+    village = places.find(address) if address else None
+    if village is not None:
+        return village, None
+    if lat is not None:
+        return None, places.nearest_county(lat, long)
     if address:
-        village = places.find(address)
-        if village is None:
-            raise bad("address_string", "names no single village of Suzhou; give the village "
-                                        "(e.g. 灵璧县杨疃镇杨东村) or address_id")
-        return village
-    if form.get("lat"):
-        raise bad("address_id", "lat/long alone cannot be placed in a village yet; "
-                                "also give address_id or address_string")
-    raise bad("address_id", "a location is required: address_id, address_string, or lat/long with one of them")
+        raise bad("address_string", "names no single village of Suzhou; give the village "
+                                    "(e.g. 灵璧县杨疃镇杨东村), address_id, or lat/long")
+    raise bad("address_id", "a location is required: address_id, address_string, or lat/long")
 
 
 def attributes(form, category: Category) -> dict:

@@ -1,7 +1,14 @@
-"""Where a request comes from: Suzhou's villages by code or by name, and a sanity check on coordinates."""
+"""Where a request comes from: Suzhou's villages by code or by name, the county nearest a point,
+and a sanity check on coordinates.
+
+The data places villages by code and name only: no village or town coordinates exist in it, just
+each county's centre (cpca). So a point alone is placed in the county whose centre is nearest, and
+that county's dispatch centre puts it in a village; it is never guessed into one.
+"""
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +30,18 @@ class Village:
         return f"{self.county}{self.town}{self.name}"
 
 
+@dataclass(frozen=True)
+class County:
+    code: str
+    name: str
+    lat: float
+    long: float
+
+
 class Places:
-    def __init__(self, villages: dict[str, Village]):
+    def __init__(self, villages: dict[str, Village], counties: tuple[County, ...] = ()):
         self.villages = villages
+        self.counties = counties
         self._by_short_name: dict[str, list[Village]] = {}
         for v in villages.values():
             self._by_short_name.setdefault(short_name(v.name), []).append(v)
@@ -39,6 +55,12 @@ class Places:
         if len(found) > 1:  # the same village name in several towns: the town or county must say which
             found = {c: v for c, v in found.items() if short_name(v.town) in address or v.county in address}
         return next(iter(found.values())) if len(found) == 1 else None
+
+    def nearest_county(self, lat: float, long: float) -> County:
+        """The county whose centre is nearest: approximate near a county border, which is why
+        such a ticket goes to the county's dispatch centre to be placed, not to a grid."""
+        scale = math.cos(math.radians(lat))  # a degree of longitude is shorter than one of latitude
+        return min(self.counties, key=lambda c: (c.lat - lat) ** 2 + ((c.long - long) * scale) ** 2)
 
 
 def short_name(name: str) -> str:
@@ -65,4 +87,8 @@ def load() -> Places:
     villages = {r["code"]: Village(r["code"], r["name"], names[r["parent_code"]],
                                    names[parents[r["parent_code"]]])
                 for r in rows if r["level"] == "village"}
-    return Places(villages)
+    centres = csv.DictReader(open(DATA / "suzhou_3413_county_lnglat.csv", encoding="utf-8", newline=""))
+    counties = tuple(County(r["adcode"][:6], r["name"], float(r["latitude"]), float(r["longitude"]))
+                     for r in centres if r["longitude"] and r["adcode"][:6] in names
+                     and r["adcode"][:6] != "341300")  # the city's own centre is no county
+    return Places(villages, counties)

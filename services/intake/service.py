@@ -60,11 +60,18 @@ class IntakeService:
         change = read_data(envelope, TicketStatusChange)
         with self.db.transaction() as s:
             ticket = s.get(Ticket, envelope["ticket_id"])
-            if ticket is None or change["ticket_version"] <= ticket.status_version:
-                return  # unknown here, or older than what we know: arrival order is not event order
+            if ticket is None:
+                return
+            path = change["area_path"] or ()
+            if ticket.village_code is None and len(path) >= 4:  # the county's dispatch centre placed it
+                ticket.village_code = path[3]
+            if change["ticket_version"] <= ticket.status_version:
+                return  # older than what we know: arrival order is not event order
             ticket.status, ticket.status_version = change["state"], change["ticket_version"]
             ticket.assignee_name = change.get("assignee_name") or ticket.assignee_name
-            ticket.agency = ticket.assignee_name and f"网格员 {ticket.assignee_name}"
+            if envelope["event"] == "ticket_routed":  # a grid's worker, or a county's dispatch centre
+                ticket.agency = f"网格员 {ticket.assignee_name}" if change["grid_code"] else ticket.assignee_name
+            ticket.agency = ticket.agency or (ticket.assignee_name and f"网格员 {ticket.assignee_name}")
             ticket.expected_at = change.get("resolve_due_at") or ticket.expected_at
             ticket.updated_at = envelope["occurred_at"]
 
@@ -73,12 +80,13 @@ class IntakeService:
         now = utcnow()
         resident = find_or_add(s, form["resident"], now)
         s.flush()
-        original = duplicate_of(resident.id, form["description"], s.scalars(select(Ticket).where(
-            Ticket.village_code == form["village_code"], Ticket.category == category.code,
-            Ticket.merged_into.is_(None), Ticket.status != "closed",
-            Ticket.received_at >= window_start(now))).all())
+        original = form["village_code"] and duplicate_of(resident.id, form["description"], s.scalars(
+            select(Ticket).where(Ticket.village_code == form["village_code"], Ticket.category == category.code,
+                                 Ticket.merged_into.is_(None), Ticket.status != "closed",
+                                 Ticket.received_at >= window_start(now))).all())
         ticket = Ticket(id=new_ticket_number(now), message_id=message_id, channel=channel,
                         category=category.code, village_code=form["village_code"],
+                        county_code=form.get("county_code") or form["village_code"][:6],
                         address=form["address"], description=form["description"],
                         resident_id=resident.id, submitted_at=form.get("submitted_at") or now,
                         received_at=now, attributes=json.dumps(form.get("attributes") or {},
@@ -210,6 +218,7 @@ class IntakeService:
             return json_response({
                 "ticket_no": ticket.id, "status": ticket.status, "merged_into": ticket.merged_into,
                 "category": ticket.category, "channel": ticket.channel, "village_code": ticket.village_code,
+                "county_code": ticket.county_code,
                 "submitted_at": ticket.submitted_at.isoformat(), "assignee_name": ticket.assignee_name,
                 "resident_phone": mask_phone(resident.phone), "resident_name": mask_name(resident.name),
             })

@@ -154,6 +154,21 @@ def test_a_village_named_in_the_address_string_places_the_request(open311_post):
     assert doc["address_id"] == "341323104214"
 
 
+@pytest.mark.parametrize("where", [{}, {"address_string": "灵璧县城东边那条路上"}], ids=["point", "vague address"])
+def test_a_map_point_alone_goes_to_the_nearest_county_to_be_placed(open311_post, where):
+    r = requests.post(f"{open311_post}/requests.json",
+                      data=valid_form(address_id=None, lat="33.5601", long="117.5402", **where))
+    assert r.status_code == 200, r.text
+    one = requests.get(f"{open311_post}/requests/{r.json()[0]['service_request_id']}.json")
+    validator("requests.json").validate(one.json())
+    doc = one.json()[0]
+    assert doc["address_id"] is None and (doc["lat"], doc["long"]) == (33.5601, 117.5402)
+    assert "县调度中心" in doc["status_notes"]
+    assert doc["address"] == where.get("address_string", "灵璧县 (33.56010, 117.54020) 待定位")
+    staff = requests.get(open311_post.replace("/open311/v2", f"/tickets/{doc['service_request_id']}")).json()
+    assert (staff["county_code"], staff["village_code"]) == ("341323", None)
+
+
 def test_xml_post_answers_in_xml(open311_post):
     r = requests.post(f"{open311_post}/requests.xml", data=valid_form())
     assert r.status_code == 200

@@ -13,7 +13,7 @@ from services.dispatch import lifecycle
 from services.dispatch.areas import AreaMap
 from services.dispatch.events import SCHEMAS
 from services.dispatch.roster import on_duty
-from services.dispatch.routing import Assignment, route as route_ticket
+from services.dispatch.routing import Assignment, route as route_ticket, route_to_county_centre
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
 YANGDONG = "341323104214"
@@ -34,7 +34,8 @@ class FakeCase:
     category_code: str = "801"
     department: str = "civil"
     priority: int = 1
-    village_code: str = YANGDONG
+    village_code: str | None = YANGDONG
+    county_code: str = "341323"
     address: str = "杨东村三组"
     grid_code: str | None = None
     work_key: str | None = None
@@ -113,6 +114,29 @@ def test_volunteer_is_requested_only_for_categories_that_need_one():
     assert with_skill[-1].data == {"skill": "delivery", "village_code": YANGDONG,
                                    "town_code": "341323104", "priority": 1, "exclude": []}
     assert names(without_skill) == ["ticket_routed", "ticket_offered"]
+
+
+def test_an_unplaced_request_waits_at_its_county_centre_and_asks_no_volunteer_yet():
+    areas = AreaMap.load()
+    case = FakeCase(village_code=None, volunteer_skill="delivery")
+    events = lifecycle.route(case, route_to_county_centre("341323", areas), NOW)
+    assert names(events) == ["ticket_routed", "ticket_offered"]  # "nearby" needs a village
+    assert (case.state, case.grid_code, case.assignee_id) == ("offered", None, "centre-341323")
+    assert case.assignee_name == "灵璧县调度中心"
+    assert case.work_key == "area.3413.341323.unplaced"
+    assert events[0].data["area_path"] == ["3413", "341323"]
+
+
+def test_placing_routes_on_to_the_village_grid_and_now_asks_for_a_volunteer():
+    areas = AreaMap.load()
+    case = FakeCase(village_code=None)
+    lifecycle.route(case, route_to_county_centre("341323", areas), NOW)
+    events = lifecycle.place(case, YANGDONG, ASSIGNMENT, at(3))
+    assert names(events) == ["ticket_routed", "ticket_offered", "volunteer_requested"]
+    assert (case.village_code, case.grid_code, case.assignee_id) == (YANGDONG, GRID, WORKER)
+    assert events[0].data["area_path"][3] == YANGDONG
+    with pytest.raises(lifecycle.AlreadyPlaced):
+        lifecycle.place(case, YANGDONG, ASSIGNMENT, at(4))
 
 
 def test_volunteer_is_not_requested_again_while_one_is_on_the_ticket():

@@ -4,7 +4,7 @@ import pytest
 
 from services.dispatch.areas import AreaMap
 from services.dispatch.roster import ROLES, on_duty, staff_of
-from services.dispatch.routing import UnknownVillage, console_binding, route
+from services.dispatch.routing import UnknownCounty, UnknownVillage, console_binding, route, route_to_county_centre
 
 YANGDONG = "341323104214"  # 灵璧县杨疃镇杨东村委会
 CITY, LINGBI, YANGTUAN = "3413", "341323", "341323104"
@@ -116,6 +116,19 @@ def test_console_bindings_receive_their_area_and_not_another_county(areas):
         assert topic_matches(binding, here)
         assert not topic_matches(binding, elsewhere)
     assert topic_matches(console_binding(CITY, areas), elsewhere)
+
+
+def test_a_county_console_sees_its_unplaced_requests_and_a_town_console_does_not(areas):
+    unplaced = route_to_county_centre(LINGBI, areas).work_key
+    assert topic_matches(console_binding(LINGBI, areas), unplaced)
+    assert not topic_matches(console_binding(YANGTUAN, areas), unplaced)
+    assert not topic_matches(console_binding("341302", areas), unplaced)
+
+
+@pytest.mark.parametrize("code", ["341399", YANGTUAN, CITY])
+def test_a_county_centre_needs_a_county_code(areas, code):
+    with pytest.raises(UnknownCounty, match=repr(code)):
+        route_to_county_centre(code, areas)
 
 
 def test_topic_matcher_follows_amqp_rules():

@@ -11,6 +11,7 @@ import pytest
 from marshmallow import ValidationError
 
 from services.common.envelope import MalformedEvent, seal
+from services.intake import places
 from services.intake.catalogue import Catalogue, Category
 from services.intake.events import SCHEMAS
 from services.intake.intake import (category_for, new_ticket_number, normalise_phone, priority_of,
@@ -102,8 +103,8 @@ def test_category_for_an_unknown_code_is_malformed_and_names_it(catalogue):
 def test_ticket_received_passes_the_strict_producer_schema(catalogue):
     now = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
     ticket = SimpleNamespace(id="SDJ-261127-7KQ2M4XA", channel="hotline", village_code="341323104214",
-                             address="杨东村三组", description="独居老人需要代购米面油",
-                             submitted_at=now, received_at=now)
+                             county_code="341323", address="杨东村三组", description="独居老人需要代购米面油",
+                             lat=None, long=None, submitted_at=now, received_at=now)
     resident = SimpleNamespace(id="r-4f1c", name="王秀英", phone="13812341234", email=None)
     event = ticket_received(ticket, resident, category_for("801", catalogue),
                             {"locale": "zh-CN", "vulnerable": True})
@@ -112,6 +113,10 @@ def test_ticket_received_passes_the_strict_producer_schema(catalogue):
     assert wire["data"]["priority"] == 1
     assert wire["data"]["category"]["code"] == "801"
     assert wire["data"]["resident"]["vulnerable"] is True
+    ticket.village_code, ticket.lat, ticket.long = None, 33.5601, 117.5402  # a map point, not yet placed
+    unplaced = json.loads(seal(ticket_received(ticket, resident, category_for("801", catalogue),
+                                               {"locale": "zh-CN", "vulnerable": True}), SCHEMAS))
+    assert (unplaced["data"]["village_code"], unplaced["data"]["county_code"]) == (None, "341323")
 
 
 # --- submissions off the wire ----------------------------------------------------------------
@@ -245,3 +250,17 @@ def test_a_bad_phone_and_a_naive_time_are_each_named():
 @pytest.mark.parametrize("written", ["0557-1234567", "+86 557 1234567", "0086 557-123-4567", "(0557) 123 4567"])
 def test_a_landline_written_any_way_is_one_number(written):
     assert normalise_phone(written) == "05571234567"
+
+
+# --- a map point alone ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lat, long, county", [
+    (34.43278, 116.59111, "砀山县"),   # 唐寨镇 (GeoNames), off the county's own centre
+    (33.48936, 117.85679, "泗县"),     # 泗城镇
+    (33.53766, 117.53357, "灵璧县"),   # 灵城镇
+    (34.18448, 116.95077, "萧县"),     # 龙城镇
+    (33.63611, 116.97889, "埇桥区"),   # 宿州 city
+])
+def test_a_point_goes_to_the_county_whose_centre_is_nearest(lat, long, county):
+    assert places.load().nearest_county(lat, long).name == county

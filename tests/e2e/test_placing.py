@@ -1,0 +1,71 @@
+"""A request that came with a map point only: the county's dispatch centre places it, then the loop goes on."""
+from __future__ import annotations
+
+import requests
+
+from services.dispatch.routing import console_binding
+from services.dispatch.areas import AreaMap
+from tests.amqp_helpers import Probe
+from tests.waiting import wait_until
+
+LINGBI, YANGDONG = "341323", "341323104214"
+
+
+def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_village(running_stack):
+    stack = running_stack.stack
+    intake, dispatch = stack.http("intake"), stack.http("dispatch")
+    areas = AreaMap.load()
+    county_console = Probe(stack.amqp_uri, "dispatch.work", console_binding(LINGBI, areas))
+    town_console = Probe(stack.amqp_uri, "dispatch.work", console_binding(YANGDONG[:9], areas))
+    volunteers = Probe(stack.amqp_uri, "volunteer.events")
+
+    r = requests.post(f"{intake}/open311/v2/requests.json", data={
+        "api_key": "songdaojia-demo-key", "service_code": "801", "lat": "33.5601", "long": "117.5402",
+        "description": "独居老人需要代购米面油", "email": "resident@village.example.cn",
+        "attribute[items]": "staples"})
+    assert r.status_code == 200, r.text
+    ticket_no = r.json()[0]["service_request_id"]
+
+    # offered to Lingbi's dispatch centre, on the county's work queue, not to any town's
+    case = wait_until(lambda: _case(dispatch, ticket_no, "offered"), message="offered to the county centre")
+    assert (case["assignee_id"], case["village_code"], case["grid_code"]) == (f"centre-{LINGBI}", None, None)
+    offers = wait_until(lambda: county_console.events("ticket_offered"), message="the county console's offer")
+    assert offers[0]["data"]["work_key"] == f"area.3413.{LINGBI}.unplaced"
+    assert town_console.events("ticket_offered") == []
+    assert volunteers.events("volunteer_offered") == []  # "nearby" needs the village first
+    assert requests.get(f"{dispatch}/queues/{LINGBI}").json()[0]["ticket_id"] == ticket_no
+
+    # the centre looks at the point on its map and places it; a wrong code is refused by name
+    bad = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"staff_id": "D-lingbi-1",
+                                                                        "village_code": "341323104999"})
+    assert bad.status_code == 400 and "341323104999" in bad.json()["error"]
+    placed = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"staff_id": "D-lingbi-1",
+                                                                           "village_code": YANGDONG})
+    assert placed.status_code == 200, placed.text
+    case = placed.json()
+    assert case["village_code"] == YANGDONG and case["grid_code"].startswith(f"{YANGDONG}-G")
+    again = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"staff_id": "D-lingbi-1",
+                                                                          "village_code": YANGDONG})
+    assert again.status_code == 409
+
+    # now the village's grid worker and a volunteer nearby have it; Open311 shows the village
+    wait_until(lambda: [o for o in town_console.events("ticket_offered") if o["ticket_id"] == ticket_no],
+               message="the offer on the town's work queue")
+    wait_until(lambda: volunteers.events("volunteer_offered"), message="a volunteer offer")
+    doc = wait_until(lambda: _open311(intake, ticket_no, YANGDONG), message="Open311 shows the village")
+    assert doc["agency_responsible"] == f"网格员 {case['assignee_name']}"
+    requests.post(f"{dispatch}/tickets/{ticket_no}/accept", json={"worker_id": case["assignee_id"]}).raise_for_status()
+    ledger = requests.get(f"{dispatch}/ledger").json()
+    assert ledger["by_county"] == {LINGBI: 1} and ledger["unplaced"] == 0
+    for probe in (county_console, town_console, volunteers):
+        probe.close()
+
+
+def _case(dispatch: str, ticket_no: str, state: str):
+    r = requests.get(f"{dispatch}/tickets/{ticket_no}")
+    return r.json() if r.status_code == 200 and r.json()["state"] == state else None
+
+
+def _open311(intake: str, ticket_no: str, village: str):
+    doc = requests.get(f"{intake}/open311/v2/requests/{ticket_no}.json").json()[0]
+    return doc if doc["address_id"] == village and doc["status_notes"] != "已受理" else None
