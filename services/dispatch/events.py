@@ -32,6 +32,10 @@ class TicketAccepted(Lifecycle):
     resolve_due_at = fields.String(required=True)
 
 
+class TicketInProgress(Lifecycle):
+    pass
+
+
 class TicketResolved(Lifecycle):
     note = fields.String(required=True)
     resolved_at = fields.String(required=True)
@@ -58,7 +62,8 @@ class VolunteerRequested(Strict):
 
 SCHEMAS = {
     "ticket_routed": TicketRouted(), "ticket_offered": TicketOffered(),
-    "ticket_accepted": TicketAccepted(), "ticket_resolved": TicketResolved(),
+    "ticket_accepted": TicketAccepted(), "ticket_in_progress": TicketInProgress(),
+    "ticket_resolved": TicketResolved(),
     "ticket_closed": TicketClosed(), "ticket_reopened": TicketReopened(),
     "volunteer_requested": VolunteerRequested(),
 }
@@ -79,6 +84,7 @@ EXAMPLES = {
         "accept_due_at": "2026-11-27T01:15:01+00:00", "priority": 1, "category_code": "801"}),
     "ticket_accepted": _example("ticket_accepted", {"state": "accepted", "ticket_version": 3, **_WHO,
         "resolve_due_at": "2026-11-27T05:00:00+00:00"}),
+    "ticket_in_progress": _example("ticket_in_progress", {"state": "in_progress", "ticket_version": 4, **_WHO}),
     "ticket_resolved": _example("ticket_resolved", {"state": "resolved", "ticket_version": 4, **_WHO,
         "note": "已代购米面油送到家", "resolved_at": "2026-11-27T01:30:00+00:00", "follow_up_hours": 24}),
     "ticket_closed": _example("ticket_closed", {"state": "closed", "ticket_version": 6, **_WHO,

@@ -91,6 +91,14 @@ def accept(case, worker_id: str, now: datetime) -> list[Event]:
     return [_event(case, "ticket_accepted", resolve_due_at=case.resolve_due_at.isoformat())]
 
 
+def start(case, worker_id: str, now: datetime) -> list[Event]:
+    """The worker is on it (上门/办理中): residents asking see that someone is there."""
+    if worker_id != case.assignee_id:
+        raise NotYourTicket(f"ticket {case.id} is assigned to {case.assignee_id}, not {worker_id}")
+    _move(case, "in_progress", now)
+    return [_event(case, "ticket_in_progress")]
+
+
 def resolve(case, worker_id: str, note: str, now: datetime) -> list[Event]:
     if worker_id != case.assignee_id:
         raise NotYourTicket(f"ticket {case.id} is assigned to {case.assignee_id}, not {worker_id}")

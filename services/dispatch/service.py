@@ -77,6 +77,12 @@ class DispatchService:
         form = read_json(request, WorkerForm())
         return self._act(ticket_id, form["worker_id"], lambda c, now: lifecycle.accept(c, form["worker_id"], now))
 
+    @http("POST", "/tickets/<string:ticket_id>/start")
+    @json_api
+    def start(self, request, ticket_id):
+        form = read_json(request, WorkerForm())
+        return self._act(ticket_id, form["worker_id"], lambda c, now: lifecycle.start(c, form["worker_id"], now))
+
     @http("POST", "/tickets/<string:ticket_id>/resolve")
     @json_api
     def resolve(self, request, ticket_id):

@@ -87,6 +87,7 @@ def service_definition(catalogue: Catalogue, code: str) -> dict:
 # --- service requests ------------------------------------------------------------------------
 
 STATUS_NOTES = {"received": "已受理", "routed": "已分派至网格", "accepted": "已签收，正在办理",
+                "in_progress": "工作人员已上门办理",
                 "resolved": "已办结，待回访", "closed": "已回访，办结", "reopened": "群众不满意，正在重办"}
 UNPLACED_NOTE = "已转县调度中心，正在确定所在村（社区）"  # posted with lat/long alone
 MAX_RESULTS = 1000

@@ -27,7 +27,7 @@ from .submissions import on_submission
 
 # what a resident asking "where is my request?" needs; offers follow routing at once
 MAX_FORM = 64 * 1024
-LIFECYCLE_EVENTS = ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
+LIFECYCLE_EVENTS = ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
                     "ticket_reopened")
 
 

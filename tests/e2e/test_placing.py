@@ -55,6 +55,9 @@ def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_vill
     doc = wait_until(lambda: _open311(intake, ticket_no, YANGDONG), message="Open311 shows the village")
     assert doc["agency_responsible"] == f"网格员 {case['assignee_name']}"
     requests.post(f"{dispatch}/tickets/{ticket_no}/accept", json={"worker_id": case["assignee_id"]}).raise_for_status()
+    started = requests.post(f"{dispatch}/tickets/{ticket_no}/start", json={"worker_id": case["assignee_id"]})
+    assert started.status_code == 200 and started.json()["state"] == "in_progress"
+    wait_until(lambda: _open311(intake, ticket_no, YANGDONG, note="工作人员已上门办理"), message="in progress")
     ledger = requests.get(f"{dispatch}/ledger").json()
     assert ledger["by_county"] == {LINGBI: 1} and ledger["unplaced"] == 0
     for probe in (county_console, town_console, volunteers):
@@ -66,6 +69,6 @@ def _case(dispatch: str, ticket_no: str, state: str):
     return r.json() if r.status_code == 200 and r.json()["state"] == state else None
 
 
-def _open311(intake: str, ticket_no: str, village: str):
+def _open311(intake: str, ticket_no: str, village: str, note: str = "已分派至网格"):
     doc = requests.get(f"{intake}/open311/v2/requests/{ticket_no}.json").json()[0]
-    return doc if doc["address_id"] == village and doc["status_notes"] != "已受理" else None
+    return doc if doc["address_id"] == village and doc["status_notes"] == note else None

@@ -49,7 +49,7 @@ CONSUMER_SCHEMAS: dict[tuple[str, str, str, str], type[Schema] | None] = {
     ("dispatch", "note_volunteer", "volunteer", "volunteer_accepted"): _dispatch.VolunteerAnsweredIn,
     ("dispatch", "note_volunteer", "volunteer", "volunteer_declined"): _dispatch.VolunteerAnsweredIn,
     **{("intake", "track_status", "dispatch", name): _intake.TicketStatusChange
-       for name in ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
+       for name in ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
                     "ticket_reopened")},
     ("notify", "acknowledge", "intake", "ticket_received"): _notify.TicketReceivedIn,
     ("notify", "tell_merged", "intake", "ticket_merged"): _notify.TicketMergedIn,
@@ -127,7 +127,7 @@ def test_every_service_with_a_service_module_is_checked():
 def test_discovery_finds_the_known_subscriptions():
     assert ("dispatch", "open_case", "intake", "ticket_received") in SUBSCRIPTIONS
     assert ("volunteer", "finish_offers", "dispatch", "ticket_closed") in SUBSCRIPTIONS
-    assert len(SUBSCRIPTIONS) == 18
+    assert len(SUBSCRIPTIONS) == 19
 
 
 def test_every_consumer_reads_a_service_event_exchange_or_a_known_outside_input():

@@ -190,6 +190,18 @@ def test_resolving_tells_when_to_follow_up():
                               "resolved_at": "2026-11-27T02:00:00+00:00", "follow_up_hours": 24}
 
 
+def test_the_assignee_marks_the_work_started_and_then_resolves_it():
+    case = offered_case()
+    with pytest.raises(lifecycle.InvalidTransition, match="is offered; it cannot become in_progress"):
+        lifecycle.start(case, WORKER, at(4))
+    lifecycle.accept(case, WORKER, at(5))
+    with pytest.raises(lifecycle.NotYourTicket):
+        lifecycle.start(case, OTHER_WORKER, at(10))
+    events = lifecycle.start(case, WORKER, at(20))
+    assert names(events) == ["ticket_in_progress"] and (case.state, case.version) == ("in_progress", 4)
+    assert names(lifecycle.resolve(case, WORKER, "送到了", at(40))) == ["ticket_resolved"]
+
+
 def test_satisfied_follow_up_closes_the_ticket():
     case = resolved_case()
     events = lifecycle.record_follow_up(case, True, "满意", at(120))
@@ -245,11 +257,12 @@ def test_every_event_s_version_increases_and_every_event_passes_the_producer_sch
     events += lifecycle.record_follow_up(case, False, "还没送到", at(120))
     events += lifecycle.route(case, ASSIGNMENT, at(121))
     events += lifecycle.accept(case, WORKER, at(125))
+    events += lifecycle.start(case, WORKER, at(130))
     events += lifecycle.resolve(case, WORKER, "补送到家", at(180))
     events += lifecycle.record_follow_up(case, True, "满意", at(240))
 
     versions = [e.data["ticket_version"] for e in events if "ticket_version" in e.data]
-    assert versions == [1, 2, 3, 4, 6, 7, 8, 9, 10, 12]
+    assert versions == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 13]
     assert case.version == versions[-1]
     assert names(events).count("volunteer_requested") == 2
     for event in events:
