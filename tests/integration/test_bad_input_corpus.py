@@ -72,6 +72,8 @@ def test_hostile_http_requests_never_get_a_5xx(services):
                ("GET", services["intake"] + "/tickets/SDJ-1/contact"),
                ("POST", services["dispatch"] + "/tickets/SDJ-1/accept"),
                ("POST", services["dispatch"] + "/tickets/SDJ-1/resolve"),
+               ("POST", services["dispatch"] + "/tickets/SDJ-1/start"),
+               ("POST", services["dispatch"] + "/tickets/SDJ-1/place"),
                ("GET", services["dispatch"] + "/queues/341323"),
                ("POST", services["notify"] + "/replies")]
     failures = []
