@@ -65,15 +65,20 @@ class ReliableConsumer(Consumer):
     `decode(body, message)` returns the handler's positional arguments or raises
     MalformedEvent; a handler that raises MalformedEvent or a marshmallow
     ValidationError is dead-lettered at once, any other error is retried.
+    `on_dead_letter(message, reason, kind)` may return messages (e.g. telling the sender
+    why) to publish in the same confirmed batch as the dead-letter copy: the
+    original is acked only once the broker confirmed them all, else it is requeued.
     """
     queue_consumer = RawQueueConsumer()
 
     def __init__(self, exchange: str, routing_keys: tuple[str, ...], decode: Callable,
-                 queue_name: str | None = None, **kwargs):
+                 queue_name: str | None = None,
+                 on_dead_letter: Callable[..., list[Outgoing]] | None = None, **kwargs):
         self.exchange_name = exchange
         self.routing_keys = routing_keys
         self.decode = decode
         self.queue_name = queue_name
+        self.on_dead_letter = on_dead_letter
         super().__init__(queue=None, **kwargs)
 
     def setup(self) -> None:
@@ -150,12 +155,24 @@ class ReliableConsumer(Consumer):
             "x-attempt": attempt + 1, "x-last-error": reason[:500]}, expiration=str(delay_ms))])
 
     def _dead_letter(self, message, reason: str, kind: str) -> None:
-        info = message.delivery_info or {}
+        info, reason = message.delivery_info or {}, reason[:2000]
         self.publisher.publish([self._copy(message, "", self.dead_letters.name, {
-            "x-reason": reason[:2000], "x-error-kind": kind, "x-queue": self.queue_name,
+            "x-reason": reason, "x-error-kind": kind, "x-queue": self.queue_name,
             "x-exchange": info.get("exchange", ""), "x-routing-key": info.get("routing_key", ""),
-            "x-attempts": self._attempt(message), "x-dead-lettered-at": utcnow().isoformat()})])
+            "x-attempts": self._attempt(message), "x-dead-lettered-at": utcnow().isoformat()}),
+            *self._told_of_dead_letter(message, reason, kind)])
         log.warning("dead-lettered a message from %s: %s", self.queue_name, reason)
+
+    def _told_of_dead_letter(self, message, reason: str, kind: str) -> list[Outgoing]:
+        """The hook's messages; a hook that fails must not keep the message from its dead-letter queue."""
+        if self.on_dead_letter is None:
+            return []
+        try:
+            return list(self.on_dead_letter(message, reason, kind))
+        except Exception:
+            log.exception("on_dead_letter failed for a message from %s; dead-lettering it alone",
+                          self.queue_name)
+            return []
 
     def _copy(self, message, exchange, routing_key, extra_headers, expiration=None) -> Outgoing:
         props = message.properties or {}

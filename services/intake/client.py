@@ -5,7 +5,8 @@
 
 Messages are persistent, carry content type and a message id (the idempotency
 key: re-send with the same id after a doubt, never a new one), and `submit`
-returns only once the broker confirmed it has the message.
+returns only once the broker confirmed it has the message. The request is
+described by services/intake/submission.schema.json.
 """
 from __future__ import annotations
 
@@ -41,8 +42,12 @@ class IntakeClient:
                headers: dict | None = None, reply_to: str | None = None) -> str:
         """Publish one request; raises pika's UnroutableError/NackError if the broker refused it.
 
-        With `reply_to` (a queue of yours, e.g. from `receipt_queue()`), intake sends the
-        ticket number there: `{"data": {"message_id", "ticket_no", "status"}}`.
+        With `reply_to` (a queue of yours, e.g. from `receipt_queue()`), intake answers there
+        with a `submission_receipt` envelope: `{"data": {"message_id", "ticket_no", "status"}}`,
+        status `received` or `merged` with the ticket number, or `rejected` with `ticket_no`
+        null and a `reason` naming the field and what is wrong (the message went to intake's
+        dead-letter queue and made no ticket: send it again corrected, the same message id will
+        do). services/intake/receipt.schema.json describes all three.
         """
         message_id = message_id or str(uuid.uuid4())
         self._channel.basic_publish(

@@ -1,7 +1,7 @@
 """Events intake publishes on `intake.events`: names, strict schemas, one example each."""
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from services.common.envelope import Strict
 
@@ -56,10 +56,22 @@ class TicketMerged(Strict):
 
 
 class SubmissionReceipt(Strict):
-    """Sent to a publisher's reply_to queue, not on intake.events: its ticket number."""
+    """Sent to a publisher's reply_to queue, not on intake.events: its ticket number, or why there is none.
+
+    Described for outside systems by receipt.schema.json.
+    """
     message_id = fields.String(required=True)
-    ticket_no = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["received", "merged"]))
+    ticket_no = fields.String(required=True, allow_none=True)  # null when rejected
+    status = fields.String(required=True, validate=validate.OneOf(["received", "merged", "rejected"]))
+    reason = fields.String(validate=validate.Length(min=1))    # only when rejected: its dead letter's x-reason
+
+    @validates_schema
+    def a_ticket_or_a_reason(self, data, **_):
+        rejected = data.get("status") == "rejected"
+        if rejected != (data.get("ticket_no") is None):
+            raise ValidationError("null exactly when rejected", "ticket_no")
+        if rejected != ("reason" in data):
+            raise ValidationError("given exactly when rejected", "reason")
 
 
 SCHEMAS = {"ticket_received": TicketReceived(), "ticket_merged": TicketMerged(),
@@ -71,13 +83,31 @@ _MERGED_CATEGORY = {
     "volunteer_skill": None, "proxy": False,
 }
 
-EXAMPLES = {
-    "submission_receipt": {
+# every kind of receipt a publisher can get; receipt.schema.json is checked against each
+RECEIPT_EXAMPLES = {
+    "received": {
         "event_id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "event": "submission_receipt", "version": 1,
         "occurred_at": "2026-11-27T01:00:00.115000+00:00", "ticket_id": "SDJ-261127-7KQ2M4XA",
         "correlation_id": "hotline-20261127-000123",
         "data": {"message_id": "hotline-20261127-000123", "ticket_no": "SDJ-261127-7KQ2M4XA", "status": "received"},
     },
+    "merged": {
+        "event_id": "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a", "event": "submission_receipt", "version": 1,
+        "occurred_at": "2026-11-27T02:10:00.080000+00:00", "ticket_id": "SDJ-261127-7KQ2M4XA",
+        "correlation_id": "wechat-20261127-004711",
+        "data": {"message_id": "wechat-20261127-004711", "ticket_no": "SDJ-261127-7KQ2M4XA", "status": "merged"},
+    },
+    "rejected": {  # no ticket: the envelope's ticket_id is empty
+        "event_id": "3e4f5a6b-7c8d-4e9f-8a1b-2c3d4e5f6a7b", "event": "submission_receipt", "version": 1,
+        "occurred_at": "2026-11-27T02:15:00.040000+00:00", "ticket_id": "",
+        "correlation_id": "hotline-20261127-000124",
+        "data": {"message_id": "hotline-20261127-000124", "ticket_no": None, "status": "rejected",
+                 "reason": "MalformedEvent: category: '8010' is not in the service catalogue"},
+    },
+}
+
+EXAMPLES = {
+    "submission_receipt": RECEIPT_EXAMPLES["received"],
     "ticket_merged": {
         "event_id": "9d1f8a7e-2b44-4c1e-8f0a-6a2b3c4d5e6f",
         "event": "ticket_merged",

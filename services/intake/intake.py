@@ -87,6 +87,13 @@ def receipt(ticket, message_id: str) -> Event:
         "status": "merged" if ticket.merged_into else "received"}, correlation_id=message_id)
 
 
+def rejection(message_id: str, reason: str) -> Event:
+    """The receipt of a submission that made no ticket (it was dead-lettered): why, in the dead letter's words."""
+    return Event("submission_receipt", "", {
+        "message_id": message_id, "ticket_no": None, "status": "rejected", "reason": reason},
+        correlation_id=message_id)
+
+
 def ticket_merged(report, original, resident, category: Category, contact: dict) -> Event:
     return Event("ticket_merged", original.id, {
         "ticket_no": original.id, "report_no": report.id, "channel": report.channel,

@@ -5,18 +5,26 @@ Exchange `intake.submissions` (topic, durable); routing key `submit.<channel>`
 JSON object (see `schemas.Submission`) with `content_type` application/json and
 a `message_id`, the idempotency key: the same message id never makes two tickets.
 With `reply_to` set, the publisher gets a receipt there (`submission_receipt`:
-its message id and the ticket number, `received` or `merged`).
+its message id and the ticket number, `received` or `merged`; or `rejected`
+with the reason when the message went to the dead-letter queue instead).
+Published for outside systems as JSON Schemas: submission.schema.json (the body)
+and receipt.schema.json (the receipt), beside this file.
 """
 from __future__ import annotations
 
 import json
 
-from services.common.envelope import MalformedEvent
+from services.common.amqp import Outgoing
+from services.common.envelope import MalformedEvent, seal
 from services.common.messaging import ReliableConsumer
+
+from .events import SCHEMAS
+from .intake import rejection
 
 EXCHANGE = "intake.submissions"
 QUEUE = "intake.submissions"
 MAX_BODY = 64 * 1024
+BAD_INPUT = ("MalformedEvent", "ValidationError")  # the sender's to fix; anything else is ours
 
 
 def decode_submission(body, message) -> tuple[dict, str, str | None]:
@@ -42,6 +50,24 @@ def decode_submission(body, message) -> tuple[dict, str, str | None]:
     return value, message_id, reply_to
 
 
+def rejection_receipts(message, reason: str, kind: str = "MalformedEvent") -> list[Outgoing]:
+    """A publisher that asked for receipts hears why its message made no ticket, as it would hear of one.
+
+    Bad input is told word for word (the field and why). A message that kept failing on our side is
+    told so plainly: the internal error stays in the dead letter for the operators.
+    """
+    props = message.properties or {}
+    message_id, reply_to = props.get("message_id"), props.get("reply_to")
+    if not (message_id and reply_to):  # no id: nothing the publisher could match the answer to
+        return []
+    if kind not in BAD_INPUT:
+        reason = ("intake could not process it (an error on our side, retried and then parked for the "
+                  "operators); it made no ticket yet: send it again later with the same message id")
+    event = rejection(message_id, reason)
+    return [Outgoing(exchange="", routing_key=reply_to, body=seal(event, SCHEMAS).encode("utf-8"),
+                     message_id=event.event_id, type=event.name)]
+
+
 def on_submission(**kwargs):
-    return ReliableConsumer.decorator(EXCHANGE, ("submit.*",), decode_submission,
-                                      queue_name=QUEUE, **kwargs)
+    return ReliableConsumer.decorator(EXCHANGE, ("submit.*",), decode_submission, queue_name=QUEUE,
+                                      on_dead_letter=rejection_receipts, **kwargs)

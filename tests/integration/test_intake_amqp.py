@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pika
 import pytest
+from jsonschema import Draft202012Validator
 from nameko.containers import ServiceContainer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.common.amqp import ConfirmingPublisher, PublishFailed
 from services.common.database import make_engine
 from services.common.messaging import dead_letter_queue
 from services.common.migrations import upgrade
@@ -230,3 +233,97 @@ def test_a_publisher_asking_for_a_receipt_gets_the_ticket_number_even_for_a_repe
     assert again == first and receipts[first] == {"message_id": first, "ticket_no": ticket_no, "status": "received"}
     assert sorted(r["data"]["message_id"] for r in later) == sorted([first, repeat])
     assert receipts[repeat] == {"message_id": repeat, "ticket_no": ticket_no, "status": "merged"}
+
+
+# --- rejection receipts --------------------------------------------------------------------------
+
+RECEIPT_SCHEMA = Draft202012Validator(json.loads(
+    (Path(__file__).resolve().parents[2] / "services/intake/receipt.schema.json").read_text(encoding="utf-8")))
+
+
+def publish_with_reply_to(client, body: bytes, queue: str) -> str:
+    message_id = str(uuid.uuid4())
+    client.publish_raw("submit.hotline", body, pika.BasicProperties(
+        content_type="application/json", delivery_mode=2, message_id=message_id, reply_to=queue))
+    return message_id
+
+
+def receipts_by_message_id(client, queue: str, count: int) -> dict[str, dict]:
+    got = client.receipts(queue, count=count)
+    for receipt in got:
+        RECEIPT_SCHEMA.validate(receipt)  # what outside systems are told to expect
+    return {r["data"]["message_id"]: r for r in got}
+
+
+@pytest.mark.parametrize("body, reason", [
+    (json.dumps(request(category="nope")).encode(), "category: 'nope' is not in the service catalogue"),
+    (b'{"channel": "hotline",', "body: not JSON"),
+], ids=["unknown-category", "broken-json"])
+def test_a_publisher_asking_for_receipts_hears_why_its_submission_was_rejected(intake, body, reason):
+    client, probe, engine, uri = intake
+    queue = client.receipt_queue()
+    bad = publish_with_reply_to(client, body, queue)
+    good = client.submit("hotline", request(description="排在坏消息后面的正常诉求"), reply_to=queue)
+    receipts = receipts_by_message_id(client, queue, count=2)
+    assert set(receipts) == {bad, good}
+    rejected = receipts[bad]
+    assert rejected["event"] == "submission_receipt" and rejected["correlation_id"] == bad
+    assert rejected["ticket_id"] == "" and rejected["data"]["ticket_no"] is None
+    assert rejected["data"]["status"] == "rejected" and reason in rejected["data"]["reason"]
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")), message="the dead letter")
+    assert [(m.properties.message_id, m.body) for m in dead] == [(bad, body)]
+    assert dead[0].headers["x-reason"] == rejected["data"]["reason"]
+    ticket_no = wait_until(lambda: probe.events("ticket_received"), message="the good ticket")[0]["ticket_id"]
+    assert receipts[good]["data"] == {"message_id": good, "ticket_no": ticket_no, "status": "received"}
+    assert tickets(engine) == 1
+
+
+def test_a_submission_that_keeps_failing_is_rejected_once_retries_are_spent(intake, monkeypatch):
+    client, _, _, uri = intake
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the database is having a bad day")
+
+    monkeypatch.setattr(IntakeService, "_open_ticket", broken)
+    queue = client.receipt_queue()
+    message_id = client.submit("hotline", request(), reply_to=queue)
+    receipt = receipts_by_message_id(client, queue, count=1)[message_id]
+    assert receipt["data"]["status"] == "rejected"
+    assert "error on our side" in receipt["data"]["reason"] and "bad day" not in receipt["data"]["reason"]
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")), message="the dead letter")
+    assert dead[0].headers["x-reason"].startswith("gave up after 2 attempts; last error RuntimeError")
+
+
+def test_a_rejection_that_cannot_be_published_leaves_the_message_to_be_tried_again(intake, monkeypatch):
+    client, _, _, uri = intake
+    queue = client.receipt_queue()
+    refused, publish = [], ConfirmingPublisher.publish
+
+    def refuse_the_first_rejection(self, batch):
+        if not refused and any(out.routing_key == queue for out in batch):
+            refused.append(batch)
+            raise PublishFailed("broker went away")
+        publish(self, batch)
+
+    monkeypatch.setattr(ConfirmingPublisher, "publish", refuse_the_first_rejection)
+    bad = publish_with_reply_to(client, json.dumps(request(category="nope")).encode(), queue)
+    receipt = receipts_by_message_id(client, queue, count=1)[bad]
+    assert [out.routing_key for out in refused[0]] == [dead_letter_queue("intake"), queue]  # one batch
+    assert receipt["data"]["status"] == "rejected"
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")), message="the dead letter")
+    assert [m.properties.message_id for m in dead] == [bad]
+
+
+def test_a_rejection_that_cannot_be_built_still_leaves_the_message_in_the_dead_letter_queue(intake, monkeypatch):
+    client, _, _, uri = intake
+
+    def broken(*_args):
+        raise ValueError("a bug in the receipt")
+
+    monkeypatch.setattr("services.intake.submissions.rejection", broken)
+    queue = client.receipt_queue()
+    bad = publish_with_reply_to(client, b'{"channel": "hotline",', queue)
+    good = client.submit("hotline", request(), reply_to=queue)
+    assert list(receipts_by_message_id(client, queue, count=1)) == [good]
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")), message="the dead letter")
+    assert [m.properties.message_id for m in dead] == [bad]
