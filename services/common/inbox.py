@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from .envelope import utcnow
 
 
 class InboxBook:
     def __init__(self, row_cls, consumer: str):
-        self._row = row_cls
         self._consumer = consumer
+        self._seen, self._record = _statements(row_cls.__table__)
 
     def first_delivery(self, session, envelope: dict) -> bool:
         """True the first time this consumer sees the event; records it in `session`.
@@ -18,14 +18,24 @@ class InboxBook:
         Two workers racing on the same event both get True, but only one commit
         succeeds: the other fails on the primary key and is retried, then sees False.
         """
-        event_id, row = str(envelope["event_id"]), self._row
-        seen = session.execute(select(row.event_id).where(
-            row.event_id == event_id, row.consumer == self._consumer)).first()
-        if seen is not None:
+        key = {"event_id": str(envelope["event_id"]), "consumer": self._consumer}
+        if session.execute(self._seen, key).first() is not None:
             return False
-        session.execute(insert(row).values(event_id=event_id, consumer=self._consumer,
-                                           received_at=utcnow()))
+        session.execute(self._record, {**key, "received_at": utcnow()})
         return True
+
+
+_STATEMENTS: dict = {}
+
+
+def _statements(table):
+    """The two statements of an inbox table, built once per process (SQLAlchemy caches their SQL)."""
+    if table not in _STATEMENTS:
+        _STATEMENTS[table] = (
+            select(table.c.event_id).where(table.c.event_id == bindparam("event_id"),
+                                           table.c.consumer == bindparam("consumer")),
+            insert(table))
+    return _STATEMENTS[table]
 
 
 class Inbox(DependencyProvider):

@@ -33,7 +33,9 @@ class OutboxWriter:
     """What a worker sees: `add(session, events)` inside its transaction."""
 
     def __init__(self, row_cls, exchange: str, schemas: Mapping[str, Schema], wake):
-        self._row, self._exchange, self._schemas, self._wake = row_cls, exchange, schemas, wake
+        self._exchange, self._schemas, self._wake = exchange, schemas, wake
+        # built once, on the table: the ORM's bulk-insert path re-derived a cache key on every call
+        self._insert = insert(row_cls.__table__)
 
     def add(self, session, events: Iterable[Event], exchange: str | None = None,
             routing_key: str | None = None) -> None:
@@ -42,7 +44,7 @@ class OutboxWriter:
                  "routing_key": ev.name if routing_key is None else routing_key, "body": seal(ev, self._schemas),
                  "created_at": now} for ev in events]
         if rows:  # a Core insert in the session's transaction: no unit-of-work bookkeeping
-            session.execute(insert(self._row), rows)
+            session.execute(self._insert, rows)
             sa_event.listen(session, "after_commit", lambda _s: self._wake(), once=True)
 
 
