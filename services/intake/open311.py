@@ -104,7 +104,7 @@ def request_document(ticket, category: Category | None, locale: str) -> dict:
         else STATUS_NOTES.get(ticket.status, ticket.status),
         "service_name": name, "service_code": ticket.category,
         "description": (ticket.description or "")[:4000],
-        "agency_responsible": ticket.agency,
+        "agency_responsible": _agency(ticket),
         "service_notice": None,
         "requested_datetime": _iso(ticket.submitted_at),
         "updated_datetime": _iso(ticket.updated_at or ticket.received_at),
@@ -112,6 +112,13 @@ def request_document(ticket, category: Category | None, locale: str) -> dict:
         "address": ticket.address or None, "address_id": ticket.village_code, "zipcode": None,
         "lat": ticket.lat, "long": ticket.long, "media_url": ticket.media_url,
     }
+
+
+def _agency(ticket) -> str | None:
+    """Who has it: the grid worker, or (no village yet) the county's dispatch centre by its name."""
+    if not ticket.assignee_name:
+        return None
+    return ticket.assignee_name if ticket.village_code is None else f"网格员 {ticket.assignee_name}"
 
 
 def request_filters(args, now: datetime) -> dict:

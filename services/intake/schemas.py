@@ -50,7 +50,6 @@ class TicketStatusChange(Schema):
     state = fields.String(required=True)
     ticket_version = fields.Integer(required=True)
     assignee_name = fields.String(load_default=None, allow_none=True)
-    # on ticket_routed: the grid (None at a county's dispatch centre) and the path to it, village 4th
-    grid_code = fields.String(load_default=None, allow_none=True)
+    # on ticket_routed: the path to the grid, the village 4th (only city and county at a county centre)
     area_path = fields.List(fields.String(), load_default=None)
     resolve_due_at = fields.AwareDateTime(load_default=None)  # on ticket_accepted: Open311's expected time

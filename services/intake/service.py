@@ -69,9 +69,6 @@ class IntakeService:
                 return  # older than what we know: arrival order is not event order
             ticket.status, ticket.status_version = change["state"], change["ticket_version"]
             ticket.assignee_name = change.get("assignee_name") or ticket.assignee_name
-            if envelope["event"] == "ticket_routed":  # a grid's worker, or a county's dispatch centre
-                ticket.agency = f"网格员 {ticket.assignee_name}" if change["grid_code"] else ticket.assignee_name
-            ticket.agency = ticket.agency or (ticket.assignee_name and f"网格员 {ticket.assignee_name}")
             ticket.expected_at = change.get("resolve_due_at") or ticket.expected_at
             ticket.updated_at = envelope["occurred_at"]
 
