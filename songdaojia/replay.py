@@ -14,13 +14,10 @@ import sys
 import time
 import zlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pika
-import requests
 from tqdm import tqdm
 
 from services.dispatch.areas import AreaMap
@@ -136,16 +133,17 @@ def replay(stack: Stack, path: Path, speedup: float, limit: int | None, out=sys.
         ids, categories, channels = [], Counter(), Counter()
         first, start = rows[0].created if rows else None, time.monotonic()
         with IntakeClient(stack.amqp_uri, source=f"replay-{city}") as client:
+            receipts = client.receipt_queue()
             for row in tqdm(rows, desc=f"replaying {path.name}", unit="row"):
                 if speedup and first:
                     delay = (row.created - first).total_seconds() / speedup - (time.monotonic() - start)
                     if delay > 0:
                         time.sleep(delay)
                 channel, body = submission(city, row, villages, catalogue)
-                ids.append(client.submit(channel, body, message_id=f"replay:{city}:{row.key}"))
+                ids.append(client.submit(channel, body, message_id=f"replay:{city}:{row.key}", reply_to=receipts))
                 categories[body["category"]] += 1
                 channels[channel] += 1
-        outcome = account(stack, ids)
+            outcome = account(client, receipts, ids)
     finally:
         stop_all(procs)
     report = {"file": str(path), "format": city, "rows read": len(rows) + sum(skipped.values()),
@@ -157,41 +155,17 @@ def replay(stack: Stack, path: Path, speedup: float, limit: int | None, out=sys.
     return report
 
 
-def account(stack: Stack, message_ids: list[str], timeout: float = 120.0) -> dict:
-    """Every published row is a ticket or a dead letter with its reason; nothing else."""
-    pending, tickets, dead = set(message_ids), {}, {}
-    session = requests.Session()
-
-    def ticket_of(message_id: str) -> str | None:
-        r = session.get(f"{stack.http('intake')}/open311/v2/tokens/{message_id}.json", timeout=10)
-        return r.json()[0]["service_request_id"] if r.status_code == 200 else None
-
-    deadline = time.monotonic() + timeout
-    with ThreadPoolExecutor(8) as pool:
-        while pending and time.monotonic() < deadline:
-            dead.update({m: reason for m, reason in dead_letters(stack.amqp_uri, "intake.dead-letter").items()
-                         if m in pending})
-            pending -= set(dead)
-            batch = sorted(pending)
-            for message_id, ticket in zip(batch, pool.map(ticket_of, batch)):
-                if ticket:
-                    tickets[message_id] = ticket
-            pending -= set(tickets)
-            if pending:
-                time.sleep(0.5)
-    return {"tickets": len(tickets), "dead-lettered": dict(Counter(dead.values())),
-            "unaccounted": sorted(pending)[:10] if pending else 0}
-
-
-def dead_letters(amqp_uri: str, queue: str) -> dict[str, str]:
-    """message id -> reason of what is in a dead-letter queue, leaving it there (nothing is acked)."""
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
-    try:
-        ch, found = conn.channel(), {}
-        while True:
-            method, props, _body = ch.basic_get(queue, auto_ack=False)
-            if method is None:
-                return found
-            found[props.message_id] = (props.headers or {}).get("x-reason", "?")
-    finally:
-        conn.close()  # unacked messages go back to the queue
+def account(client: IntakeClient, queue: str, message_ids: list[str], quiet_seconds: float = 60.0) -> dict:
+    """Every published row is a ticket (received, or merged into an open one) or refused with its
+    reason: intake's receipt for each message says which."""
+    got: dict[str, dict] = {}
+    while len(got) < len(message_ids):
+        batch = client.receipts(queue, count=len(message_ids) - len(got), timeout=quiet_seconds)
+        if not batch:  # nothing for a while: what is still missing is unaccounted for
+            break
+        got.update({r["data"]["message_id"]: r["data"] for r in batch})
+    statuses = Counter(d["status"] for d in got.values())
+    missing = sorted(set(message_ids) - set(got))
+    return {"tickets": statuses["received"] + statuses["merged"], "merged": statuses["merged"],
+            "dead-lettered": dict(Counter(d["reason"] for d in got.values() if d["status"] == "rejected")),
+            "unaccounted": missing[:10] if missing else 0}
