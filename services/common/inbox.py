@@ -8,9 +8,9 @@ from .envelope import utcnow
 
 
 class InboxBook:
-    def __init__(self, row_cls, consumer: str):
+    def __init__(self, statements: tuple, consumer: str):
+        self._seen, self._record = statements
         self._consumer = consumer
-        self._seen, self._record = _statements(row_cls.__table__)
 
     def first_delivery(self, session, envelope: dict) -> bool:
         """True the first time this consumer sees the event; records it in `session`.
@@ -25,25 +25,15 @@ class InboxBook:
         return True
 
 
-_STATEMENTS: dict = {}
-
-
-def _statements(table):
-    """The two statements of an inbox table, built once per process (SQLAlchemy caches their SQL)."""
-    if table not in _STATEMENTS:
-        _STATEMENTS[table] = (
-            select(table.c.event_id).where(table.c.event_id == bindparam("event_id"),
-                                           table.c.consumer == bindparam("consumer")),
-            insert(table))
-    return _STATEMENTS[table]
-
-
 class Inbox(DependencyProvider):
     """Injects an `InboxBook` named after the entrypoint that is running."""
 
     def __init__(self, row_cls):
-        self.row_cls = row_cls
+        table = row_cls.__table__  # built once (SQLAlchemy caches their SQL by statement)
+        self.statements = (select(table.c.event_id).where(table.c.event_id == bindparam("event_id"),
+                                                          table.c.consumer == bindparam("consumer")),
+                           insert(table))
 
     def get_dependency(self, worker_ctx) -> InboxBook:
         consumer = f"{self.container.service_name}.{worker_ctx.entrypoint.method_name}"
-        return InboxBook(self.row_cls, consumer)
+        return InboxBook(self.statements, consumer)

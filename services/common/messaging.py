@@ -65,9 +65,10 @@ class ReliableConsumer(Consumer):
     `decode(body, message)` returns the handler's positional arguments or raises
     MalformedEvent; a handler that raises MalformedEvent or a marshmallow
     ValidationError is dead-lettered at once, any other error is retried.
-    `on_dead_letter(message, reason, kind)` may return messages (e.g. telling the sender
-    why) to publish in the same confirmed batch as the dead-letter copy: the
-    original is acked only once the broker confirmed them all, else it is requeued.
+    `on_dead_letter(message, reason, bad_input)` may return messages (e.g. telling the
+    sender why; `bad_input` is False for our own error, retried until we gave up) to
+    publish in the same confirmed batch as the dead-letter copy: the original is acked
+    only once the broker confirmed them all, else it is requeued.
     """
     queue_consumer = RawQueueConsumer()
 
@@ -148,27 +149,28 @@ class ReliableConsumer(Consumer):
     def _retry_or_dead_letter(self, message, reason: str, kind: str) -> None:
         attempt = self._attempt(message)
         if attempt > len(self.retry_delays):
-            self._dead_letter(message, f"gave up after {attempt} attempts; last error {reason}", kind)
+            self._dead_letter(message, f"gave up after {attempt} attempts; last error {reason}", kind,
+                              bad_input=False)
             return
         delay_ms = int(self.retry_delays[attempt - 1] * 1000)
         self.publisher.publish([self._copy(message, "", self.retry_queue.name, {
             "x-attempt": attempt + 1, "x-last-error": reason[:500]}, expiration=str(delay_ms))])
 
-    def _dead_letter(self, message, reason: str, kind: str) -> None:
+    def _dead_letter(self, message, reason: str, kind: str, bad_input: bool = True) -> None:
         info, reason = message.delivery_info or {}, reason[:2000]
         self.publisher.publish([self._copy(message, "", self.dead_letters.name, {
             "x-reason": reason, "x-error-kind": kind, "x-queue": self.queue_name,
             "x-exchange": info.get("exchange", ""), "x-routing-key": info.get("routing_key", ""),
             "x-attempts": self._attempt(message), "x-dead-lettered-at": utcnow().isoformat()}),
-            *self._told_of_dead_letter(message, reason, kind)])
+            *self._told_of_dead_letter(message, reason, bad_input)])
         log.warning("dead-lettered a message from %s: %s", self.queue_name, reason)
 
-    def _told_of_dead_letter(self, message, reason: str, kind: str) -> list[Outgoing]:
+    def _told_of_dead_letter(self, message, reason: str, bad_input: bool) -> list[Outgoing]:
         """The hook's messages; a hook that fails must not keep the message from its dead-letter queue."""
         if self.on_dead_letter is None:
             return []
         try:
-            return list(self.on_dead_letter(message, reason, kind))
+            return list(self.on_dead_letter(message, reason, bad_input))
         except Exception:
             log.exception("on_dead_letter failed for a message from %s; dead-lettering it alone",
                           self.queue_name)

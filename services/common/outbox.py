@@ -62,6 +62,8 @@ class Outbox(DependencyProvider):
         self.relay = Relay(make_engine(cfg["DB_URL"], pool_size=2), self.row_cls,
                            ConfirmingPublisher(cfg["AMQP_URI"], self.container.service_name,
                                                exchanges=(self.exchange, *self.extra_exchanges)))
+        # one writer for every worker: it holds no per-worker state, and its statement is built once
+        self.writer = OutboxWriter(self.row_cls, self.exchange, self.schemas, self.relay.wake)
 
     def start(self) -> None:
         self.container.spawn_managed_thread(self.relay.run, identifier="outbox-relay")
@@ -72,7 +74,7 @@ class Outbox(DependencyProvider):
     kill = stop
 
     def get_dependency(self, worker_ctx) -> OutboxWriter:
-        return OutboxWriter(self.row_cls, self.exchange, self.schemas, self.relay.wake)
+        return self.writer
 
 
 class Relay:
@@ -116,7 +118,7 @@ class Relay:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(self.row.id, self.row.event_id, self.row.exchange, self.row.routing_key,
-                       self.row.body, self.row.created_at)
+                       self.row.body)
                 .where(self.row.sent_at.is_(None)).order_by(self.row.id).limit(BATCH)
             ).all()
         if not rows:

@@ -38,7 +38,7 @@ class DispatchService:
                 return
             case = new_case(envelope["ticket_id"], data, now)
             s.add(case)
-            self._route(s, case, case.address or case.id, now)
+            self._route(s, case, now)
 
     @on_event("notify", "feedback_received")
     def follow_up(self, envelope):
@@ -51,7 +51,7 @@ class DispatchService:
             events = lifecycle.record_follow_up(case, data["satisfied"], data["comment"], now)
             self._record(s, case, events, actor="resident", note=data["comment"])
             if case.state == "reopened":
-                self._route(s, case, case.address or case.id, now)
+                self._route(s, case, now)
 
     @on_event("volunteer", "volunteer_offered", "volunteer_accepted", "volunteer_declined", "match_failed")
     def note_volunteer(self, envelope):
@@ -96,18 +96,9 @@ class DispatchService:
     def place(self, request, ticket_id):
         """A county dispatch centre puts a request that came with a map point only in its village."""
         form = read_json(request, PlaceForm())
-        now = utcnow()
-        with self.db.transaction() as s:
-            case = self._case(s, ticket_id, http=True)
-            try:
-                assignment = route(form["village_code"], case.address or case.id, self.areas, now)
-                events = lifecycle.place(case, form["village_code"], assignment, now)
-            except UnknownVillage as exc:
-                raise HttpError(400, f"village_code: {exc}") from None
-            except (lifecycle.AlreadyPlaced, lifecycle.InvalidTransition) as exc:
-                raise HttpError(409, str(exc)) from None
-            self._record(s, case, events, actor=form["staff_id"], note=f"placed in {form['village_code']}")
-            return json_response(case_view(case))
+        village = form["village_code"]
+        return self._act(ticket_id, form["staff_id"], lambda c, now: lifecycle.place(
+            c, village, route(village, address_key(c), self.areas, now), now), note=f"placed in {village}")
 
     @http("GET", "/tickets/<string:ticket_id>")
     @json_api
@@ -138,9 +129,9 @@ class DispatchService:
 
     # -- helpers: persistence around the pure lifecycle rules --
 
-    def _route(self, s, case, address_key, now):
+    def _route(self, s, case, now):
         try:
-            assignment = (route(case.village_code, address_key, self.areas, now) if case.village_code
+            assignment = (route(case.village_code, address_key(case), self.areas, now) if case.village_code
                           else route_to_county_centre(case.county_code, self.areas))
         except (UnknownVillage, UnknownCounty) as exc:  # retrying cannot help: park it with the reason
             raise MalformedEvent(str(exc)) from None
@@ -153,8 +144,10 @@ class DispatchService:
             case = self._case(s, ticket_id, http=True)
             try:
                 events = step(case, now)
-            except lifecycle.InvalidTransition as exc:
+            except (lifecycle.InvalidTransition, lifecycle.AlreadyPlaced) as exc:
                 raise HttpError(409, str(exc)) from None
+            except UnknownVillage as exc:
+                raise HttpError(400, f"village_code: {exc}") from None
             except lifecycle.NotYourTicket as exc:
                 raise HttpError(403, str(exc)) from None
             self._record(s, case, events, actor=worker_id, note=note)
@@ -191,6 +184,11 @@ def new_case(ticket_id: str, data: dict, now) -> Case:
                 accept_minutes=category["accept_minutes"], resolve_hours=category["resolve_hours"],
                 follow_up_hours=category["follow_up_hours"], received_at=data["received_at"],
                 updated_at=now, reopen_count=0)
+
+
+def address_key(case) -> str:
+    """What picks the grid inside a village: the same address always lands on the same grid."""
+    return case.address or case.id
 
 
 def case_view(case: Case) -> dict:

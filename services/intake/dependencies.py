@@ -14,8 +14,8 @@ from .models import CatalogueVersion
 
 
 class CatalogueProvider(DependencyProvider):
-    """The service catalogue: catalogue.yaml (or `CATALOGUE_PATH`) is recorded in intake's
-    database under its version when first seen; the service serves what the database holds."""
+    """The service catalogue: catalogue.yaml (or `CATALOGUE_PATH`), recorded in intake's database
+    under its version when first seen; a changed file under a version already recorded is refused."""
 
     def setup(self) -> None:
         document = read_document(self.container.config.get("CATALOGUE_PATH") or None)
@@ -28,9 +28,8 @@ class CatalogueProvider(DependencyProvider):
             elif known.document != text:
                 raise ValueError(f"catalogue {version}: the file changed but its version did not; "
                                  "bump `version` in catalogue.yaml so tickets can say which one they used")
-            stored = text
         engine.dispose()
-        self.catalogue = Catalogue.from_document(json.loads(stored))
+        self.catalogue = Catalogue.from_document(json.loads(text))
 
     def get_dependency(self, worker_ctx) -> Catalogue:
         return self.catalogue

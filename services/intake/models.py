@@ -44,7 +44,6 @@ class Ticket(Base):
     long: Mapped[float | None] = mapped_column(Float, nullable=True)
     attributes: Mapped[str] = mapped_column(Text, default="{}")  # JSON of the category's attributes
     media_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    status_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     expected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a repeat of that ticket

@@ -89,6 +89,5 @@ def load() -> Places:
                 for r in rows if r["level"] == "village"}
     centres = csv.DictReader(open(DATA / "suzhou_3413_county_lnglat.csv", encoding="utf-8", newline=""))
     counties = tuple(County(r["adcode"][:6], r["name"], float(r["latitude"]), float(r["longitude"]))
-                     for r in centres if r["longitude"] and r["adcode"][:6] in names
-                     and r["adcode"][:6] != "341300")  # the city's own centre is no county
+                     for r in centres if r["longitude"] and r["adcode"][:6] in names)
     return Places(villages, counties)

@@ -25,8 +25,8 @@ from .residents import find_or_add, mask_name, mask_phone
 from .schemas import Submission, TicketStatusChange
 from .submissions import on_submission
 
-# what a resident asking "where is my request?" needs; offers follow routing at once
 MAX_FORM = 64 * 1024
+# what a resident asking "where is my request?" needs; offers follow routing at once
 LIFECYCLE_EVENTS = ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
                     "ticket_reopened")
 

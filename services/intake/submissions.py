@@ -24,7 +24,6 @@ from .intake import rejection
 EXCHANGE = "intake.submissions"
 QUEUE = "intake.submissions"
 MAX_BODY = 64 * 1024
-BAD_INPUT = ("MalformedEvent", "ValidationError")  # the sender's to fix; anything else is ours
 
 
 def decode_submission(body, message) -> tuple[dict, str, str | None]:
@@ -50,7 +49,7 @@ def decode_submission(body, message) -> tuple[dict, str, str | None]:
     return value, message_id, reply_to
 
 
-def rejection_receipts(message, reason: str, kind: str = "MalformedEvent") -> list[Outgoing]:
+def rejection_receipts(message, reason: str, bad_input: bool = True) -> list[Outgoing]:
     """A publisher that asked for receipts hears why its message made no ticket, as it would hear of one.
 
     Bad input is told word for word (the field and why). A message that kept failing on our side is
@@ -60,7 +59,7 @@ def rejection_receipts(message, reason: str, kind: str = "MalformedEvent") -> li
     message_id, reply_to = props.get("message_id"), props.get("reply_to")
     if not (message_id and reply_to):  # no id: nothing the publisher could match the answer to
         return []
-    if kind not in BAD_INPUT:
+    if not bad_input:
         reason = ("intake could not process it (an error on our side, retried and then parked for the "
                   "operators); it made no ticket yet: send it again later with the same message id")
     event = rejection(message_id, reason)

@@ -110,13 +110,11 @@ class EmailChannel:
     def _transmit(self, message: bytes, recipient: str) -> None:
         if self._idle:
             try:
-                refused = self._send_on(self._idle.pop(), message, recipient, idle=True)
+                self._send_on(self._idle.pop(), message, recipient, idle=True)
             except _Stale:  # the server closed it while idle; nothing was sent on it
-                refused = self._send_on(self._connect(), message, recipient)
+                self._send_on(self._connect(), message, recipient)
         else:
-            refused = self._send_on(self._connect(), message, recipient)
-        if refused:  # only reachable with several recipients; kept for safety
-            raise self._refused(refused)
+            self._send_on(self._connect(), message, recipient)
 
     def _connect(self) -> smtplib.SMTP:
         try:
@@ -127,9 +125,10 @@ class EmailChannel:
         except (smtplib.SMTPException, OSError) as exc:
             raise self._failure(f"cannot connect: {exc!r}", permanent=False) from exc
 
-    def _send_on(self, smtp: smtplib.SMTP, message: bytes, recipient: str, idle: bool = False) -> dict:
+    def _send_on(self, smtp: smtplib.SMTP, message: bytes, recipient: str, idle: bool = False) -> None:
+        """One recipient: refused, sendmail raises SMTPRecipientsRefused (it returns refusals only for several)."""
         try:
-            refused = smtp.sendmail(self.sender, [recipient], message)
+            smtp.sendmail(self.sender, [recipient], message)
         except smtplib.SMTPServerDisconnected as exc:
             smtp.close()
             if idle:
@@ -148,7 +147,6 @@ class EmailChannel:
             smtp.close()
             raise self._failure(f"connection broke while sending: {exc!r}", permanent=False) from exc
         self._keep(smtp)
-        return refused
 
     def _keep(self, smtp: smtplib.SMTP) -> None:
         if len(self._idle) < self.MAX_IDLE:

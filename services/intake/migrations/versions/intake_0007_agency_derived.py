@@ -1,4 +1,4 @@
-"""agency derived: who has a request follows from its assignee and whether it has a village yet
+"""derived, not stored: agency (from the assignee and whether there is a village yet) and status notes
 
 Revision ID: intake_0007
 Revises: intake_0006
@@ -20,8 +20,10 @@ depends_on: Union[str, Sequence[str], None] = None
 def upgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.drop_column('agency')
+        batch_op.drop_column('status_notes')
 
 
 def downgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.add_column(sa.Column('agency', sa.String(length=100), nullable=True))
+        batch_op.add_column(sa.Column('status_notes', sa.Text(), nullable=True))
