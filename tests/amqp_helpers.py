@@ -5,21 +5,18 @@ fixtures): they consume and acknowledge messages, i.e. they are destructive.
 
 - `amqp_queue_messages(uri, queue)`: take every message currently in `queue`.
 - `declare_probe(uri, exchange)`: watch an event exchange through a private queue.
-- `drain(channel, queue, timeout)`: collect the JSON bodies arriving on a probe.
+- `Probe(uri, exchange)`: every JSON body seen on an exchange since the probe was made.
 
 Typical use for events:
 
-    connection, channel, queue = declare_probe(amqp_uri, "intake.events", "request_submitted")
-    try:
-        ...  # make the service emit
-        events = drain(channel, queue, timeout=2.0)
-    finally:
-        connection.close()
+    probe = Probe(amqp_uri, "intake.events")
+    ...  # make the service emit
+    wait_until(lambda: probe.events("ticket_received"), message="ticket_received")
+    probe.close()
 """
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, NamedTuple
 
 import pika
@@ -82,29 +79,6 @@ def declare_probe(
             connection.close()
         raise
     return connection, channel, queue
-
-
-def drain(channel: BlockingChannel, queue: str, timeout: float = 1.0, interval: float = 0.05) -> list[Any]:
-    """Collect the JSON-decoded bodies arriving on `queue` for `timeout` seconds.
-
-    Messages are taken (and acked) as they come until the deadline; after it,
-    what is already queued is still taken, then the list is returned (oldest
-    first). Use it to see everything emitted during a window, including
-    "nothing" (an empty list). To wait for one specific message, prefer
-    `wait_until(lambda: ...)`. While idle it lets pika service the
-    connection (heartbeats) instead of sleeping blindly.
-    """
-    bodies: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        method, _properties, body = channel.basic_get(queue, auto_ack=True)
-        if method is not None:
-            bodies.append(json.loads(body))
-            continue
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return bodies
-        channel.connection.process_data_events(time_limit=min(interval, remaining))
 
 
 class Probe:

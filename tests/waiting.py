@@ -11,7 +11,7 @@ a condition, with a deadline, and fail with a message naming the condition:
 The predicate is polled every `interval` seconds (under eventlet `time.sleep`
 is cooperative, so services running in the same process keep working while a
 test waits). Helpers with their own deadline-based waits (the peers'
-`wait_for`, `tests.amqp_helpers.drain`) follow the same rule.
+`wait_for`) follow the same rule.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import requests
+
 from services.intake.catalogue import Catalogue
 from songdaojia.scenario import fill_attributes
 
@@ -17,3 +19,12 @@ def submission(index: int = 1, **overrides) -> dict:
     body.update(overrides)
     body.setdefault("attributes", fill_attributes(CATALOGUE.get(body["category"])))
     return body
+
+
+def case_in(dispatch: str, ticket_no: str, state: str, reopened: int = 0) -> dict | None:
+    """Dispatch's view of a ticket once it is in `state` (and reopened that many times), else None."""
+    r = requests.get(f"{dispatch}/tickets/{ticket_no}")
+    if r.status_code != 200:
+        return None
+    case = r.json()
+    return case if case["state"] == state and case["reopen_count"] == reopened else None

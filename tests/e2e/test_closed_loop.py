@@ -10,7 +10,7 @@ from songdaojia.peers import body_text
 from tests.amqp_helpers import Probe
 from tests.waiting import wait_until
 
-from .requests_helpers import submission
+from .requests_helpers import case_in, submission
 
 
 def mails_about(sink, ticket_no: str, marker: str) -> list:
@@ -40,7 +40,7 @@ def test_one_ticket_travels_the_whole_closed_loop(running_stack):
     assert ticket_no in str(merged[0]["Subject"]) and merged[0]["To"] == "resident000002@village.example.cn"
 
     # routed and offered to the grid worker on duty; a volunteer is found for the errand
-    case = wait_until(lambda: _case(dispatch, ticket_no, "offered"), message="offered")
+    case = wait_until(lambda: case_in(dispatch, ticket_no, "offered"), message="offered")
     assert case["grid_code"].startswith("341323104214-G")
     offer = wait_until(lambda: volunteers.events("volunteer_offered"), message="a volunteer offer")
     assert offer[0]["ticket_id"] == ticket_no
@@ -57,7 +57,7 @@ def test_one_ticket_travels_the_whole_closed_loop(running_stack):
     wait_until(lambda: mails_about(sink, ticket_no, "请您评价"), message="the survey email")
     r = requests.post(f"{notify}/replies", json={"ticket_id": ticket_no, "answer": "2", "comment": "油没送到"})
     assert r.status_code == 200, r.text
-    case = wait_until(lambda: _case(dispatch, ticket_no, "offered", reopened=1), message="re-offered")
+    case = wait_until(lambda: case_in(dispatch, ticket_no, "offered", reopened=1), message="re-offered")
     wait_until(lambda: mails_about(sink, ticket_no, "重新受理"), message="the reopened email")
 
     # handled again, and this time the resident is satisfied: closed
@@ -65,7 +65,7 @@ def test_one_ticket_travels_the_whole_closed_loop(running_stack):
     requests.post(f"{dispatch}/tickets/{ticket_no}/resolve", json={"worker_id": case["assignee_id"]}).raise_for_status()
     wait_until(lambda: len(mails_about(sink, ticket_no, "请您评价")) == 2, message="the second survey")
     requests.post(f"{notify}/replies", json={"ticket_id": ticket_no, "answer": "1"}).raise_for_status()
-    case = wait_until(lambda: _case(dispatch, ticket_no, "closed", reopened=1), message="closed")
+    case = wait_until(lambda: case_in(dispatch, ticket_no, "closed", reopened=1), message="closed")
     wait_until(lambda: mails_about(sink, ticket_no, "已关闭"), message="the closing email")
 
     states = [h["state"] for h in case["history"] if h["event"].startswith("ticket_")]
@@ -80,14 +80,6 @@ def test_one_ticket_travels_the_whole_closed_loop(running_stack):
     assert ledger["by_state"] == {"closed": 1} and ledger["reopened"] == 1
     assert len([m for m in sink.messages if "已受理" in str(m["Subject"])]) == 1
     probe.close(), volunteers.close()
-
-
-def _case(dispatch: str, ticket_no: str, state: str, reopened: int = 0):
-    r = requests.get(f"{dispatch}/tickets/{ticket_no}")
-    if r.status_code != 200:
-        return None
-    case = r.json()
-    return case if case["state"] == state and case["reopen_count"] == reopened else None
 
 
 def _status(intake: str, ticket_no: str, state: str):

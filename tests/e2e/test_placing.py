@@ -8,6 +8,8 @@ from services.dispatch.areas import AreaMap
 from tests.amqp_helpers import Probe
 from tests.waiting import wait_until
 
+from .requests_helpers import case_in
+
 LINGBI, YANGDONG = "341323", "341323104214"
 
 
@@ -18,6 +20,7 @@ def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_vill
     county_console = Probe(stack.amqp_uri, "dispatch.work", console_binding(LINGBI, areas))
     town_console = Probe(stack.amqp_uri, "dispatch.work", console_binding(YANGDONG[:9], areas))
     volunteers = Probe(stack.amqp_uri, "volunteer.events")
+    dispatch_events = Probe(stack.amqp_uri, "dispatch.events")
 
     r = requests.post(f"{intake}/open311/v2/requests.json", data={
         "api_key": "songdaojia-demo-key", "service_code": "801", "lat": "33.5601", "long": "117.5402",
@@ -27,12 +30,13 @@ def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_vill
     ticket_no = r.json()[0]["service_request_id"]
 
     # offered to Lingbi's dispatch centre, on the county's work queue, not to any town's
-    case = wait_until(lambda: _case(dispatch, ticket_no, "offered"), message="offered to the county centre")
+    case = wait_until(lambda: case_in(dispatch, ticket_no, "offered"), message="offered to the county centre")
     assert (case["assignee_id"], case["village_code"], case["grid_code"]) == (f"centre-{LINGBI}", None, None)
     offers = wait_until(lambda: county_console.events("ticket_offered"), message="the county console's offer")
     assert offers[0]["data"]["work_key"] == f"area.3413.{LINGBI}.unplaced"
     assert town_console.events("ticket_offered") == []
-    assert volunteers.events("volunteer_offered") == []  # "nearby" needs the village first
+    # "nearby" needs the village first: no volunteer asked (it would have been relayed before the offer)
+    assert dispatch_events.events("volunteer_requested") == []
     assert requests.get(f"{dispatch}/queues/{LINGBI}").json()[0]["ticket_id"] == ticket_no
 
     # the centre looks at the point on its map and places it; a wrong code is refused by name
@@ -52,6 +56,7 @@ def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_vill
     wait_until(lambda: [o for o in town_console.events("ticket_offered") if o["ticket_id"] == ticket_no],
                message="the offer on the town's work queue")
     wait_until(lambda: volunteers.events("volunteer_offered"), message="a volunteer offer")
+    assert [e["data"]["village_code"] for e in dispatch_events.events("volunteer_requested")] == [YANGDONG]
     doc = wait_until(lambda: _open311(intake, ticket_no, YANGDONG), message="Open311 shows the village")
     assert doc["agency_responsible"] == f"网格员 {case['assignee_name']}"
     requests.post(f"{dispatch}/tickets/{ticket_no}/accept", json={"worker_id": case["assignee_id"]}).raise_for_status()
@@ -60,13 +65,8 @@ def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_vill
     wait_until(lambda: _open311(intake, ticket_no, YANGDONG, note="工作人员已上门办理"), message="in progress")
     ledger = requests.get(f"{dispatch}/ledger").json()
     assert ledger["by_county"] == {LINGBI: 1} and ledger["unplaced"] == 0
-    for probe in (county_console, town_console, volunteers):
+    for probe in (county_console, town_console, volunteers, dispatch_events):
         probe.close()
-
-
-def _case(dispatch: str, ticket_no: str, state: str):
-    r = requests.get(f"{dispatch}/tickets/{ticket_no}")
-    return r.json() if r.status_code == 200 and r.json()["state"] == state else None
 
 
 def _open311(intake: str, ticket_no: str, village: str, note: str = "已分派至网格"):

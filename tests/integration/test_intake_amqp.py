@@ -70,13 +70,18 @@ def test_a_submission_becomes_a_ticket_and_ticket_received(intake):
 
 def test_the_same_message_id_never_makes_two_tickets(intake):
     client, probe, engine, _ = intake
-    message_id = str(uuid.uuid4())
-    client.submit("wechat", request(channel="wechat"), message_id=message_id)
-    client.submit("wechat", request(channel="wechat"), message_id=message_id)
-    client.submit("counter", request(channel="counter", resident={"phone": "13900000009"},
-                                     description="另一户：需要代购蔬菜和鸡蛋"))  # a marker behind both copies
-    wait_until(lambda: len(probe.events("ticket_received")) >= 2, message="two tickets")
+    message_id, queue = str(uuid.uuid4()), client.receipt_queue()
+    client.submit("wechat", request(channel="wechat"), message_id=message_id, reply_to=queue)
+    client.submit("wechat", request(channel="wechat"), message_id=message_id, reply_to=queue)
+    other = client.submit("counter", request(channel="counter", resident={"phone": "13900000009"},
+                                             description="另一户：需要代购蔬菜和鸡蛋"), reply_to=queue)
+    # a receipt per delivery, each written in the transaction that handled it: all three are done
+    got = client.receipts(queue, count=3)
+    assert [r["data"]["message_id"] for r in got].count(message_id) == 2
+    copies = {r["data"]["ticket_no"] for r in got if r["data"]["message_id"] == message_id}
+    assert len(copies) == 1 and copies != {r["data"]["ticket_no"] for r in got if r["data"]["message_id"] == other}
     assert tickets(engine) == 2
+    assert len(probe.events("ticket_received")) == 2
 
 
 def test_one_phone_number_is_one_resident_across_channels(intake):
