@@ -5,13 +5,31 @@ import argparse
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from .stack import ROOT, Stack
 
+STAFF_LOOKUP = ("supervisor", "3413")  # who the look-up commands act as: a city supervisor (reads only)
+
 
 def _stack(args) -> Stack:
     return Stack(amqp_uri=args.amqp, var_dir=Path(args.var_dir))
+
+
+def _secrets(args):
+    """The keys folder: --secrets, else $SDJ_SECRETS, else the demo's (var/demo/secrets), else /etc/songdaojia."""
+    from .security import Secrets
+    if args.secrets:
+        return Secrets(Path(args.secrets))
+    demo = Path(args.var_dir) / "demo" / "secrets"
+    return Secrets(demo if demo.exists() else Path("/etc/songdaojia"))
+
+
+def _staff_headers(args) -> dict:
+    token = os.environ.get("SDJ_TOKEN") or _secrets(args).token("songdaojia-cli", *STAFF_LOOKUP,
+                                                                ttl=timedelta(minutes=5))
+    return {"Authorization": f"Bearer {token}"}
 
 
 def cmd_demo(args) -> int:
@@ -32,25 +50,64 @@ def cmd_prepare(args) -> int:
 def cmd_submit(args) -> int:
     from services.intake.client import IntakeClient
     request = json.loads(Path(args.file).read_text(encoding="utf-8") if args.file else sys.stdin.read())
-    with IntakeClient(args.amqp, source="cli") as client:
+    amqp = args.publisher or _publisher_uri(args)
+    with IntakeClient(amqp, source="cli") as client:
         print(client.submit(request.get("channel", "hotline"), request))
     return 0
+
+
+def _publisher_uri(args) -> str:
+    found = sorted((_secrets(args).directory / "broker").glob("*.publisher-*.uri"))
+    if not found:
+        raise SystemExit("no outside publisher's login found: give --publisher amqp://user:password@host/vhost")
+    return found[0].read_text(encoding="utf-8").strip()
 
 
 def cmd_ticket(args) -> int:
     import requests
     stack = _stack(args)
     for service, path in (("intake", f"/tickets/{args.ticket_no}"), ("dispatch", f"/tickets/{args.ticket_no}")):
-        r = requests.get(stack.http(service) + path, timeout=5)
+        r = requests.get(stack.http(service) + path, headers=_staff_headers(args), timeout=5)
         print(f"{service}: {r.status_code}\n{json.dumps(r.json(), ensure_ascii=False, indent=2)}")
     return 0
 
 
 def cmd_ledger(args) -> int:
     import requests
-    r = requests.get(_stack(args).http("dispatch") + "/ledger", timeout=5)
+    r = requests.get(_stack(args).http("dispatch") + "/ledger", headers=_staff_headers(args), timeout=5)
     print(json.dumps(r.json(), ensure_ascii=False, indent=2))
     return 0 if r.ok else 1
+
+
+def cmd_token(args) -> int:
+    """Mint a staff token with the keys folder's signing key (operators, the demo, tests)."""
+    hours = float(args.ttl.rstrip("h"))
+    print(_secrets(args).token(args.subject, args.role, args.area, ttl=timedelta(hours=hours),
+                               department=args.department))
+    return 0
+
+
+def cmd_secure(args) -> int:
+    """Keys and secrets in --dir, and the vhost's broker users, rights and dead-letter policy. Idempotent."""
+    from . import broker, security
+    secrets = security.ensure(Path(args.dir), open311_clients=tuple(args.open311_client) or
+                              security.OPEN311_CLIENTS)
+    consoles = {}
+    for item in args.console:
+        name, _, area = item.partition("=")
+        consoles[name] = _area_path(area)
+    uris = broker.secure(args.amqp, args.vhost, secrets.directory, publishers=tuple(args.publisher) or ("channels",),
+                         consoles=consoles or {"city": ("3413",)}, monitor=args.monitor,
+                         dead_letter_days=args.dead_letter_days, dead_letter_max=args.dead_letter_max)
+    print(f"keys and secrets in {secrets.directory} (owner-only); broker users on vhost {args.vhost!r}:")
+    for user in uris:
+        print(f"  {user:<40} {secrets.directory / 'broker' / (user + '.uri')}")
+    return 0
+
+
+def _area_path(area: str) -> tuple[str, ...]:
+    from services.dispatch.areas import AreaMap
+    return tuple(a.code for a in AreaMap.load().path(area))
 
 
 def cmd_bench(args) -> int:
@@ -70,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--amqp", default=os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/%2F"))
     parser.add_argument("--var-dir", default=os.environ.get("SDJ_VAR_DIR", str(ROOT / "var")),
                         help="where SQLite files and logs go (default ./var)")
+    parser.add_argument("--secrets", default=os.environ.get("SDJ_SECRETS"),
+                        help="the keys folder (default: the demo's var/demo/secrets, else /etc/songdaojia)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="run the closed loop end to end and print the report")
@@ -88,7 +147,27 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("submit", help="publish one request (JSON file or stdin) as an outside system")
     p.add_argument("file", nargs="?")
+    p.add_argument("--publisher", help="the outside publisher's AMQP URI (default: the keys folder's)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("token", help="mint a staff token (JWT) with the keys folder's signing key")
+    p.add_argument("--role", required=True, choices=__import__("services.common.staff", fromlist=["ROLES"]).ROLES)
+    p.add_argument("--subject", default="operator", help="who acts (the token's sub)")
+    p.add_argument("--area", required=True, help="area code: 3413 (city), 341323 (county), … a grid code")
+    p.add_argument("--department", help="department code, for department_staff")
+    p.add_argument("--ttl", default="8h", help="lifetime in hours, e.g. 8h")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("secure", help="make keys and secrets, and the broker's users and rights (idempotent)")
+    p.add_argument("--dir", default="/etc/songdaojia", help="the keys folder (owner-only)")
+    p.add_argument("--vhost", default="songdaojia")
+    p.add_argument("--publisher", action="append", default=[], help="an outside publisher's name (repeatable)")
+    p.add_argument("--console", action="append", default=[], help="NAME=AREA: a console's login (repeatable)")
+    p.add_argument("--open311-client", action="append", default=[], help="an Open311 client's name (repeatable)")
+    p.add_argument("--monitor", action="store_true", help="also a monitor login that reads every event")
+    p.add_argument("--dead-letter-days", type=float, default=14.0)
+    p.add_argument("--dead-letter-max", type=int, default=100_000)
+    p.set_defaults(func=cmd_secure)
 
     p = sub.add_parser("ticket", help="look up a ticket in intake and dispatch")
     p.add_argument("ticket_no")

@@ -31,20 +31,22 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     stack.amqp_uri = fresh_vhost(stack.amqp_uri, f"songdaojia-{stack.run_name}")
     stack.var_dir = stack.var_dir / stack.run_name
     shutil.rmtree(stack.var_dir, ignore_errors=True)
+    stack.secure()
     prepare(stack, volunteers=volunteers)
-    residents = Residents(stack.http("notify"), seed=seed)
+    residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed)
     sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
     stack.smtp_port = sink.port
     procs = start_all(stack)
     print("services: " + ", ".join(f"{n} {stack.http(n)}" for n in procs), file=out, flush=True)
-    observer = Observer(stack.amqp_uri)
-    console = Console(stack.amqp_uri, stack.http("dispatch"))
+    observer = Observer(stack.uri("monitor"))
+    console = Console(stack.uri("console-city"), stack.http("dispatch"),
+                      token=lambda worker, grid: stack.secrets.token(worker, "grid_worker", grid))
     observer.start(), console.start()
     try:
         requests = scenario.requests(count, seed)
         cpu_before = cpu_snapshot(procs)
         started = time.monotonic()
-        publisher = Publisher(stack.amqp_uri, requests, rate)
+        publisher = Publisher(stack.uri("publisher-channels"), requests, rate)
         publisher.start()
         closed = wait_closed(observer, count, timeout)
         publisher.join()
@@ -165,8 +167,11 @@ def print_listening(stack: Stack, sink: SmtpSink, out) -> None:
     print("\nleft running (Ctrl-C stops everything):", file=out)
     for name in ("intake", "dispatch", "volunteer", "notify"):
         print(f"  {name:<10} {stack.http(name)}   log {stack.var_dir / 'logs' / (name + '.log')}", file=out)
-    print(f"  broker     {stack.amqp_uri}  (submit to exchange intake.submissions)", file=out)
-    print(f"  mailbox    smtp://127.0.0.1:{sink.port}", file=out, flush=True)
+    print(f"  broker     {stack.uri('publisher-channels')}  (outside publishers: exchange intake.submissions)",
+          file=out)
+    print(f"  mailbox    smtp://127.0.0.1:{sink.port}", file=out)
+    print(f"  secrets    {stack.secrets.directory}  (a staff token: ./sdj token --role supervisor --area 3413)",
+          file=out, flush=True)
 
 
 def wait_for_interrupt() -> None:

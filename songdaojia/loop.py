@@ -2,8 +2,10 @@
 
 - `Observer` listens to every service's events and tracks each ticket.
 - `Console` is the grid workers' dispatch console: it consumes offers from the
-  work exchange and accepts and resolves them over dispatch's HTTP API.
-- `Residents` read their mail and answer the follow-up survey over notify's API.
+  work exchange and accepts and resolves them over dispatch's HTTP API, each
+  worker with their own token.
+- `Residents` read their mail and answer the follow-up survey; their mail system
+  forwards each answer to notify as a gateway does: signed, with the survey's code.
 """
 from __future__ import annotations
 
@@ -16,9 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from typing import Callable
 
 import pika
 import requests
+
+from services.notify.replies import signature
 
 OBSERVED = {  # what the report needs, and no more: the observer shares the machine it measures
     "intake.events": ("ticket_received", "ticket_merged"),
@@ -28,6 +33,7 @@ OBSERVED = {  # what the report needs, and no more: the observer shares the mach
     "notify.events": ("resident_notified",),
 }
 TICKET_NO = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
+SURVEY_CODE = re.compile(r"\[(?:评价码|code) ([0-9A-Z]+)\]")
 
 
 @dataclass
@@ -62,8 +68,8 @@ class _Listener(threading.Thread):
         self.params = pika.URLParameters(amqp_uri)
         self.conn = pika.BlockingConnection(self.params)
         self.channel = self.conn.channel()
-        for exchange, _ in bindings:
-            self.channel.exchange_declare(exchange, "topic", durable=True)
+        for exchange, _ in bindings:  # only looked up: its owner declares it
+            self.channel.exchange_declare(exchange, "topic", durable=True, passive=True)
         self.queue = self.channel.queue_declare(queue, exclusive=True, auto_delete=True).method.queue
         for exchange, key in bindings:
             self.channel.queue_bind(self.queue, exchange, key)
@@ -140,48 +146,62 @@ class Observer(_Listener):
 
 
 class Console(_Listener, _HttpClient):
-    """Grid workers on duty: accept each offer, then resolve it."""
+    """Grid workers on duty: accept each offer, then resolve it, each signed in as themself.
 
-    def __init__(self, amqp_uri: str, dispatch_url: str, binding: str = "area.#", workers: int = 16):
+    `token(subject, area)` is the worker's sign-in (a token for their grid; in the demo minted
+    with the run's key, as the county's identity provider would issue it).
+    """
+
+    def __init__(self, amqp_uri: str, dispatch_url: str, token: Callable[[str, str], str],
+                 binding: str = "area.3413.#", workers: int = 16):
         super().__init__(amqp_uri, [("dispatch.work", binding)])
         self.url = dispatch_url
+        self.token = token
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console")
         self.errors: list[str] = []
+        self._tokens: dict[str, str] = {}
         self._local = threading.local()
 
     def handle(self, offer: dict) -> None:
-        self.pool.submit(self._work, offer["ticket_id"], offer["data"]["assignee_id"])
+        data = offer["data"]
+        if data.get("grid_code"):  # not a map point waiting at a county's dispatch centre
+            self.pool.submit(self._work, offer["ticket_id"], data["assignee_id"], data["grid_code"])
 
-    def _work(self, ticket_id: str, worker_id: str) -> None:
+    def _work(self, ticket_id: str, worker_id: str, grid_code: str) -> None:
         try:
-            self._accept_and_resolve(ticket_id, worker_id)
+            self._accept_and_resolve(ticket_id, self._signed_in(worker_id, grid_code))
         except Exception as exc:  # never lose a failure silently inside the thread pool
             self.errors.append(f"{ticket_id}: {exc!r}")
 
-    def _accept_and_resolve(self, ticket_id: str, worker_id: str) -> None:
-        status, text = self._call("POST", f"/tickets/{ticket_id}/accept", {"worker_id": worker_id})
-        if status == 409 and not self._is_accepted(ticket_id):
+    def _signed_in(self, worker_id: str, grid_code: str) -> str:
+        if worker_id not in self._tokens:
+            self._tokens[worker_id] = self.token(worker_id, grid_code)
+        return self._tokens[worker_id]
+
+    def _accept_and_resolve(self, ticket_id: str, token: str) -> None:
+        status, text = self._call("POST", f"/tickets/{ticket_id}/accept", token)
+        if status == 409 and not self._is_accepted(ticket_id, token):
             return  # a repeated offer of a ticket already past acceptance
         if status not in (200, 409):
             self.errors.append(f"accept {ticket_id}: {status} {text[:200]}")
             return
         # 409 on accept can be our own acceptance whose answer was lost when dispatch died: go on
-        status, text = self._call("POST", f"/tickets/{ticket_id}/resolve",
-                                  {"worker_id": worker_id, "note": "已上门办结"})
+        status, text = self._call("POST", f"/tickets/{ticket_id}/resolve", token, {"note": "已上门办结"})
         if status not in (200, 409):
             self.errors.append(f"resolve {ticket_id}: {status} {text[:200]}")
 
-    def _is_accepted(self, ticket_id: str) -> bool:
-        status, text = self._call("GET", f"/tickets/{ticket_id}")
+    def _is_accepted(self, ticket_id: str, token: str) -> bool:
+        status, text = self._call("GET", f"/tickets/{ticket_id}", token)
         return status == 200 and json.loads(text)["state"] in ("accepted", "in_progress")
 
-    def _call(self, method: str, path: str, body: dict | None = None,
+    def _call(self, method: str, path: str, token: str, body: dict | None = None,
               patience: float = 120.0) -> tuple[int, str]:
         """Keep trying while dispatch is down or restarting, as a person at a console would."""
         deadline, delay = time.monotonic() + patience, 0.2
+        headers = {"Authorization": f"Bearer {token}"}
         while True:
             try:
-                r = self._session().request(method, self.url + path, json=body, timeout=10)
+                r = self._session().request(method, self.url + path, json=body, headers=headers, timeout=10)
                 if r.status_code < 500:
                     return r.status_code, r.text
             except requests.RequestException as exc:
@@ -197,10 +217,16 @@ class Console(_Listener, _HttpClient):
 
 
 class Residents(_HttpClient):
-    """Residents answer the follow-up mail: most are satisfied, some are not the first time."""
+    """Residents answer the follow-up mail: most are satisfied, some are not the first time.
 
-    def __init__(self, notify_url: str, unsatisfied_share: float = 0.1, seed: int = 3413):
+    Their mail system forwards each answer to notify as gateway `gateway` (name, secret) does:
+    the survey's code, the sender's address, signed (services/notify/replies.py).
+    """
+
+    def __init__(self, notify_url: str, gateway: tuple[str, str], unsatisfied_share: float = 0.1,
+                 seed: int = 3413):
         self.url = notify_url
+        self.gateway, self.secret = gateway
         self.rng = random.Random(seed)
         self.share = unsatisfied_share
         self.asked: dict[str, int] = {}
@@ -213,21 +239,23 @@ class Residents(_HttpClient):
         subject = str(message["Subject"] or "")
         if "请您评价" not in subject and "how did we do" not in subject:
             return
-        match = TICKET_NO.search(subject)
-        if not match:
+        match, code = TICKET_NO.search(subject), SURVEY_CODE.search(subject)
+        if not (match and code):
             return
         ticket_id = match.group(0)
         with self.lock:
             self.asked[ticket_id] = self.asked.get(ticket_id, 0) + 1
             first_time = self.asked[ticket_id] == 1
             satisfied = not (first_time and self.rng.random() < self.share)
-        self.pool.submit(self._reply, ticket_id, satisfied)
+        self.pool.submit(self._reply, ticket_id, code.group(1), str(message["To"]), satisfied)
 
-    def _reply(self, ticket_id: str, satisfied: bool) -> None:
-        body = {"ticket_id": ticket_id, "answer": "1" if satisfied else "2",
-                "comment": "满意，谢谢" if satisfied else "问题还没解决"}
+    def _reply(self, ticket_id: str, code: str, sender: str, satisfied: bool) -> None:
+        body = json.dumps({"ticket_id": ticket_id, "survey_code": code, "sender": sender,
+                           "answer": "1" if satisfied else "2",
+                           "comment": "满意，谢谢" if satisfied else "问题还没解决"}).encode()
         try:
-            r = self._session().post(f"{self.url}/replies", json=body, timeout=10)
+            r = self._session().post(f"{self.url}/replies", data=body, timeout=10,
+                                     headers=signed_headers(self.gateway, self.secret, body))
         except requests.RequestException as exc:
             self.errors.append(f"reply {ticket_id}: {exc!r}")
             return
@@ -236,6 +264,13 @@ class Residents(_HttpClient):
 
     def stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def signed_headers(gateway: str, secret: str, body: bytes, at: float | None = None) -> dict[str, str]:
+    """What a gateway sends with a resident's answer (services/notify/replies.py)."""
+    stamp = str(int(at if at is not None else time.time()))
+    return {"Content-Type": "application/json", "X-Sdj-Gateway": gateway, "X-Sdj-Timestamp": stamp,
+            "X-Sdj-Signature": signature(secret, stamp, body)}
 
 
 def percentile(sorted_values: list[float], p: float) -> float:

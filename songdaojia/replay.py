@@ -127,12 +127,13 @@ def replay(stack: Stack, path: Path, speedup: float, limit: int | None, out=sys.
         stack.amqp_uri = fresh_vhost(stack.amqp_uri, "songdaojia-replay")
     stack.var_dir = stack.var_dir / "replay"
     shutil.rmtree(stack.var_dir, ignore_errors=True)
+    stack.secure()
     prepare(stack, volunteers=0, names=("intake",))
     procs = start_all(stack, names=("intake",))
     try:
         ids, categories, channels = [], Counter(), Counter()
         first, start = rows[0].created if rows else None, time.monotonic()
-        with IntakeClient(stack.amqp_uri, source=f"replay-{city}") as client:
+        with IntakeClient(stack.uri("publisher-channels"), source=f"replay-{city}") as client:
             receipts = client.receipt_queue()
             for row in tqdm(rows, desc=f"replaying {path.name}", unit="row"):
                 if speedup and first:

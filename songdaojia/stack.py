@@ -1,8 +1,10 @@
 """The four services run locally as separate processes, as ops would run them.
 
 Each service is `nameko run --config services/<name>/config.yaml ...`; this
-module only chooses their environment (broker, database files, ports), starts,
-watches and stops them. Nothing here reaches into a service's code.
+module chooses their environment (broker logins, keys and secrets, database
+files, ports), prepares what they need before they start (migrations, queues,
+demo volunteers: the one place that imports the services' code), starts,
+watches and stops them.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"intake": "IntakeService", "dispatch": "DispatchService",
@@ -23,8 +26,8 @@ DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "volunteer": 8003, "notify": 
 
 @dataclass
 class Stack:
-    """Where the services find the broker, their databases and each other."""
-    amqp_uri: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """Where the services find the broker, their keys, their databases and each other."""
+    amqp_uri: str = "amqp://guest:guest@127.0.0.1:5672/"  # a login that may set the vhost up (before: guest)
     var_dir: Path = ROOT / "var"
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     db_urls: dict[str, str] = field(default_factory=dict)
@@ -32,6 +35,28 @@ class Stack:
     run_name: str = "demo"  # the demo and the benchmark each get a vhost and databases of this name
     channel: str = "email"
     sms_url: str = ""
+    secrets: object = None  # security.Secrets, once secured
+    users: dict[str, str] = field(default_factory=dict)  # broker user -> its AMQP URI, once secured
+
+    @property
+    def vhost(self) -> str:
+        path = urlsplit(self.amqp_uri).path
+        return unquote(path[1:]) if len(path) > 1 else "/"
+
+    def secure(self, consoles: dict[str, tuple[str, ...]] | None = None) -> None:
+        """Keys and secrets in <var>/secrets, and the vhost's broker users and rights (see broker.py)."""
+        from . import broker, security
+        self.secrets = security.ensure(self.var_dir / "secrets")
+        self.users = broker.secure(self.amqp_uri, self.vhost, self.secrets.directory,
+                                   consoles=consoles or {"city": ("3413",)})
+
+    def uri(self, who: str) -> str:
+        """The AMQP URI of a party (a service, admin, publisher-channels, console-city, monitor)."""
+        from .broker import user_name
+        try:
+            return self.users[user_name(self.vhost, who)]
+        except KeyError:
+            raise RuntimeError(f"no broker user {who!r} on {self.vhost!r}: secure() the stack first") from None
 
     def db_url(self, service: str) -> str:
         return self.db_urls.get(service) or f"sqlite:///{self.var_dir / (service + '.db')}"
@@ -39,10 +64,12 @@ class Stack:
     def http(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ, AMQP_URI=self.amqp_uri, SMTP_HOST="127.0.0.1",
-                   SMTP_PORT=str(self.smtp_port), NOTIFY_CHANNEL=self.channel,
-                   PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::DeprecationWarning")
+    def env(self, service: str | None = None) -> dict[str, str]:
+        """The environment of a service's process (or, without one, what every service shares)."""
+        env = dict(os.environ, SMTP_HOST="127.0.0.1", SMTP_PORT=str(self.smtp_port), NOTIFY_CHANNEL=self.channel,
+                   PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::DeprecationWarning",
+                   SDJ_BROKER_PREFIX=self.vhost, **self.secrets.service_env())
+        env["AMQP_URI"] = self.uri(service) if service else self.uri("admin")
         if self.sms_url:
             env["SMS_GATEWAY_URL"] = self.sms_url
         for name in SERVICES:
@@ -51,7 +78,7 @@ class Stack:
         return env
 
     def config(self, service: str) -> dict:
-        """The service's own config file, read with this stack's environment."""
+        """The service's own config file, read with this stack's environment (as its admin)."""
         from services.common.config import config_path, load_config
         saved = dict(os.environ)
         os.environ.update(self.env())
@@ -75,7 +102,7 @@ class ServiceProcess:
         self.proc = subprocess.Popen(
             [str(nameko), "run", "--config", str(ROOT / "services" / self.name / "config.yaml"),
              f"services.{self.name}.service:{SERVICES[self.name]}"],
-            cwd=ROOT, env={**self.stack.env(), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**self.stack.env(self.name), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
         return self
@@ -132,7 +159,8 @@ class ServiceProcess:
 
 
 def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(SERVICES)) -> None:
-    """Migrate the databases, declare every queue, seed demo volunteers (when volunteer is one)."""
+    """Migrate the databases, declare every exchange and queue (as the vhost's admin), seed demo
+    volunteers (when volunteer is one). The stack must be secured first."""
     import importlib
 
     from services.common.messaging import declare_topology

@@ -59,7 +59,7 @@ def amqp_queue_messages(uri: str, queue: str) -> list[GotMessage]:
 
 
 def declare_probe(
-    uri: str, exchange: str, routing_key: str = "#"
+    uri: str, exchange: str, routing_key: str = "#", passive: bool = False
 ) -> tuple[pika.BlockingConnection, BlockingChannel, str]:
     """Bind a private queue to the topic `exchange` and return (connection, channel, queue).
 
@@ -67,11 +67,12 @@ def declare_probe(
     `<service>.events`, so the declarations agree whichever comes first). The
     queue is server-named and exclusive: it disappears with the connection,
     which the caller closes. Only messages published after this call are seen.
+    `passive`: only look the exchange up (a login with no right to declare it, e.g. a monitor's).
     """
     connection = connect(uri)
     try:
         channel = connection.channel()
-        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True, passive=passive)
         queue = channel.queue_declare("", exclusive=True).method.queue
         channel.queue_bind(queue, exchange, routing_key=routing_key)
     except BaseException:
@@ -88,8 +89,8 @@ class Probe:
         wait_until(lambda: [e for e in probe.poll() if e["event"] == "ticket_received"])
     """
 
-    def __init__(self, uri: str, exchange: str, routing_key: str = "#"):
-        self.connection, self.channel, self.queue = declare_probe(uri, exchange, routing_key)
+    def __init__(self, uri: str, exchange: str, routing_key: str = "#", passive: bool = False):
+        self.connection, self.channel, self.queue = declare_probe(uri, exchange, routing_key, passive)
         self.bodies: list[Any] = []
 
     def poll(self) -> list[Any]:

@@ -34,6 +34,11 @@ class Outgoing:
     reply_to: str | None = None
 
 
+def broker_user(amqp_uri: str) -> str:
+    """The login in an AMQP URI: what the broker checks a message's user_id against."""
+    return unquote(urlparse(amqp_uri).username or "guest")
+
+
 def connect(amqp_uri: str, heartbeat: int = 0) -> amqp.Connection:
     url = urlparse(amqp_uri)
     vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
@@ -56,6 +61,7 @@ class ConfirmingPublisher:
         self.exchanges = exchanges  # declared (topic, durable) on every (re)connect
         self._lock = Semaphore()
         self.app_id = app_id
+        self.user_id = broker_user(amqp_uri)  # every message says who sent it; the broker checks
         self.confirm_timeout = confirm_timeout
         self._conn: amqp.Connection | None = None
         self._channel = None
@@ -98,7 +104,7 @@ class ConfirmingPublisher:
             for out in batch:
                 props = dict(
                     content_type=out.content_type, delivery_mode=2, message_id=out.message_id,
-                    app_id=self.app_id, application_headers=out.headers or {},
+                    app_id=self.app_id, user_id=self.user_id, application_headers=out.headers or {},
                 )
                 if out.correlation_id:
                     props["correlation_id"] = out.correlation_id

@@ -7,12 +7,22 @@ messages, decodes them itself, and settles every message explicitly:
 - malformed (can never work)  -> dead-letter queue with the reason, ack
 - failed (may work later)     -> retry queue with a delay, ack; after the
                                  last attempt, the dead-letter queue
+- not from whom it must be    -> dead-letter queue with the reason, ack
 The original is acked only after the broker confirmed the copy, so nothing is lost.
+
+Who sent a message is its AMQP `user_id`, which the broker checks against the login
+that published it. An event is accepted only from the broker user of the service that
+owns the exchange (config `BROKER_USERS`); a submission from anyone allowed to publish
+there, who must say who they are. Copies go through the service's own `<service>.parking`
+exchange (never the default exchange, which reaches every queue) and remember the
+original sender and routing key in `x-original-user-id` / `x-original-routing-key`:
+when a copy comes back from the retry queue, it is judged by its original.
 """
 from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
@@ -21,7 +31,7 @@ from marshmallow import ValidationError
 from nameko.containers import ServiceContainer
 from nameko.messaging import Consumer, QueueConsumer
 
-from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
+from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_user
 from .envelope import MalformedEvent, open_envelope, utcnow
 from .faults import crash_point
 
@@ -30,18 +40,51 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRY_DELAYS = (0.2, 1.0, 5.0, 15.0)  # seconds; then dead-letter
 
 
+DEAD_LETTER_KEY = "dead-letter"
+
+
 def dead_letter_queue(service: str) -> str:
     return f"{service}.dead-letter"
 
 
-def queues_for(service: str, name: str, exchange: str, routing_keys) -> tuple[Queue, Queue, Queue]:
-    """The work queue, its retry queue (expired messages flow back) and the dead-letter queue."""
-    source = Exchange(exchange, type="topic", durable=True)
+def parking_exchange(service: str) -> str:
+    """Where a service puts copies it parks: retries (keyed by their queue) and dead letters."""
+    return f"{service}.parking"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who published a message, and with which routing key, as the broker saw the original."""
+    sender: str
+    routing_key: str
+
+
+def origin_of(message, own_user: str) -> Origin:
+    props, headers = message.properties or {}, message.headers or {}
+    user = props.get("user_id") or ""
+    if user == own_user and "x-original-user-id" in headers:  # our own copy back from the retry queue
+        return Origin(str(headers["x-original-user-id"]), str(headers.get("x-original-routing-key", "")))
+    return Origin(user, (message.delivery_info or {}).get("routing_key", ""))
+
+
+def queues_for(service: str, name: str, exchange: str, routing_keys,
+               create_source: bool = False) -> tuple[Queue, Queue, Queue]:
+    """The work queue, its retry queue (expired messages flow back) and the dead-letter queue.
+
+    Another service's exchange is only looked up (passive): declaring it needs rights on it
+    that a consumer does not have; `prepare` creates every exchange first (`create_source`).
+    """
+    own = exchange.startswith(f"{service}.")
+    source = Exchange(exchange, type="topic", durable=True, passive=not (own or create_source))
+    parking = Exchange(parking_exchange(service), type="direct", durable=True)
     work = Queue(name, durable=True, auto_delete=False,
                  bindings=[binding(source, routing_key=k) for k in routing_keys])
     retry = Queue(f"{name}.retry", durable=True, queue_arguments={
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": name})
-    return work, retry, Queue(dead_letter_queue(service), durable=True)
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": name},
+        bindings=[binding(parking, routing_key=f"{name}.retry")])
+    dead = Queue(dead_letter_queue(service), durable=True,
+                 bindings=[binding(parking, routing_key=DEAD_LETTER_KEY)])
+    return work, retry, dead
 
 
 class RawQueueConsumer(QueueConsumer):
@@ -58,13 +101,21 @@ class RawQueueConsumer(QueueConsumer):
     def _on_raw_message(self, provider, message):
         self.handle_message(provider, message.body, message)
 
+    def consume(self, *args, **kwargs):
+        # kombu waits up to a second per loop for messages before it looks at a stop request, and a
+        # stop takes two loops: a shorter wait lets a service stop (restart, deploy) in a fraction of that
+        kwargs.setdefault("safety_interval", 0.2)
+        return super().consume(*args, **kwargs)
+
 
 class ReliableConsumer(Consumer):
     """Consume a queue bound to `exchange` by `routing_keys`, never losing a message.
 
-    `decode(body, message)` returns the handler's positional arguments or raises
+    `decode(body, message, origin)` returns the handler's positional arguments or raises
     MalformedEvent; a handler that raises MalformedEvent or a marshmallow
     ValidationError is dead-lettered at once, any other error is retried.
+    `source` names the service whose broker user alone may publish here (its
+    `BROKER_USERS` entry); without it, any sender that gives its user_id is accepted.
     `on_dead_letter(message, reason, bad_input)` may return messages (e.g. telling the
     sender why; `bad_input` is False for our own error, retried until we gave up) to
     publish in the same confirmed batch as the dead-letter copy: the original is acked
@@ -73,12 +124,13 @@ class ReliableConsumer(Consumer):
     queue_consumer = RawQueueConsumer()
 
     def __init__(self, exchange: str, routing_keys: tuple[str, ...], decode: Callable,
-                 queue_name: str | None = None,
+                 queue_name: str | None = None, source: str | None = None,
                  on_dead_letter: Callable[..., list[Outgoing]] | None = None, **kwargs):
         self.exchange_name = exchange
         self.routing_keys = routing_keys
         self.decode = decode
         self.queue_name = queue_name
+        self.source = source
         self.on_dead_letter = on_dead_letter
         super().__init__(queue=None, **kwargs)
 
@@ -89,6 +141,9 @@ class ReliableConsumer(Consumer):
         self.retry_delays = tuple(cfg.get("RETRY_DELAYS", DEFAULT_RETRY_DELAYS))
         self.queue, self.retry_queue, self.dead_letters = queues_for(
             service, self.queue_name, self.exchange_name, self.routing_keys)
+        self.parking = parking_exchange(service)
+        self.own_user = broker_user(cfg["AMQP_URI"])
+        self.expected_sender = None if self.source is None else expected_publisher(cfg, self.source)
         self.publisher = ConfirmingPublisher(cfg["AMQP_URI"], service)
         with Connection(cfg["AMQP_URI"]) as conn:
             self.declare(conn)
@@ -105,7 +160,7 @@ class ReliableConsumer(Consumer):
 
     def handle_message(self, body, message):
         try:
-            args = self.decode(body, message)
+            args = self.decode(body, message, self._check_sender(message))
         except MalformedEvent as exc:
             self._settle(message, self._dead_letter, str(exc), "MalformedEvent")
             return
@@ -131,6 +186,14 @@ class ReliableConsumer(Consumer):
             self._settle(message, self._retry_or_dead_letter, reason, type(exc).__name__)
         return result, exc_info
 
+    def _check_sender(self, message) -> Origin:
+        origin = origin_of(message, self.own_user)
+        if not origin.sender:
+            raise MalformedEvent("user_id: missing; publish with the AMQP user_id property set to your login")
+        if self.expected_sender is not None and origin.sender != self.expected_sender:
+            raise MalformedEvent(f"user_id: {origin.sender[:60]!r} may not publish on {self.exchange_name}")
+        return origin
+
     def _settle(self, message, route: Callable, reason: str, kind: str) -> None:
         try:
             route(message, reason, kind)
@@ -153,12 +216,12 @@ class ReliableConsumer(Consumer):
                               bad_input=False)
             return
         delay_ms = int(self.retry_delays[attempt - 1] * 1000)
-        self.publisher.publish([self._copy(message, "", self.retry_queue.name, {
+        self.publisher.publish([self._copy(message, self.parking, self.retry_queue.name, {
             "x-attempt": attempt + 1, "x-last-error": reason[:500]}, expiration=str(delay_ms))])
 
     def _dead_letter(self, message, reason: str, kind: str, bad_input: bool = True) -> None:
         info, reason = message.delivery_info or {}, reason[:2000]
-        self.publisher.publish([self._copy(message, "", self.dead_letters.name, {
+        self.publisher.publish([self._copy(message, self.parking, DEAD_LETTER_KEY, {
             "x-reason": reason, "x-error-kind": kind, "x-queue": self.queue_name,
             "x-exchange": info.get("exchange", ""), "x-routing-key": info.get("routing_key", ""),
             "x-attempts": self._attempt(message), "x-dead-lettered-at": utcnow().isoformat()}),
@@ -179,6 +242,8 @@ class ReliableConsumer(Consumer):
     def _copy(self, message, exchange, routing_key, extra_headers, expiration=None) -> Outgoing:
         props = message.properties or {}
         headers = {k: v for k, v in (message.headers or {}).items() if v is not None}
+        origin = origin_of(message, self.own_user)  # the copy is ours: remember whose the original was
+        headers.update({"x-original-user-id": origin.sender, "x-original-routing-key": origin.routing_key})
         headers.update(extra_headers)
         body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
         return Outgoing(exchange=exchange, routing_key=routing_key, body=body,
@@ -188,13 +253,22 @@ class ReliableConsumer(Consumer):
                         type=props.get("type"), expiration=expiration, reply_to=props.get("reply_to"))
 
 
-def _envelope_args(body, message) -> tuple:
+def expected_publisher(config: dict, source: str) -> str:
+    """The broker user that alone publishes `source`'s events (config BROKER_USERS)."""
+    try:
+        return config["BROKER_USERS"][source]
+    except (KeyError, TypeError):
+        raise ValueError(f"BROKER_USERS.{source}: which broker user publishes {source}'s events? "
+                         "(see README, Security model)") from None
+
+
+def _envelope_args(body, message, origin) -> tuple:
     return (open_envelope(body),)
 
 
 def on_event(source: str, *events: str, **kwargs):
     """Decorate a handler of `source`'s events; it receives the checked envelope."""
-    return ReliableConsumer.decorator(f"{source}.events", events, _envelope_args, **kwargs)
+    return ReliableConsumer.decorator(f"{source}.events", events, _envelope_args, source=source, **kwargs)
 
 
 def declare_topology(service_cls, config: dict) -> list[str]:
@@ -203,15 +277,32 @@ def declare_topology(service_cls, config: dict) -> list[str]:
     Publishing to an exchange with no bound queue drops the message: declaring
     consumers' queues up front means a service started late still gets every event.
     """
-    container = ServiceContainer(service_cls, config)
-    service = container.service_name
+    from .outbox import Outbox
+    service = service_cls.name
+    published = [f"{service}.events"] + [name for value in vars(service_cls).values() if isinstance(value, Outbox)
+                                         for name in value.extra_exchanges]
     declared = []
     with Connection(config["AMQP_URI"]) as conn:
-        Exchange(f"{service}.events", type="topic", durable=True)(conn.default_channel).declare()
-        for ext in container.entrypoints:
-            if isinstance(ext, ReliableConsumer):
-                name = ext.queue_name or f"{service}.{ext.method_name}"
-                for queue in queues_for(service, name, ext.exchange_name, ext.routing_keys):
-                    queue(conn.default_channel).declare()
-                declared.append(name)
+        for name in published:
+            Exchange(name, type="topic", durable=True)(conn.default_channel).declare()
+        for consumer in consumers_of(service_cls):
+            for queue in queues_for(service, consumer.queue, consumer.exchange, consumer.routing_keys,
+                                    create_source=True):
+                queue(conn.default_channel).declare()
+            declared.append(consumer.queue)
     return declared
+
+
+@dataclass(frozen=True)
+class Consumed:
+    queue: str
+    exchange: str
+    routing_keys: tuple[str, ...]
+
+
+def consumers_of(service_cls) -> list[Consumed]:
+    """The queues a service consumes, with what feeds them: read from its class, nothing started."""
+    container = ServiceContainer(service_cls, {"AMQP_URI": "amqp://nobody@unused/"})
+    return [Consumed(ext.queue_name or f"{container.service_name}.{ext.method_name}", ext.exchange_name,
+                     tuple(ext.routing_keys))
+            for ext in container.entrypoints if isinstance(ext, ReliableConsumer)]

@@ -40,6 +40,15 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
 
+    @classmethod
+    def in_area(cls, area: str):
+        """Cases inside an area (city, county, town, village or grid code): a filter for queries."""
+        if "-" in area:
+            return cls.grid_code == area
+        if len(area) <= 6:  # city or county: every case knows its county, placed or not
+            return cls.county_code.startswith(area, autoescape=True)
+        return cls.village_code.startswith(area, autoescape=True)
+
 
 class HistoryEntry(Base):
     __tablename__ = "history"

@@ -1,24 +1,26 @@
 """dispatch: owns each ticket's lifecycle — routing, offers, acceptance, resolution, follow-up."""
 from __future__ import annotations
 
-from nameko.web.handlers import http
 from sqlalchemy import select
 
 from services.common.database import Database
 from services.common.envelope import MalformedEvent, read_data, utcnow
-from services.common.http import HttpError, json_api, json_response, read_json
+from services.common.http import HttpError, api, http, json_response, read_json, read_query
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
+from services.common.openapi import document
 from services.common.outbox import Outbox
+from services.common.staff import DEPARTMENT_STAFF, STAFF
+from services.common.tokens import StaffTokens
 
-from . import lifecycle
+from . import access, lifecycle
 from .dependencies import Areas
 from .events import SCHEMAS, WORK_EXCHANGE
 from .ledger import ledger_of
 from .models import Case, HistoryEntry, InboxRow, OutboxRow
 from .routing import UnknownCounty, UnknownVillage, route, route_to_county_centre
-from .schemas import (FeedbackIn, MatchFailedIn, PlaceForm, ResolveForm, TicketReceivedIn, VolunteerAnsweredIn,
-                      VolunteerOfferedIn, WorkerForm)
+from .schemas import (CaseView, FeedbackIn, LedgerView, MatchFailedIn, PlaceForm, QueueQuery, ResolveForm,
+                      TicketReceivedIn, TicketView, VolunteerAnsweredIn, VolunteerOfferedIn)
 
 
 class DispatchService:
@@ -28,6 +30,7 @@ class DispatchService:
     outbox = Outbox(OutboxRow, SCHEMAS, extra_exchanges=(WORK_EXCHANGE,))
     inbox = Inbox(InboxRow)
     areas = Areas()
+    staff = StaffTokens()
 
     @on_event("intake", "ticket_received")
     def open_case(self, envelope):
@@ -72,39 +75,41 @@ class DispatchService:
                                actor="volunteer", note=note))
 
     @http("POST", "/tickets/<string:ticket_id>/accept")
-    @json_api
+    @api("Accept an offered ticket (签收): its assignee only", answers={200: CaseView, 409: None})
     def accept(self, request, ticket_id):
-        form = read_json(request, WorkerForm())
-        return self._act(ticket_id, form["worker_id"], lambda c, now: lifecycle.accept(c, form["worker_id"], now))
+        who = self.staff.principal(request.headers.get("Authorization"))
+        return self._act(ticket_id, who, lambda c: access.may_work(who, c, "accept"), lifecycle.accept)
 
     @http("POST", "/tickets/<string:ticket_id>/start")
-    @json_api
+    @api("On the way or at the door (办理中): its assignee only", answers={200: CaseView, 409: None})
     def start(self, request, ticket_id):
-        form = read_json(request, WorkerForm())
-        return self._act(ticket_id, form["worker_id"], lambda c, now: lifecycle.start(c, form["worker_id"], now))
+        who = self.staff.principal(request.headers.get("Authorization"))
+        return self._act(ticket_id, who, lambda c: access.may_work(who, c, "start"), lifecycle.start)
 
     @http("POST", "/tickets/<string:ticket_id>/resolve")
-    @json_api
+    @api("Resolve with a note (办结): its assignee only", body=ResolveForm, answers={200: CaseView, 409: None})
     def resolve(self, request, ticket_id):
-        form = read_json(request, ResolveForm())
-        return self._act(ticket_id, form["worker_id"],
-                         lambda c, now: lifecycle.resolve(c, form["worker_id"], form["note"], now),
-                         note=form["note"])
+        who = self.staff.principal(request.headers.get("Authorization"))
+        note = read_json(request, ResolveForm())["note"]
+        return self._act(ticket_id, who, lambda c: access.may_work(who, c, "resolve"),
+                         lambda c, now: lifecycle.resolve(c, note, now), note=note)
 
     @http("POST", "/tickets/<string:ticket_id>/place")
-    @json_api
+    @api("Place a request known only by a map point in its village: a dispatcher of its county",
+         body=PlaceForm, answers={200: CaseView, 409: None})
     def place(self, request, ticket_id):
-        """A county dispatch centre puts a request that came with a map point only in its village."""
-        form = read_json(request, PlaceForm())
-        village = form["village_code"]
-        return self._act(ticket_id, form["staff_id"], lambda c, now: lifecycle.place(
+        who = self.staff.principal(request.headers.get("Authorization"))
+        village = read_json(request, PlaceForm())["village_code"]
+        return self._act(ticket_id, who, lambda c: access.may_place(who, c), lambda c, now: lifecycle.place(
             c, village, route(village, address_key(c), self.areas, now), now), note=f"placed in {village}")
 
     @http("GET", "/tickets/<string:ticket_id>")
-    @json_api
+    @api("A ticket with its history: staff of its area, and its assignee", answers={200: TicketView})
     def ticket(self, request, ticket_id):
+        who = self.staff.principal(request.headers.get("Authorization"))
         with self.db.transaction() as s:
             case = self._case(s, ticket_id, http=True)
+            access.may_read(who, case)
             history = s.scalars(select(HistoryEntry).where(HistoryEntry.ticket_id == ticket_id)
                                 .order_by(HistoryEntry.id)).all()
             return json_response({**case_view(case), "history": [
@@ -112,20 +117,31 @@ class DispatchService:
                  "note": h.note} for h in history]})
 
     @http("GET", "/queues/<string:area_code>")
-    @json_api
+    @api("The cases of an area in a state (offered by default), most urgent first: staff of that area",
+         query=QueueQuery, answers={200: CaseView}, many=True)
     def queue(self, request, area_code):
-        state = request.args.get("state", "offered")
+        who = self.staff.principal(request.headers.get("Authorization"))
+        access.may_list(who, area_code)
+        state = read_query(request, QueueQuery())["state"]
+        query = select(Case).where(Case.state == state, Case.in_area(area_code))
+        if who.role == DEPARTMENT_STAFF:
+            query = query.where(Case.department == who.department)
         with self.db.transaction() as s:
-            cases = s.scalars(select(Case).where(Case.state == state, Case.work_key.like(
-                f"%.{area_code}.%") | Case.work_key.like(f"%.{area_code}")).order_by(
-                Case.priority, Case.received_at).limit(500)).all()
+            cases = s.scalars(query.order_by(Case.priority, Case.received_at).limit(500)).all()
             return json_response([case_view(c) for c in cases])
 
     @http("GET", "/ledger")
-    @json_api
+    @api("The ledger (台账) of the caller's area", answers={200: LedgerView})
     def ledger(self, request):
+        who = self.staff.principal(request.headers.get("Authorization"))
+        who.require(STAFF, what="read the ledger")
         with self.db.transaction() as s:
-            return json_response(ledger_of(s))
+            return json_response(ledger_of(s, who.area))
+
+    @http("GET", "/openapi.json")
+    @api("This API, described (OpenAPI 3.1)", answers={200: {"type": "object"}}, auth=None)
+    def openapi(self, request):
+        return json_response(OPENAPI)
 
     # -- helpers: persistence around the pure lifecycle rules --
 
@@ -138,19 +154,19 @@ class DispatchService:
         events = lifecycle.route(case, assignment, now)
         self._record(s, case, events, actor="dispatch")
 
-    def _act(self, ticket_id, worker_id, step, note=""):
+    def _act(self, ticket_id, who, allowed, step, note=""):
+        """Load the case, check the caller may (403), apply the rule (409/400), record it as the caller's."""
         now = utcnow()
         with self.db.transaction() as s:
             case = self._case(s, ticket_id, http=True)
+            allowed(case)
             try:
                 events = step(case, now)
             except (lifecycle.InvalidTransition, lifecycle.AlreadyPlaced) as exc:
                 raise HttpError(409, str(exc)) from None
             except UnknownVillage as exc:
                 raise HttpError(400, f"village_code: {exc}") from None
-            except lifecycle.NotYourTicket as exc:
-                raise HttpError(403, str(exc)) from None
-            self._record(s, case, events, actor=worker_id, note=note)
+            self._record(s, case, events, actor=who.subject, note=note)
             return json_response(case_view(case))
 
     def _record(self, s, case, events, actor, note=""):
@@ -198,4 +214,13 @@ def case_view(case: Case) -> dict:
             "grid_code": case.grid_code,
             "assignee_id": case.assignee_id, "assignee_name": case.assignee_name,
             "volunteer_id": case.volunteer_id, "reopen_count": case.reopen_count,
-            "accept_due_at": case.accept_due_at, "resolve_due_at": case.resolve_due_at}
+            "accept_due_at": _iso(case.accept_due_at), "resolve_due_at": _iso(case.resolve_due_at)}
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+OPENAPI = document(DispatchService, "送到家 dispatch: the console API",
+                   "Tickets' lifecycle for dispatchers and grid workers. Every call but this document needs "
+                   "`Authorization: Bearer <JWT>`; the actor is the token's subject.")

@@ -3,10 +3,11 @@
     with IntakeClient("amqp://guest:guest@127.0.0.1:5672/") as client:
         message_id = client.submit("hotline", {...})
 
-Messages are persistent, carry content type and a message id (the idempotency
-key: re-send with the same id after a doubt, never a new one), and `submit`
-returns only once the broker confirmed it has the message. The request is
-described by services/intake/submission.schema.json.
+Messages are persistent, carry content type, the publisher's broker login as
+`user_id` (the broker checks it; intake knows publishers by it) and a message id
+(the idempotency key, per publisher: re-send with the same id after a doubt,
+never a new one), and `submit` returns only once the broker confirmed it has the
+message. The request is described by services/intake/submission.schema.json.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ EXCHANGE = "intake.submissions"
 class IntakeClient:
     def __init__(self, amqp_url: str, source: str = "outside-system"):
         self._params = pika.URLParameters(amqp_url)
+        self._user = self._params.credentials.username
         self._source = source
         self._conn = None
         self._channel = None
@@ -35,7 +37,7 @@ class IntakeClient:
     def connect(self) -> None:
         self._conn = pika.BlockingConnection(self._params)
         self._channel = self._conn.channel()
-        self._channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+        self._channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True, passive=True)  # intake's
         self._channel.confirm_delivery()
 
     def submit(self, channel: str, request: dict, message_id: str | None = None,
@@ -55,7 +57,8 @@ class IntakeClient:
             body=json.dumps(request, ensure_ascii=False).encode("utf-8"),
             properties=pika.BasicProperties(
                 content_type="application/json", content_encoding="utf-8", delivery_mode=2,
-                message_id=message_id, app_id=self._source, headers=headers or {}, reply_to=reply_to),
+                message_id=message_id, app_id=self._source, user_id=self._user, headers=headers or {},
+                reply_to=reply_to),
             mandatory=True)
         return message_id
 
@@ -77,7 +80,9 @@ class IntakeClient:
         return found
 
     def publish_raw(self, routing_key: str, body: bytes, properties: pika.BasicProperties) -> None:
-        """Send bytes as they are (for tests of what intake does with bad input)."""
+        """Send bytes as they are (for tests of what intake does with bad input), as this client's login."""
+        if properties.user_id is None:
+            properties.user_id = self._user
         self._channel.basic_publish(EXCHANGE, routing_key, body, properties, mandatory=True)
 
     def close(self) -> None:

@@ -43,14 +43,3 @@ class Places(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> places.Places:
         return self.places
-
-
-class Open311Keys(DependencyProvider):
-    """The api_keys Open311 clients may post with (config `OPEN311_API_KEYS`, comma-separated)."""
-
-    def setup(self) -> None:
-        raw = self.container.config.get("OPEN311_API_KEYS") or ""
-        self.keys = {k.strip() for k in str(raw).split(",") if k.strip()}
-
-    def get_dependency(self, worker_ctx) -> set[str]:
-        return self.keys

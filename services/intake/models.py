@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import plumbing_tables
@@ -24,8 +24,11 @@ class Resident(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
+    # a publisher's idempotency key is its own: two publishers may use the same message id
+    __table_args__ = (UniqueConstraint("publisher", "message_id", name="uq_tickets_publisher_message"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the ticket number residents see
-    message_id: Mapped[str] = mapped_column(String(100), unique=True)  # the publisher's idempotency key
+    publisher: Mapped[str] = mapped_column(String(100), default="")  # its broker user, or open311:<client>
+    message_id: Mapped[str] = mapped_column(String(100), index=True)  # the publisher's idempotency key
     channel: Mapped[str] = mapped_column(String(20))
     category: Mapped[str] = mapped_column(String(10))
     # a point alone is known only to its county until the county's dispatch centre places it
@@ -34,11 +37,19 @@ class Ticket(Base):
     address: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text)
     resident_id: Mapped[str] = mapped_column(ForeignKey("residents.id"))
+    # how to reach whoever asked, as given with this request: an unverified submission never
+    # changes what another request (or the resident record) holds
+    contact_name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    contact_phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    contact_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(20), default="received")
     status_version: Mapped[int] = mapped_column(Integer, default=0)
+    assignee_id: Mapped[str | None] = mapped_column(String(50), nullable=True)
     assignee_name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    grid_code: Mapped[str | None] = mapped_column(String(20), nullable=True)  # from dispatch's routing
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # what Open311 shows about a request (never personal data)
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     long: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -58,13 +69,21 @@ class CatalogueVersion(Base):
 
 
 class ContactRead(Base):
-    """Whoever reads a resident's full phone number or name leaves a record of it."""
+    """Whoever reads (or tries to read) a resident's full phone number or name leaves a record of it."""
     __tablename__ = "contact_reads"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ticket_id: Mapped[str] = mapped_column(String(32), index=True)
-    staff_id: Mapped[str] = mapped_column(String(50), index=True)
+    staff_id: Mapped[str] = mapped_column(String(50), index=True)  # the token's subject
+    role: Mapped[str] = mapped_column(String(20), default="")
     reason: Mapped[str] = mapped_column(String(200))
     read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted: Mapped[bool] = mapped_column(default=True)
+    refusal: Mapped[str | None] = mapped_column(String(200), nullable=True)  # why not, when refused
+    area_code: Mapped[str] = mapped_column(String(20), default="", index=True)  # where the ticket lies
+
+    @classmethod
+    def in_area(cls, area: str):
+        return cls.area_code == area if "-" in area else cls.area_code.startswith(area, autoescape=True)
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)

@@ -1,21 +1,30 @@
 """Open311 GeoReport v2 documents built from the service catalogue: pure functions, JSON or XML.
 
 Specification: http://wiki.open311.org/GeoReport_v2 . Names are given in the
-resident's language (`zh-CN` by default, `en` on request); personal data never
-appears in any Open311 document.
+resident's language (`zh-CN` by default, `en` on request). Personal data never
+appears in any Open311 document; a public answer does not carry the resident's own
+words or where exactly they live either: no description, the village for the
+address, coordinates rounded to the village (0.01°, about a kilometre). A client
+whose api key may see more (staff tools) gets the description and exact location.
 """
 from __future__ import annotations
 
 import functools
 import json
+import logging
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
 from werkzeug.exceptions import HTTPException
 
-from .catalogue import Catalogue, Category
+from services.common.http import MAX_BODY
 
+from .catalogue import Catalogue, Category
+from .intake import InvalidRequest
+
+log = logging.getLogger(__name__)
 SPEC = "http://wiki.open311.org/GeoReport_v2"
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 LOCALES = ("zh-CN", "en")
@@ -24,9 +33,9 @@ LOCALES = ("zh-CN", "en")
 class Open311Error(Exception):
     """An answer of the form [{code, description}] with its HTTP status."""
 
-    def __init__(self, status: int, description: str):
+    def __init__(self, status: int, description: str, headers: dict | None = None):
         super().__init__(description)
-        self.status, self.description = status, description
+        self.status, self.description, self.headers = status, description, headers or {}
 
     def document(self) -> list[dict]:
         return [{"code": self.status, "description": self.description}]
@@ -94,24 +103,35 @@ MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
 
 
-def request_document(ticket, category: Category | None, locale: str) -> dict:
-    """A ticket as Open311 shows it: where it stands, never who asked (no name, no phone)."""
+VILLAGE_PRECISION = 2  # decimal places of a degree: about 1 km, no closer than the village
+
+
+def request_document(ticket, category: Category | None, locale: str, place: str | None,
+                     sees_more: bool = False) -> dict:
+    """A ticket as Open311 shows it: where it stands, never who asked (no name, no phone); to the public
+    not their words or home either (`place`: the village's or county's name stands for the address)."""
     name = (category.name_en if locale == "en" else category.name_zh) if category else None
+    exact = sees_more
     return {
         "service_request_id": ticket.id,
         "status": "closed" if ticket.status == "closed" else "open",
         "status_notes": UNPLACED_NOTE if ticket.village_code is None and ticket.status in ("received", "routed")
         else STATUS_NOTES.get(ticket.status, ticket.status),
         "service_name": name, "service_code": ticket.category,
-        "description": (ticket.description or "")[:4000],
+        "description": (ticket.description or "")[:4000] if exact else None,
         "agency_responsible": _agency(ticket),
         "service_notice": None,
         "requested_datetime": _iso(ticket.submitted_at),
         "updated_datetime": _iso(ticket.updated_at or ticket.received_at),
         "expected_datetime": _iso(ticket.expected_at),
-        "address": ticket.address or None, "address_id": ticket.village_code, "zipcode": None,
-        "lat": ticket.lat, "long": ticket.long, "media_url": ticket.media_url,
+        "address": (ticket.address or None) if exact else place, "address_id": ticket.village_code,
+        "zipcode": None, "lat": _coordinate(ticket.lat, exact), "long": _coordinate(ticket.long, exact),
+        "media_url": ticket.media_url if exact else None,
     }
+
+
+def _coordinate(value: float | None, exact: bool) -> float | None:
+    return value if value is None or exact else round(value, VILLAGE_PRECISION)
 
 
 def _agency(ticket) -> str | None:
@@ -166,6 +186,14 @@ def to_xml(root: str, value: Any) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + _element(root, value)
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_text(value: str) -> str:
+    """Text as XML 1.0 can carry it: control characters (which no XML parser accepts) dropped, escaped."""
+    return escape(_NOT_XML.sub("", value))
+
+
 def _element(name: str, value: Any) -> str:
     if isinstance(value, dict):
         inner = "".join(_element(k, v) for k, v in value.items())
@@ -176,25 +204,50 @@ def _element(name: str, value: Any) -> str:
     elif isinstance(value, bool):
         inner = "true" if value else "false"
     else:
-        inner = escape(str(value))
+        inner = xml_text(str(value))
     return f"<{name}>{inner}</{name}>"
 
 
-def answer(fmt: str, root: str, document: Any, status: int = 200):
+def answer(fmt: str, root: str, document: Any, status: int = 200, headers: dict | None = None):
     """A nameko http answer: (status, headers, body) in the asked format."""
     body = to_xml(root, document) if fmt == "xml" else json.dumps(document, ensure_ascii=False)
-    return status, {"Content-Type": FORMATS.get(fmt, FORMATS["json"])}, body
+    return status, {"Content-Type": FORMATS.get(fmt, FORMATS["json"]), **(headers or {})}, body
+
+
+def error_for_path(path: str, status: int, description: str):
+    """The answer the server gives by itself (no such path, 405, 414) under /open311: [{code, description}],
+    in XML when the path asks for .xml; None elsewhere (the usual JSON error)."""
+    if not path.startswith("/open311"):
+        return None
+    fmt = "xml" if path.rstrip("/").endswith(".xml") else "json"
+    return answer(fmt, "errors", [{"code": status, "description": description}], status)
 
 
 def open311_api(method):
-    """Every Open311 failure answers [{code, description}] in the asked format, never a 500."""
+    """Every Open311 failure answers [{code, description}] in the asked format, never a 500.
+
+    A read is first admitted by the service's `clients` (clients.py): a known api_key, or the
+    public, each within its rate; `request.client` is the caller's client (None: the public).
+    A post admits its caller itself, by the api_key in its form.
+    """
     @functools.wraps(method)
     def wrapper(self, request, *args, **kwargs):
         fmt = kwargs.get("fmt") if kwargs.get("fmt") in FORMATS else "json"
         try:
+            if request.method != "POST":
+                request.client = self.clients.admit(request.remote_addr, request.args.get("api_key"))
             return method(self, request, *args, **kwargs)
         except Open311Error as exc:
-            return answer(fmt, "errors", exc.document(), exc.status)
-        except (HTTPException, UnicodeError) as exc:  # input werkzeug could not even parse
+            return answer(fmt, "errors", exc.document(), exc.status, exc.headers)
+        except InvalidRequest as exc:
+            return answer(fmt, "errors", [{"code": 400, "description": str(exc)}], 400)
+        except HTTPException as exc:  # input werkzeug could not read, e.g. a body over the limit (413)
+            status = exc.code or 400
+            why = f"body: larger than {MAX_BODY} bytes" if status == 413 else f"request: {exc.description}"[:300]
+            return answer(fmt, "errors", [{"code": status, "description": why}], status)
+        except UnicodeError as exc:
             return answer(fmt, "errors", [{"code": 400, "description": f"request: unreadable ({exc})"[:300]}], 400)
+        except Exception:  # a bug of ours: logged, and still answered in the caller's format
+            log.exception("Open311 %s %s failed", request.method, request.path)
+            return answer(fmt, "errors", [{"code": 500, "description": "internal error; it has been logged"}], 500)
     return wrapper

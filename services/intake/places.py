@@ -49,6 +49,9 @@ class Places:
     def village(self, code: str) -> Village | None:
         return self.villages.get(code)
 
+    def county(self, code: str) -> County | None:
+        return next((c for c in self.counties if c.code == code), None)
+
     def find(self, address: str) -> Village | None:
         """The village an address names, when it names exactly one (杨东村, 灵璧县杨疃镇杨东村…)."""
         found = {v.code: v for name, vs in self._by_short_name.items() if name and name in address for v in vs}

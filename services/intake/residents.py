@@ -1,4 +1,8 @@
-"""One resident across channels: the same phone number is the same person."""
+"""One resident across channels: the same phone number is the same person.
+
+What a request says about its resident is not verified: it is kept with that request's
+ticket (its contact), and never changes the resident record another request made.
+"""
 from __future__ import annotations
 
 import uuid
@@ -6,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from .intake import normalise_phone
+from .contact_rules import normalise_phone
 from .models import Resident
 
 
@@ -14,19 +18,7 @@ def find_or_add(session, contact: dict, now: datetime) -> Resident:
     phone = normalise_phone(contact.get("phone"))
     resident = session.scalar(select(Resident).where(Resident.phone == phone)) if phone else None
     if resident is None:
-        resident = Resident(id=str(uuid.uuid4()), phone=phone, created_at=now)
+        resident = Resident(id=str(uuid.uuid4()), phone=phone, name=contact.get("name"),
+                            email=contact.get("email"), created_at=now)
         session.add(resident)
-    resident.name = contact.get("name") or resident.name
-    resident.email = contact.get("email") or resident.email
     return resident
-
-
-def mask_phone(phone: str | None) -> str | None:
-    if not phone or len(phone) < 7:
-        return phone
-    return phone[:3] + "****" + phone[-4:]
-
-
-def mask_name(name: str | None) -> str | None:
-    """王秀英 → 王**: enough to greet, not enough to identify."""
-    return name[0] + "*" * (len(name) - 1) if name else name

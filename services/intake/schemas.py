@@ -3,22 +3,36 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
 
-CHANNELS = ("hotline", "wechat", "miniprogram", "counter", "grid_visit", "night_talk")
+from .contact_rules import MAX_EMAIL, email_problem, normalise_phone, phone_problem
+from .intake import CHANNELS
+
 VILLAGE_CODE = re.compile(r"^3413\d{8}$")
-PHONE = re.compile(r"^\+?[\d\- ]{7,20}$")
+
+
+def _no_problem(check):
+    def validator(value):
+        problem = value is not None and check(value)
+        if problem:
+            raise ValidationError(problem)
+    return validator
 
 
 class Contact(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    name = fields.String(load_default=None, validate=validate.Length(max=50))
-    phone = fields.String(load_default=None, validate=validate.Regexp(PHONE, error="not a phone number"))
-    email = fields.Email(load_default=None)
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+    phone = fields.String(load_default=None, allow_none=True, validate=_no_problem(phone_problem))
+    email = fields.String(load_default=None, allow_none=True,
+                          validate=[validate.Length(max=MAX_EMAIL), _no_problem(email_problem)])
     locale = fields.String(load_default="zh-CN", validate=validate.OneOf(["zh-CN", "en"]))
     vulnerable = fields.Boolean(load_default=False)
+
+    @post_load
+    def one_form_per_number(self, data, **_):
+        return {**data, "phone": normalise_phone(data["phone"])}
 
 
 class Submission(Schema):
@@ -34,7 +48,8 @@ class Submission(Schema):
     description = fields.String(required=True, validate=validate.Length(min=1, max=2000))
     submitted_at = fields.AwareDateTime(required=True)
     resident = fields.Nested(Contact, required=True)
-    attributes = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
+    attributes = fields.Dict(keys=fields.String(validate=validate.Length(max=50)), values=fields.Raw(),
+                             load_default=dict)
 
     @validates("resident")
     def has_a_way_to_reach(self, value, **_):
@@ -49,7 +64,56 @@ class TicketStatusChange(Schema):
 
     state = fields.String(required=True)
     ticket_version = fields.Integer(required=True)
+    assignee_id = fields.String(load_default=None, allow_none=True)
     assignee_name = fields.String(load_default=None, allow_none=True)
     # on ticket_routed: the path to the grid, the village 4th (only city and county at a county centre)
     area_path = fields.List(fields.String(), load_default=None)
     resolve_due_at = fields.AwareDateTime(load_default=None)  # on ticket_accepted: Open311's expected time
+
+
+class ContactQuery(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class ContactReadsQuery(Schema):
+    ticket_no = fields.String(validate=validate.Length(max=32))
+    staff_id = fields.String(validate=validate.Length(max=50))
+    granted = fields.Boolean()
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+    limit = fields.Integer(load_default=200, validate=validate.Range(1, 1000))
+
+
+# --- answers (documented in /openapi.json) ---
+
+class StaffTicketView(Schema):
+    ticket_no = fields.String(required=True)
+    status = fields.String(required=True)
+    merged_into = fields.String(required=True, allow_none=True)
+    category = fields.String(required=True)
+    channel = fields.String(required=True)
+    village_code = fields.String(required=True, allow_none=True)
+    county_code = fields.String(required=True)
+    grid_code = fields.String(required=True, allow_none=True)
+    submitted_at = fields.String(required=True)
+    assignee_name = fields.String(required=True, allow_none=True)
+    resident_phone = fields.String(required=True, allow_none=True)
+    resident_name = fields.String(required=True, allow_none=True)
+
+
+class ContactView(Schema):
+    ticket_no = fields.String(required=True)
+    name = fields.String(required=True, allow_none=True)
+    phone = fields.String(required=True, allow_none=True)
+    email = fields.String(required=True, allow_none=True)
+
+
+class ContactReadView(Schema):
+    ticket_no = fields.String(required=True)
+    staff_id = fields.String(required=True)
+    role = fields.String(required=True)
+    reason = fields.String(required=True)
+    read_at = fields.String(required=True)
+    granted = fields.Boolean(required=True)
+    refusal = fields.String(required=True, allow_none=True)
+    area_code = fields.String(required=True)

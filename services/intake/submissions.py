@@ -2,8 +2,10 @@
 
 Exchange `intake.submissions` (topic, durable); routing key `submit.<channel>`
 (hotline, wechat, miniprogram, counter, grid_visit, night_talk). A message is a
-JSON object (see `schemas.Submission`) with `content_type` application/json and
-a `message_id`, the idempotency key: the same message id never makes two tickets.
+JSON object (see `schemas.Submission`) with `content_type` application/json,
+`user_id` (the publisher's broker login, which the broker checks) and a
+`message_id`, the publisher's idempotency key: the same message id from the same
+publisher never makes two tickets.
 With `reply_to` set, the publisher gets a receipt there (`submission_receipt`:
 its message id and the ticket number, `received` or `merged`; or `rejected`
 with the reason when the message went to the dead-letter queue instead).
@@ -16,7 +18,7 @@ import json
 
 from services.common.amqp import Outgoing
 from services.common.envelope import MalformedEvent, seal
-from services.common.messaging import ReliableConsumer
+from services.common.messaging import Origin, ReliableConsumer
 
 from .events import SCHEMAS
 from .intake import rejection
@@ -26,7 +28,7 @@ QUEUE = "intake.submissions"
 MAX_BODY = 64 * 1024
 
 
-def decode_submission(body, message) -> tuple[dict, str, str | None]:
+def decode_submission(body, message, origin: Origin) -> tuple[dict, str, str | None, Origin]:
     message_id = (message.properties or {}).get("message_id")
     if not message_id:
         raise MalformedEvent("message_id: missing (it is the idempotency key; set it on every message)")
@@ -46,7 +48,7 @@ def decode_submission(body, message) -> tuple[dict, str, str | None]:
     if not isinstance(value, dict):
         raise MalformedEvent(f"body: must be a JSON object, got {type(value).__name__}")
     reply_to = (message.properties or {}).get("reply_to") or None
-    return value, message_id, reply_to
+    return value, message_id, reply_to, origin
 
 
 def rejection_receipts(message, reason: str, bad_input: bool = True) -> list[Outgoing]:

@@ -23,6 +23,8 @@ class Contact(Base):
     locale: Mapped[str] = mapped_column(String(10), default="zh-CN")
     category_zh: Mapped[str] = mapped_column(String(100), default="")
     category_en: Mapped[str] = mapped_column(String(200), default="")
+    area_code: Mapped[str | None] = mapped_column(String(12), nullable=True)  # its village (or county)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Delivery(Base):
@@ -52,10 +54,31 @@ class Survey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ticket_id: Mapped[str] = mapped_column(String(32), index=True)
     round: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str | None] = mapped_column(String(16), nullable=True)  # sent with the survey: proves the answer
     asked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     satisfied: Mapped[bool | None] = mapped_column(nullable=True)
     comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class GatewayCall(Base):
+    """A signed gateway call already accepted: the same signature again is a replay."""
+    __tablename__ = "gateway_calls"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ReplyAttempt(Base):
+    """Every answer forwarded to us, counted or refused, and why."""
+    __tablename__ = "reply_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    gateway: Mapped[str] = mapped_column(String(40), default="")
+    ticket_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    outcome: Mapped[str] = mapped_column(String(12))  # counted, forged, replayed, refused, unexpected, invalid
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    remote: Mapped[str] = mapped_column(String(64), default="")
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)

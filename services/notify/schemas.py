@@ -1,7 +1,7 @@
 """What notify reads: tolerant event readers and the resident-reply form."""
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate
 
 from services.common.envelope import Tolerant
 
@@ -22,6 +22,8 @@ class CategoryIn(Tolerant):
 class TicketReceivedIn(Tolerant):
     resident = fields.Nested(ResidentIn, required=True)
     category = fields.Nested(CategoryIn, required=True)
+    village_code = fields.String(load_default=None, allow_none=True)
+    county_code = fields.String(load_default=None, allow_none=True)
 
 
 class TicketMergedIn(Tolerant):
@@ -35,14 +37,28 @@ class TicketResolvedIn(Tolerant):
 
 
 class Reply(Schema):
-    """A resident's answer to the follow-up, as the SMS gateway or WeChat back end forwards it."""
+    """A resident's answer to the follow-up, as a gateway (SMS, WeChat, mail) forwards it."""
     ticket_id = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    answer = fields.String(load_default=None, validate=validate.OneOf(["1", "2"]))
-    satisfied = fields.Boolean(load_default=None)
+    survey_code = fields.String(required=True, validate=validate.Length(min=1, max=16),
+                                metadata={"description": "the code sent with the survey"})
+    sender = fields.String(required=True, validate=validate.Length(min=1, max=254),
+                           metadata={"description": "who sent the answer, as the gateway saw it: phone or email"})
+    answer = fields.String(required=True, validate=validate.OneOf(["1", "2"]),
+                           metadata={"description": "1 satisfied, 2 not satisfied"})
     comment = fields.String(load_default="", validate=validate.Length(max=1000))
 
-    @validates_schema
-    def one_answer(self, data, **_):
-        if data.get("answer") is None and data.get("satisfied") is None:
-            raise ValidationError("give answer ('1' satisfied, '2' not) or satisfied (true/false)",
-                                  "answer")
+
+class ReplyView(Schema):
+    ticket_id = fields.String(required=True)
+    round = fields.Integer(required=True)
+    satisfied = fields.Boolean(required=True)
+
+
+class DeliveryView(Schema):
+    template = fields.String(required=True)
+    channel = fields.String(required=True)
+    state = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    sent_at = fields.String(required=True, allow_none=True)
+    error = fields.String(required=True, allow_none=True)
+    reference = fields.String(required=True, allow_none=True)

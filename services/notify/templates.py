@@ -77,25 +77,27 @@ TEMPLATES: dict[str, dict[str, dict[str, str]]] = {
     },
     "survey": {
         "zh-CN": {
-            "subject": "【送到家】工单 {ticket_no} 已办结，请您评价",
+            "subject": "【送到家】工单 {ticket_no} 已办结，请您评价 [评价码 {survey_code}]",
             "body": (
                 "{greeting}\n\n"
                 "您的工单 {ticket_no} 已办结。{resolved_by_note}\n\n"
                 "请直接回复数字，对本次服务进行评价：\n"
                 "  1 = 满意\n"
                 "  2 = 不满意\n\n"
+                "评价码：{survey_code}（仅用于本次评价，请勿告诉他人）\n\n"
                 "您的评价将帮助我们改进工作，谢谢！\n\n"
                 + _SIGNATURE["zh-CN"]
             ),
         },
         "en": {
-            "subject": "[Songdaojia] Ticket {ticket_no} resolved - how did we do?",
+            "subject": "[Songdaojia] Ticket {ticket_no} resolved - how did we do? [code {survey_code}]",
             "body": (
                 "{greeting}\n\n"
                 "Your ticket {ticket_no} has been resolved.{resolved_by_note}\n\n"
                 "Please reply with a single digit to rate our service:\n"
                 "  1 = satisfied\n"
                 "  2 = not satisfied\n\n"
+                "Your answer code: {survey_code} (for this answer only; do not share it)\n\n"
                 "Your feedback helps us improve. Thank you!\n\n"
                 + _SIGNATURE["en"]
             ),

@@ -1,21 +1,23 @@
 """volunteer: finds a nearby volunteer with the right skill when dispatch asks for one."""
 from __future__ import annotations
 
-from nameko.web.handlers import http
 from sqlalchemy import select
 
 from services.common.database import Database
 from services.common.envelope import Event, read_data, utcnow
-from services.common.http import HttpError, json_api, json_response, read_json
+from services.common.http import HttpError, api, http, json_response
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
+from services.common.openapi import document
 from services.common.outbox import Outbox
+from services.common.staff import STAFF, VOLUNTEER
+from services.common.tokens import StaffTokens
 
 from .dependencies import Registry
 from .events import SCHEMAS
 from .matching import MatchRequest
 from .models import InboxRow, Offer, OutboxRow, VolunteerRow
-from .schemas import AnswerForm, VolunteerRequestedIn
+from .schemas import OfferAnswerView, VolunteerRequestedIn, VolunteerView
 
 
 class VolunteerService:
@@ -25,6 +27,7 @@ class VolunteerService:
     outbox = Outbox(OutboxRow, SCHEMAS)
     inbox = Inbox(InboxRow)
     index = Registry()
+    staff = StaffTokens()
 
     @on_event("dispatch", "volunteer_requested")
     def find_volunteer(self, envelope):
@@ -38,10 +41,10 @@ class VolunteerService:
             self.index.take(offered)  # after commit: the index mirrors what is stored
 
     @http("POST", "/offers/<string:ticket_id>/decline")
-    @json_api
+    @api("Decline an offer made to me: the next volunteer nearby is asked", answers={200: OfferAnswerView})
     def decline_offer(self, request, ticket_id):
         """The volunteer cannot go: the next one nearby is asked, never the same one again."""
-        volunteer_id = read_json(request, AnswerForm())["volunteer_id"]
+        volunteer_id = self._volunteer(request)
         with self.db.transaction() as s:
             offer = self._open_offer(s, ticket_id, volunteer_id)
             offer.state, offer.updated_at = "declined", utcnow()
@@ -53,7 +56,8 @@ class VolunteerService:
         self.index.release(volunteer_id)
         if offered:
             self.index.take(offered)
-        return json_response({"ticket_id": ticket_id, "declined": volunteer_id, "offered_to": offered})
+        return json_response({"ticket_id": ticket_id, "volunteer_id": volunteer_id, "state": "declined",
+                              "offered_to": offered})
 
     def _offer(self, s, ticket_id, skill, village_code, town_code, exclude) -> str | None:
         """Offer the ticket to the best free volunteer; record and announce the outcome."""
@@ -89,27 +93,41 @@ class VolunteerService:
             self.index.release(volunteer_id)
 
     @http("POST", "/offers/<string:ticket_id>/accept")
-    @json_api
+    @api("Accept an offer made to me", answers={200: OfferAnswerView})
     def accept_offer(self, request, ticket_id):
-        return self._answer(ticket_id, read_json(request, AnswerForm())["volunteer_id"], "accepted")
+        return self._answer(ticket_id, self._volunteer(request), "accepted")
 
     @http("GET", "/volunteers/<string:volunteer_id>")
-    @json_api
+    @api("A volunteer: themself, or staff of the area they live in", answers={200: VolunteerView})
     def volunteer(self, request, volunteer_id):
+        who = self.staff.principal(request.headers.get("Authorization"))
         with self.db.transaction() as s:
-            row = s.get(VolunteerRow, volunteer_id)
+            row = s.get(VolunteerRow, volunteer_id[:20])
             if row is None:
-                raise HttpError(404, f"volunteer {volunteer_id} not found")
+                raise HttpError(404, f"volunteer {volunteer_id[:20]} not found")
+            if who.subject != row.id or who.role != VOLUNTEER:
+                who.require(STAFF, row.village_code, "read this volunteer")
             return json_response({"id": row.id, "name": row.name, "team_id": row.team_id,
                                   "village_code": row.village_code, "skills": row.skills.split(","),
                                   "load": self.index.load_of(row.id), "max_load": row.max_load,
                                   "service_points": row.service_points})
 
+    @http("GET", "/openapi.json")
+    @api("This API, described (OpenAPI 3.1)", answers={200: {"type": "object"}}, auth=None)
+    def openapi(self, request):
+        return json_response(OPENAPI)
+
+    def _volunteer(self, request) -> str:
+        """The volunteer answering: the token's subject, signed in as a volunteer."""
+        who = self.staff.principal(request.headers.get("Authorization"))
+        who.require({VOLUNTEER}, what="answer a volunteer offer")
+        return who.subject
+
     def _open_offer(self, s, ticket_id, volunteer_id) -> Offer:
-        offer = s.scalar(select(Offer).where(Offer.ticket_id == ticket_id, Offer.volunteer_id == volunteer_id,
+        offer = s.scalar(select(Offer).where(Offer.ticket_id == ticket_id[:32], Offer.volunteer_id == volunteer_id,
                                              Offer.state == "offered"))
         if offer is None:
-            raise HttpError(404, f"no open offer of ticket {ticket_id} to {volunteer_id}")
+            raise HttpError(404, f"you have no open offer of ticket {ticket_id[:32]}")
         return offer
 
     def _answer(self, ticket_id, volunteer_id, answer):
@@ -119,3 +137,8 @@ class VolunteerService:
             self.outbox.add(s, [Event(f"volunteer_{answer}", ticket_id, {
                 "volunteer_id": volunteer_id, "skill": offer.skill}, correlation_id=ticket_id)])
             return json_response({"ticket_id": ticket_id, "volunteer_id": volunteer_id, "state": answer})
+
+
+OPENAPI = document(VolunteerService, "送到家 volunteer: offers and the registry",
+                   "Volunteers answer the offers made to them; staff read volunteers of their area. Every call but "
+                   "this document needs `Authorization: Bearer <JWT>`; a volunteer is the token's subject.")

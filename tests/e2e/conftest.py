@@ -1,10 +1,12 @@
-"""The four services as separate processes, as ops run them, on a throwaway vhost and fresh databases."""
+"""The four services as separate processes, as ops run them, on a throwaway vhost and fresh databases,
+each with its own broker login and the keys of a `./sdj secure` (tokens, gateway secrets, Open311 clients)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
 
+from songdaojia.broker import delete_users
 from songdaojia.peers import SmtpSink, free_port
 from songdaojia.stack import SERVICES, ServiceProcess, Stack, prepare, start_all, stop_all
 
@@ -21,18 +23,24 @@ class RunningStack:
         self.procs[name] = ServiceProcess(name, self.stack, extra_env).start()
         self.procs[name].wait_ready()
 
+    def token(self, subject: str, role: str, area: str) -> dict:
+        """The headers of someone signed in (a token as the county's identity provider would issue it)."""
+        return {"Authorization": f"Bearer {self.stack.secrets.token(subject, role, area)}"}
+
 
 @pytest.fixture
 def running_stack(fresh_vhost_uri, tmp_path, request):
     sink = SmtpSink().start()
     stack = Stack(amqp_uri=fresh_vhost_uri, var_dir=tmp_path / "var", smtp_port=sink.port,
                   ports={name: free_port() for name in SERVICES})
+    stack.secure()
     prepare(stack, volunteers=E2E_VOLUNTEERS)
     procs = start_all(stack)
     running = RunningStack(stack, sink, procs)
     yield running
     stop_all(running.procs)
     sink.stop()
+    delete_users(stack.vhost, stack.secrets.directory)
     call = getattr(request.node, "rep_call", None)
     if call is not None and call.failed:  # show what the services said
         for proc in running.procs.values():

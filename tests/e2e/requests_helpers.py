@@ -21,9 +21,9 @@ def submission(index: int = 1, **overrides) -> dict:
     return body
 
 
-def case_in(dispatch: str, ticket_no: str, state: str, reopened: int = 0) -> dict | None:
+def case_in(dispatch: str, ticket_no: str, state: str, signed_in: dict, reopened: int = 0) -> dict | None:
     """Dispatch's view of a ticket once it is in `state` (and reopened that many times), else None."""
-    r = requests.get(f"{dispatch}/tickets/{ticket_no}")
+    r = requests.get(f"{dispatch}/tickets/{ticket_no}", headers=signed_in)
     if r.status_code != 200:
         return None
     case = r.json()

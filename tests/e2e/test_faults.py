@@ -24,21 +24,24 @@ def stuck_report(observer, stack, console) -> str:
     open_tickets = [t for t, track in observer.snapshot().items() if track.state != "closed"]
     lines = [f"all {TICKETS} closed; states now {Counter(t.state for t in observer.snapshot().values())}",
              f"console errors: {console.errors[:5]}"]
+    supervisor = {"Authorization": f"Bearer {stack.secrets.token('supervisor-1', 'supervisor', '3413')}"}
     for ticket_id in open_tickets[:5]:
-        r = requests.get(f"{stack.http('dispatch')}/tickets/{ticket_id}", timeout=5)
+        r = requests.get(f"{stack.http('dispatch')}/tickets/{ticket_id}", headers=supervisor, timeout=5)
         lines.append(f"{ticket_id}: {r.status_code} {r.text[:1500]}")
     return "\n".join(lines)
 
 
 def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_stack):
     stack, sink = running_stack.stack, running_stack.sink
-    observer = Observer(stack.amqp_uri)
-    console = Console(stack.amqp_uri, stack.http("dispatch"))
-    residents = Residents(stack.http("notify"), unsatisfied_share=0.0)  # same end state every run: closed
+    observer = Observer(stack.uri("monitor"))
+    console = Console(stack.uri("console-city"), stack.http("dispatch"),
+                      token=lambda worker, grid: stack.secrets.token(worker, "grid_worker", grid))
+    residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")),
+                          unsatisfied_share=0.0)  # same end state every run: closed
     sink.on_message = residents.on_mail
     observer.start(), console.start()
     try:
-        with IntakeClient(stack.amqp_uri, source="fault-test") as client:
+        with IntakeClient(stack.uri("publisher-channels"), source="fault-test") as client:
             for i in range(TICKETS):
                 # 200 households in 200 villages: distinct requests, none a duplicate of another
                 client.submit("hotline", submission(i, category="301" if i % 2 else "801",
@@ -71,4 +74,4 @@ def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_sta
     assert all(t.state == "closed" for t in tracks.values())
     assert console.errors == [] and residents.errors == []
     for service in ("intake", "dispatch", "volunteer", "notify"):
-        assert amqp_queue_messages(stack.amqp_uri, f"{service}.dead-letter") == [], service
+        assert amqp_queue_messages(stack.uri("admin"), f"{service}.dead-letter") == [], service

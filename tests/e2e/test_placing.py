@@ -17,39 +17,44 @@ def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_vill
     stack = running_stack.stack
     intake, dispatch = stack.http("intake"), stack.http("dispatch")
     areas = AreaMap.load()
-    county_console = Probe(stack.amqp_uri, "dispatch.work", console_binding(LINGBI, areas))
-    town_console = Probe(stack.amqp_uri, "dispatch.work", console_binding(YANGDONG[:9], areas))
-    volunteers = Probe(stack.amqp_uri, "volunteer.events")
-    dispatch_events = Probe(stack.amqp_uri, "dispatch.events")
+    console = stack.uri("console-city")  # a console's login may bind its own area's subtree only
+    county_console = Probe(console, "dispatch.work", console_binding(LINGBI, areas), passive=True)
+    town_console = Probe(console, "dispatch.work", console_binding(YANGDONG[:9], areas), passive=True)
+    volunteers = Probe(stack.uri("monitor"), "volunteer.events", passive=True)
+    dispatch_events = Probe(stack.uri("monitor"), "dispatch.events", passive=True)
+    centre = running_stack.token("D-lingbi-1", "county_dispatcher", LINGBI)
+    town = running_stack.token("D-yangtuan-1", "town_dispatcher", YANGDONG[:9])
 
     r = requests.post(f"{intake}/open311/v2/requests.json", data={
-        "api_key": "songdaojia-demo-key", "service_code": "801", "lat": "33.5601", "long": "117.5402",
+        "api_key": stack.secrets.open311_key("county-portal"), "service_code": "801",
+        "lat": "33.5601", "long": "117.5402",
         "description": "独居老人需要代购米面油", "email": "resident@village.example.cn",
         "attribute[items]": "staples"})
     assert r.status_code == 200, r.text
     ticket_no = r.json()[0]["service_request_id"]
 
     # offered to Lingbi's dispatch centre, on the county's work queue, not to any town's
-    case = wait_until(lambda: case_in(dispatch, ticket_no, "offered"), message="offered to the county centre")
+    case = wait_until(lambda: case_in(dispatch, ticket_no, "offered", centre), message="offered to the county centre")
     assert (case["assignee_id"], case["village_code"], case["grid_code"]) == (f"centre-{LINGBI}", None, None)
     offers = wait_until(lambda: county_console.events("ticket_offered"), message="the county console's offer")
     assert offers[0]["data"]["work_key"] == f"area.3413.{LINGBI}.unplaced"
     assert town_console.events("ticket_offered") == []
     # "nearby" needs the village first: no volunteer asked (it would have been relayed before the offer)
     assert dispatch_events.events("volunteer_requested") == []
-    assert requests.get(f"{dispatch}/queues/{LINGBI}").json()[0]["ticket_id"] == ticket_no
+    assert requests.get(f"{dispatch}/queues/{LINGBI}", headers=centre).json()[0]["ticket_id"] == ticket_no
+    assert requests.get(f"{dispatch}/queues/{LINGBI}", headers=town).status_code == 403
 
     # the centre looks at the point on its map and places it; a wrong code is refused by name
-    bad = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"staff_id": "D-lingbi-1",
-                                                                        "village_code": "341323104999"})
+    assert requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"village_code": YANGDONG},
+                         headers=town).status_code == 403  # a town dispatcher does not see county-level requests
+    bad = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"village_code": "341323104999"},
+                        headers=centre)
     assert bad.status_code == 400 and "341323104999" in bad.json()["error"]
-    placed = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"staff_id": "D-lingbi-1",
-                                                                           "village_code": YANGDONG})
+    placed = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"village_code": YANGDONG}, headers=centre)
     assert placed.status_code == 200, placed.text
     case = placed.json()
     assert case["village_code"] == YANGDONG and case["grid_code"].startswith(f"{YANGDONG}-G")
-    again = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"staff_id": "D-lingbi-1",
-                                                                          "village_code": YANGDONG})
+    again = requests.post(f"{dispatch}/tickets/{ticket_no}/place", json={"village_code": YANGDONG}, headers=centre)
     assert again.status_code == 409
 
     # now the village's grid worker and a volunteer nearby have it; Open311 shows the village
@@ -59,11 +64,12 @@ def test_a_map_point_is_placed_by_the_county_centre_and_then_handled_in_the_vill
     assert [e["data"]["village_code"] for e in dispatch_events.events("volunteer_requested")] == [YANGDONG]
     doc = wait_until(lambda: _open311(intake, ticket_no, YANGDONG), message="Open311 shows the village")
     assert doc["agency_responsible"] == f"网格员 {case['assignee_name']}"
-    requests.post(f"{dispatch}/tickets/{ticket_no}/accept", json={"worker_id": case["assignee_id"]}).raise_for_status()
-    started = requests.post(f"{dispatch}/tickets/{ticket_no}/start", json={"worker_id": case["assignee_id"]})
+    worker = running_stack.token(case["assignee_id"], "grid_worker", case["grid_code"])
+    requests.post(f"{dispatch}/tickets/{ticket_no}/accept", headers=worker).raise_for_status()
+    started = requests.post(f"{dispatch}/tickets/{ticket_no}/start", headers=worker)
     assert started.status_code == 200 and started.json()["state"] == "in_progress"
     wait_until(lambda: _open311(intake, ticket_no, YANGDONG, note="工作人员已上门办理"), message="in progress")
-    ledger = requests.get(f"{dispatch}/ledger").json()
+    ledger = requests.get(f"{dispatch}/ledger", headers=centre).json()
     assert ledger["by_county"] == {LINGBI: 1} and ledger["unplaced"] == 0
     for probe in (county_console, town_console, volunteers, dispatch_events):
         probe.close()

@@ -5,6 +5,7 @@ import io
 
 import pytest
 
+from songdaojia.broker import delete_users
 from songdaojia.peers import free_port
 from songdaojia.replay import category_of, replay
 from songdaojia.stack import SERVICES, Stack
@@ -35,7 +36,11 @@ def test_every_row_is_a_ticket_or_a_reason(fresh_vhost_uri, tmp_path, name, text
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     stack = Stack(amqp_uri=fresh_vhost_uri, var_dir=tmp_path / "var", ports={n: free_port() for n in SERVICES})
-    report = replay(stack, path, speedup=0, limit=None, out=io.StringIO(), own_vhost=False)
+    try:
+        report = replay(stack, path, speedup=0, limit=None, out=io.StringIO(), own_vhost=False)
+    finally:
+        if stack.secrets:
+            delete_users(stack.vhost, stack.secrets.directory)
     assert report["rows read"] == rows and report["published"] == good
     assert report["tickets"] == good and report["unaccounted"] == 0
     assert sum(report["rows skipped"].values()) == rows - good

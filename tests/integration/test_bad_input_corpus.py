@@ -8,15 +8,15 @@ import uuid
 import pika
 import pytest
 import requests
-from nameko.containers import ServiceContainer
 
-from services.common.migrations import upgrade
 from services.dispatch.service import DispatchService
 from services.intake.client import IntakeClient
 from services.intake.service import IntakeService
 from services.notify.service import NotifyService
+from services.volunteer.service import VolunteerService
 from songdaojia.peers import free_port
 from tests.amqp_helpers import Probe, amqp_queue_messages
+from tests.integration.conftest import start
 from tests.waiting import wait_until
 
 RNG = random.Random(3413)
@@ -44,46 +44,61 @@ def garbage_body() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def services(amqp_uri, tmp_path_factory):
+def services(amqp_uri, tmp_path_factory, keys):
     base = tmp_path_factory.mktemp("corpus")
     started, urls = [], {}
-    for name, cls, extra in (("intake", IntakeService, {"OPEN311_API_KEYS": "songdaojia-demo-key"}),
+    for name, cls, extra in (("intake", IntakeService, {"OPEN311_DEMO": True}),
                              ("dispatch", DispatchService, {}),
+                             ("volunteer", VolunteerService, {}),
                              ("notify", NotifyService, {"CHANNEL": "email", "EMAIL": {
                                  "host": "127.0.0.1", "port": free_port(), "sender": "s@localhost"}})):
-        db_url = f"sqlite:///{base / (name + '.db')}"
-        upgrade(name, db_url)
-        port = free_port()
-        container = ServiceContainer(cls, {"AMQP_URI": amqp_uri, "DB_URL": db_url, "RETRY_DELAYS": [0.05],
-                                           "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", **extra})
-        container.start()
-        started.append(container)
-        urls[name] = f"http://127.0.0.1:{port}"
+        started.append(start(keys, cls, amqp_uri, f"sqlite:///{base / (name + '.db')}", **extra))
+        urls[name] = started[-1].url
     yield urls
-    for container in started:
-        container.stop()
+    for service in started:
+        service.stop()
 
 
-def test_hostile_http_requests_never_get_a_5xx(services):
+def authorization(keys) -> dict:
+    """Now and then a valid token of some role, else garbage, else nothing."""
+    kind = RNG.randrange(4)
+    if kind == 0:
+        role = RNG.choice(["grid_worker", "county_dispatcher", "supervisor", "volunteer", "admin"])
+        return {"Authorization": f"Bearer {keys.token('W-341323104214-G10-1', role, RNG.choice(['3413', '341323']))}"}
+    if kind == 1:
+        return {"Authorization": RNG.choice(["Bearer x.y.z", "Bearer ", "Basic Zm9vOmJhcg==", "Bearer " + "A" * 5000])}
+    return {}
+
+
+def test_hostile_http_requests_never_get_a_5xx(services, keys):
     targets = [("POST", services["intake"] + "/open311/v2/requests.json"),
                ("POST", services["intake"] + "/open311/v2/requests.xml"),
                ("GET", services["intake"] + "/open311/v2/requests.json"),
                ("GET", services["intake"] + "/open311/v2/services/801.json"),
                ("GET", services["intake"] + "/tickets/SDJ-1/contact"),
+               ("GET", services["intake"] + "/contact-reads"),
                ("POST", services["dispatch"] + "/tickets/SDJ-1/accept"),
                ("POST", services["dispatch"] + "/tickets/SDJ-1/resolve"),
                ("POST", services["dispatch"] + "/tickets/SDJ-1/start"),
                ("POST", services["dispatch"] + "/tickets/SDJ-1/place"),
                ("GET", services["dispatch"] + "/queues/341323"),
-               ("POST", services["notify"] + "/replies")]
+               ("GET", services["dispatch"] + "/ledger"),
+               ("POST", services["volunteer"] + "/offers/SDJ-1/accept"),
+               ("GET", services["volunteer"] + "/volunteers/V000001"),
+               ("POST", services["notify"] + "/replies"),
+               ("GET", services["notify"] + "/deliveries/SDJ-1"),
+               ("PUT", services["dispatch"] + "/tickets/SDJ-1/accept"),
+               ("GET", services["notify"] + "/%ff%fe/../etc/passwd")]
     failures = []
     for _ in range(400):
         method, url = RNG.choice(targets)
         params = {RNG.choice(FIELDS): RNG.choice(VALUES) for _ in range(RNG.randrange(3))}
-        headers = {"Content-Type": RNG.choice(CONTENT_TYPES)}
+        headers = {"Content-Type": RNG.choice(CONTENT_TYPES), **authorization(keys)}
         r = requests.request(method, url, params=params, data=garbage_body(), headers=headers, timeout=10)
         if r.status_code >= 500:
             failures.append((method, url, params, r.status_code, r.text[:200]))
+        elif not r.headers.get("Content-Type", "").startswith(("application/json", "text/xml")):
+            failures.append((method, url, params, r.status_code, "not JSON or XML: " + r.text[:200]))
     assert failures == []
 
 

@@ -9,14 +9,12 @@ from pathlib import Path
 import pika
 import pytest
 from jsonschema import Draft202012Validator
-from nameko.containers import ServiceContainer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.common.amqp import ConfirmingPublisher, PublishFailed
 from services.common.database import make_engine
 from services.common.messaging import dead_letter_queue
-from services.common.migrations import upgrade
 from services.intake.client import IntakeClient
 from services.intake.models import Resident, Ticket
 from services.intake.service import IntakeService
@@ -35,18 +33,13 @@ def request(**overrides) -> dict:
 
 
 @pytest.fixture
-def intake(fresh_vhost_uri, db_url):
-    upgrade("intake", db_url)
-    engine = make_engine(db_url)
+def intake(fresh_vhost_uri, db_url, start_service):
     probe = Probe(fresh_vhost_uri, "intake.events")
-    container = ServiceContainer(IntakeService, {
-        "AMQP_URI": fresh_vhost_uri, "DB_URL": db_url, "RETRY_DELAYS": [0.05],
-        "WEB_SERVER_ADDRESS": "127.0.0.1:0"})
-    container.start()
+    start_service(IntakeService, fresh_vhost_uri, db_url)
+    engine = make_engine(db_url)
     client = IntakeClient(fresh_vhost_uri, source="test").__enter__()
     yield client, probe, engine, fresh_vhost_uri
     client.close()
-    container.stop()
     probe.close()
     engine.dispose()
 
@@ -105,14 +98,21 @@ POISON = [
     (json.dumps(request(category="nope")).encode(), "application/json", "category"),
     (json.dumps(request(resident={"name": "无联系方式"})).encode(), "application/json", "phone or an email"),
     (json.dumps(request()).encode(), "text/plain", "content_type"),
-    (json.dumps(request(attributes={})).encode(), "application/json", "attribute[items]: required"),
-    (json.dumps(request(attributes={"items": ["gold"]})).encode(), "application/json", "attribute[items]"),
+    (json.dumps(request(attributes={})).encode(), "application/json", "attributes.items: required"),
+    (json.dumps(request(attributes={"items": ["gold"]})).encode(), "application/json", "attributes.items"),
+    (json.dumps(request(attributes={"items": "staples"})).encode(), "application/json",
+     "attributes.items: must be a list"),
+    (json.dumps(request(resident={"phone": "+1 415 555 0100"})).encode(), "application/json", "mainland China"),
+    (json.dumps(request(submitted_at="2031-01-01T00:00:00+08:00")).encode(), "application/json",
+     "submitted_at: 2031-01-01T00:00:00+08:00 is in the future"),
+    (json.dumps(request(channel="wechat")).encode(), "application/json", "the routing key says 'hotline'"),
 ]
 
 
 @pytest.mark.parametrize("body, content_type, reason", POISON,
                          ids=["not-utf8", "truncated", "array", "bad-village", "no-such-village", "unknown-category",
-                              "no-contact", "wrong-content-type", "missing-attribute", "attribute-not-in-list"])
+                              "no-contact", "wrong-content-type", "missing-attribute", "attribute-not-in-list",
+                              "list-attribute-as-string", "foreign-phone", "from-the-future", "channel-mismatch"])
 def test_a_malformed_submission_is_dead_lettered_with_its_reason_and_the_next_one_is_processed(
         intake, body, content_type, reason):
     client, probe, engine, uri = intake
@@ -126,6 +126,14 @@ def test_a_malformed_submission_is_dead_lettered_with_its_reason_and_the_next_on
     assert reason in dead[0].headers["x-reason"]
     assert dead[0].headers["x-queue"] == "intake.submissions"
     assert tickets(engine) == 1
+
+
+def test_a_routing_key_naming_no_channel_is_refused(intake):
+    client, probe, engine, uri = intake
+    client.publish_raw("submit.fax", json.dumps(request(channel="fax")).encode(), pika.BasicProperties(
+        content_type="application/json", delivery_mode=2, message_id=str(uuid.uuid4())))
+    dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")), message="dead-lettered")
+    assert "channel" in dead[0].headers["x-reason"] and tickets(engine) == 0
 
 
 def test_a_submission_without_message_id_is_refused_with_the_reason(intake):
@@ -156,7 +164,7 @@ def test_nearly_the_same_words_from_a_neighbour_join_the_open_ticket(intake):
     client.submit("hotline", request(category="652", description="杨东村三组自来水管爆了，水一直在流",
                                      attributes={}, resident={"phone": "13900000001"}))
     first = wait_until(lambda: probe.events("ticket_received"), message="the first ticket")[0]
-    client.submit("counter", request(category="652", description="杨东村三组自来水管爆了！水一直在流。",
+    client.submit("counter", request(channel="counter", category="652", description="杨东村三组自来水管爆了！水一直在流。",
                                      attributes={}, resident={"phone": "13900000002"}))
     merged = wait_until(lambda: probe.events("ticket_merged"), message="the neighbour's report merged")[0]
     assert merged["data"]["ticket_no"] == first["ticket_id"]
@@ -177,38 +185,20 @@ def test_distinct_requests_are_kept_apart(intake, second):
 
 # --- personal data -------------------------------------------------------------------------------
 
-@pytest.fixture
-def intake_http(fresh_vhost_uri, sqlite_url):
-    from songdaojia.peers import free_port
-    upgrade("intake", sqlite_url)
-    port = free_port()
-    probe = Probe(fresh_vhost_uri, "intake.events")
-    container = ServiceContainer(IntakeService, {"AMQP_URI": fresh_vhost_uri, "DB_URL": sqlite_url,
-                                                 "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
-    container.start()
-    client = IntakeClient(fresh_vhost_uri, source="test").__enter__()
-    yield client, probe, make_engine(sqlite_url), f"http://127.0.0.1:{port}"
-    client.close()
-    container.stop()
-    probe.close()
-
-
-def test_staff_see_contacts_masked_and_a_full_read_leaves_a_record(intake_http):
-    import requests
-    from services.intake.models import ContactRead
-    client, probe, engine, url = intake_http
-    client.submit("hotline", request())
-    ticket_no = wait_until(lambda: probe.events("ticket_received"), message="ticket")[0]["ticket_id"]
-    view = requests.get(f"{url}/tickets/{ticket_no}").json()
-    assert view["resident_phone"] == "138****5678" and view["resident_name"] == "王**"
-    assert requests.get(f"{url}/tickets/{ticket_no}/contact", params={"reason": "回访"}).status_code == 403
-    r = requests.get(f"{url}/tickets/{ticket_no}/contact", params={"reason": "回访"},
-                     headers={"X-Staff-Id": "W-341323104214-G10-1"})
-    assert r.json()["phone"] == "13812345678"
+def test_the_contact_given_with_a_request_is_that_ticket_s_and_never_overwrites_another_s(intake):
+    client, probe, engine, _ = intake
+    client.submit("hotline", request(resident={"name": "王秀英", "phone": "13812345678", "email": "wang@example.cn"}))
+    client.submit("counter", request(channel="counter", category="652", attributes={}, description="水管漏了",
+                                     resident={"name": "冒充者", "phone": "13812345678", "email": "evil@example.cn"}))
+    got = wait_until(lambda: len(probe.events("ticket_received")) == 2 and probe.events("ticket_received"),
+                     message="both tickets")
+    assert [(e["data"]["resident"]["name"], e["data"]["resident"]["email"]) for e in got] == [
+        ("王秀英", "wang@example.cn"), ("冒充者", "evil@example.cn")]  # each told at the address it gave
     with Session(engine) as s:
-        reads = s.scalars(select(ContactRead)).all()
-        assert [(x.ticket_id, x.staff_id, x.reason) for x in reads] == [(ticket_no, "W-341323104214-G10-1", "回访")]
-    engine.dispose()
+        resident = s.scalar(select(Resident))
+        assert (resident.name, resident.email) == ("王秀英", "wang@example.cn")
+        first = s.get(Ticket, got[0]["ticket_id"])
+        assert (first.contact_name, first.contact_email) == ("王秀英", "wang@example.cn")
 
 
 def test_phone_numbers_never_reach_the_logs(intake, caplog):
@@ -313,7 +303,8 @@ def test_a_rejection_that_cannot_be_published_leaves_the_message_to_be_tried_aga
     monkeypatch.setattr(ConfirmingPublisher, "publish", refuse_the_first_rejection)
     bad = publish_with_reply_to(client, json.dumps(request(category="nope")).encode(), queue)
     receipt = receipts_by_message_id(client, queue, count=1)[bad]
-    assert [out.routing_key for out in refused[0]] == [dead_letter_queue("intake"), queue]  # one batch
+    assert [(out.exchange, out.routing_key) for out in refused[0]] == [("intake.parking", "dead-letter"),
+                                                                       ("", queue)]  # one batch
     assert receipt["data"]["status"] == "rejected"
     dead = wait_until(lambda: amqp_queue_messages(uri, dead_letter_queue("intake")), message="the dead letter")
     assert [m.properties.message_id for m in dead] == [bad]

@@ -13,8 +13,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from services.common.migrations import upgrade
+from services.intake.clients import key_hash
 from services.intake.service import IntakeService
-from songdaojia.peers import free_port
+from tests.integration.conftest import UNHURRIED, service_config, start
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "open311_schemas"
 
@@ -27,15 +28,11 @@ def validator(name: str) -> Draft4Validator:
 
 
 @pytest.fixture(scope="module")
-def open311(amqp_uri, tmp_path_factory):
+def open311(amqp_uri, tmp_path_factory, keys):
     db_url = f"sqlite:///{tmp_path_factory.mktemp('open311') / 'intake.db'}"
-    upgrade("intake", db_url)
-    port = free_port()
-    container = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url,
-                                                 "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
-    container.start()
-    yield f"http://127.0.0.1:{port}/open311/v2"
-    container.stop()
+    service = start(keys, IntakeService, amqp_uri, db_url)
+    yield f"{service.url}/open311/v2"
+    service.stop()
 
 
 def test_the_service_list_is_the_93_categories_and_valid(open311):
@@ -97,7 +94,15 @@ def test_an_unknown_service_in_xml_answers_an_xml_error(open311):
 
 # --- service requests ------------------------------------------------------------------------
 
-KEY = "test-key"
+KEY, STAFF_TOOL_KEY = "test-key", "staff-tool-key"  # a client, and one that may see more (staff tools)
+
+
+def clients_file(directory) -> str:
+    path = directory / "open311-clients.yaml"
+    path.write_text(json.dumps({"clients": [
+        {"name": "test-client", "key_sha256": key_hash(KEY), "rate_per_minute": 100_000, "burst": 1000},
+        {"name": "staff-tool", "key_sha256": key_hash(STAFF_TOOL_KEY), "sees_more": True}], "public": UNHURRIED}))
+    return str(path)
 CATALOGUE = __import__("services.intake.catalogue", fromlist=["Catalogue"]).Catalogue.load()
 WITH_REQUIRED = next(c for c in CATALOGUE.categories.values()
                      if any(a["required"] and a["datatype"] == "singlevaluelist" for a in c.attributes))
@@ -117,27 +122,35 @@ def valid_form(**changes) -> dict:
 
 
 @pytest.fixture(scope="module")
-def open311_post(amqp_uri, tmp_path_factory):
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('open311post') / 'intake.db'}"
-    upgrade("intake", db_url)
-    port = free_port()
-    container = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url, "OPEN311_API_KEYS": KEY,
-                                                 "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
-    container.start()
-    yield f"http://127.0.0.1:{port}/open311/v2"
-    container.stop()
+def open311_post(amqp_uri, tmp_path_factory, keys):
+    directory = tmp_path_factory.mktemp("open311post")
+    service = start(keys, IntakeService, amqp_uri, f"sqlite:///{directory / 'intake.db'}",
+                    OPEN311_CLIENTS=clients_file(directory))
+    yield f"{service.url}/open311/v2"
+    service.stop()
 
 
 def test_a_posted_request_can_be_read_back_without_personal_data(open311_post):
-    r = requests.post(f"{open311_post}/requests.json", data=valid_form())
+    r = requests.post(f"{open311_post}/requests.json", data=valid_form(
+        address_string="杨东村三组12号", lat="33.56017", long="117.54029"))
     assert r.status_code == 200, r.text
     request_id = r.json()[0]["service_request_id"]
     one = requests.get(f"{open311_post}/requests/{request_id}.json")
     validator("requests.json").validate(one.json())
     doc = one.json()[0]
     assert doc["service_code"] == WITH_REQUIRED.code and doc["status"] == "open"
-    assert doc["address_id"] == "341323104214" and "杨东村" in doc["address"]
-    assert "13812345678" not in one.text and "秀英" not in one.text
+    # the public sees the village, not the home: no words of the resident, no house, coordinates to 0.01°
+    assert doc["address_id"] == "341323104214" and doc["address"] == "灵璧县杨疃镇杨东村委会"
+    assert doc["description"] is None and (doc["lat"], doc["long"]) == (33.56, 117.54)
+    assert "13812345678" not in one.text and "秀英" not in one.text and "村口路灯" not in one.text
+    assert "12号" not in one.text
+    ordinary = requests.get(f"{open311_post}/requests/{request_id}.json", params={"api_key": KEY})
+    assert ordinary.status_code == 200 and ordinary.json()[0]["description"] is None  # sees no more
+    wrong = requests.get(f"{open311_post}/requests/{request_id}.json", params={"api_key": "wrong-key"})
+    assert wrong.status_code == 403 and "api_key" in wrong.json()[0]["description"]
+    staff = requests.get(f"{open311_post}/requests/{request_id}.json", params={"api_key": STAFF_TOOL_KEY}).json()[0]
+    assert staff["description"] == "村口路灯坏了一个星期" and staff["address"] == "杨东村三组12号"
+    assert (staff["lat"], staff["long"]) == (33.56017, 117.54029)
     listed = requests.get(f"{open311_post}/requests.json", params={"service_code": WITH_REQUIRED.code})
     validator("requests.json").validate(listed.json())
     assert request_id in [d["service_request_id"] for d in listed.json()]
@@ -162,11 +175,11 @@ def test_a_map_point_alone_goes_to_the_nearest_county_to_be_placed(open311_post,
     one = requests.get(f"{open311_post}/requests/{r.json()[0]['service_request_id']}.json")
     validator("requests.json").validate(one.json())
     doc = one.json()[0]
-    assert doc["address_id"] is None and (doc["lat"], doc["long"]) == (33.5601, 117.5402)
-    assert "县调度中心" in doc["status_notes"]
-    assert doc["address"] == where.get("address_string", "灵璧县 (33.56010, 117.54020) 待定位")
-    staff = requests.get(open311_post.replace("/open311/v2", f"/tickets/{doc['service_request_id']}")).json()
-    assert (staff["county_code"], staff["village_code"]) == ("341323", None)
+    assert doc["address_id"] is None and (doc["lat"], doc["long"]) == (33.56, 117.54)
+    assert "县调度中心" in doc["status_notes"] and doc["address"] == "灵璧县"
+    staff = requests.get(f"{open311_post}/requests/{doc['service_request_id']}.json",
+                         params={"api_key": STAFF_TOOL_KEY}).json()[0]
+    assert staff["address"] == where.get("address_string", "灵璧县 (33.56010, 117.54020) 待定位")
 
 
 def test_xml_post_answers_in_xml(open311_post):
@@ -192,6 +205,11 @@ def test_xml_post_answers_in_xml(open311_post):
     ({"lat": "33.5"}, 400, "lat/long"),
     ({"email": "not-an-email"}, 400, "email"),
     ({"phone": "12"}, 400, "phone"),
+    ({"phone": "+1 415 555 0100"}, 400, "phone: not a mainland China number"),
+    ({"phone": "1381234567"}, 400, "phone"),
+    ({"first_name": "秀" * 30}, 400, "first_name"),
+    ({"address_string": "杨东村" + "组" * 300}, 400, "address_string"),
+    ({"media_url": "https://example.cn/" + "x" * 600}, 400, "media_url"),
     ({"media_url": "javascript:alert(1)"}, 400, "media_url"),
     ({"description": "长" * 4001}, 400, "description"),
 ], ids=lambda v: str(v)[:40])
@@ -206,10 +224,11 @@ def test_wrong_content_types_and_huge_bodies_are_refused_clearly(open311_post):
     r = requests.post(f"{open311_post}/requests.json", json=valid_form())
     assert r.status_code == 400 and "content type" in r.json()[0]["description"]
     r = requests.post(f"{open311_post}/requests.json", data={"api_key": KEY, "x": "y" * 70_000})
-    assert r.status_code == 400 and "body" in r.json()[0]["description"]
-    r = requests.post(f"{open311_post}/requests.json", data=b"api_key=\xff\xfe",
-                      headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert r.status_code in (400, 403) and r.json()[0]["description"]
+    assert r.status_code == 413 and r.json()[0]["description"].startswith("body: larger than")
+    for raw in (b"api_key=\xff\xfe", b"api_key=%ff%fe&service_code=801"):
+        r = requests.post(f"{open311_post}/requests.json", data=raw,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 400 and r.json()[0]["description"].startswith("body: not valid UTF-8")
 
 
 @pytest.mark.parametrize("query, says", [
@@ -245,7 +264,61 @@ def test_an_independent_open311_client_lists_services_and_reads_requests(open311
     assert found[0]["service_request_id"] == posted and found[0]["status"] == "open"
 
 
-def test_a_new_catalogue_version_is_served_without_a_code_change(amqp_uri, tmp_path):
+def test_the_server_answers_what_it_refuses_by_itself_in_open311_s_format(open311_post):
+    missing = requests.get(f"{open311_post}/nothing-here.json")
+    assert missing.status_code == 404 and missing.json()[0]["code"] == 404
+    xml = requests.get(f"{open311_post}/nothing-here.xml")
+    assert xml.status_code == 404 and ET.fromstring(xml.content).find("error/code").text == "404"
+    wrong_method = requests.delete(f"{open311_post}/services.json")
+    assert wrong_method.status_code == 405 and wrong_method.json()[0]["code"] == 405
+    too_long = requests.get(f"{open311_post}/requests.json", params={"service_code": "1" * 20_000})
+    assert too_long.status_code == 414 and too_long.json()[0]["code"] == 414
+
+
+def test_control_characters_never_reach_xml(open311_post):
+    r = requests.post(f"{open311_post}/requests.xml", data=valid_form(address_string="杨东村\x01\x1b三组",
+                                                                       phone="13900001234", description="控制字符"))
+    assert r.status_code == 200, r.text
+    number = ET.fromstring(r.content).find("request/service_request_id").text
+    doc = requests.get(f"{open311_post}/requests/{number}.xml", params={"api_key": STAFF_TOOL_KEY})
+    assert ET.fromstring(doc.content).find("request/address").text == "杨东村三组"
+
+
+def test_a_client_over_its_rate_is_told_when_to_come_back(amqp_uri, tmp_path, keys):
+    path = tmp_path / "clients.yaml"
+    path.write_text(json.dumps({"clients": [{"name": "slow", "key_sha256": key_hash("slow-key"),
+                                             "rate_per_minute": 1, "burst": 2}],
+                                "public": {"rate_per_minute": 1, "burst": 3}}))
+    service = start(keys, IntakeService, amqp_uri, f"sqlite:///{tmp_path / 'intake.db'}", OPEN311_CLIENTS=str(path))
+    try:
+        url = f"{service.url}/open311/v2/services.json"
+        statuses = [requests.get(url, params={"api_key": "slow-key"}).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        public = [requests.get(url) for _ in range(4)]
+        assert [r.status_code for r in public] == [200, 200, 200, 429]
+        assert int(public[-1].headers["Retry-After"]) >= 1 and public[-1].json()[0]["code"] == 429
+    finally:
+        service.stop()
+
+
+def test_intake_refuses_to_start_with_the_published_demo_key_unless_it_is_a_demo(amqp_uri, tmp_path, keys):
+    path = tmp_path / "clients.yaml"
+    path.write_text(json.dumps({"clients": [{"name": "lazy", "key_sha256": key_hash("songdaojia-demo-key")}]}))
+    container = ServiceContainer(IntakeService, service_config(
+        keys, amqp_uri, f"sqlite:///{tmp_path / 'intake.db'}", OPEN311_CLIENTS=str(path)))
+    upgrade("intake", f"sqlite:///{tmp_path / 'intake.db'}")
+    with pytest.raises(ValueError, match="demo key"):
+        container.start()
+    container.kill()
+    demo = start(keys, IntakeService, amqp_uri, f"sqlite:///{tmp_path / 'demo.db'}", OPEN311_DEMO=True)
+    try:
+        r = requests.post(f"{demo.url}/open311/v2/requests.json", data=valid_form(api_key="songdaojia-demo-key"))
+        assert r.status_code == 200, r.text
+    finally:
+        demo.stop()
+
+
+def test_a_new_catalogue_version_is_served_without_a_code_change(amqp_uri, tmp_path, keys):
     import yaml
     from sqlalchemy import select
     from sqlalchemy.orm import Session
@@ -260,13 +333,9 @@ def test_a_new_catalogue_version_is_served_without_a_code_change(amqp_uri, tmp_p
     path = tmp_path / "catalogue.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     for catalogue_path in (None, path):  # the bundled version, then the new one
-        port = free_port()
-        container = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url,
-                                                     "CATALOGUE_PATH": catalogue_path and str(path),
-                                                     "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
-        container.start()
-        services = requests.get(f"http://127.0.0.1:{port}/open311/v2/services.json").json()
-        container.stop()
+        service = start(keys, IntakeService, amqp_uri, db_url, CATALOGUE_PATH=catalogue_path and str(path))
+        services = requests.get(f"{service.url}/open311/v2/services.json").json()
+        service.stop()
     assert next(s for s in services if s["service_code"] == "999")["service_name"] == "其他诉求（新版）"
     engine = make_engine(db_url)
     with Session(engine) as s:
@@ -274,21 +343,16 @@ def test_a_new_catalogue_version_is_served_without_a_code_change(amqp_uri, tmp_p
     engine.dispose()
 
 
-def test_a_changed_catalogue_with_the_same_version_is_refused_at_start(amqp_uri, tmp_path):
+def test_a_changed_catalogue_with_the_same_version_is_refused_at_start(amqp_uri, tmp_path, keys):
     import yaml
     from services.intake.catalogue import read_document
     db_url = f"sqlite:///{tmp_path / 'intake.db'}"
-    upgrade("intake", db_url)
-    first = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url,
-                                             "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
-    first.start()
-    first.stop()
+    start(keys, IntakeService, amqp_uri, db_url).stop()
     document = read_document()
     document["categories"][0]["name_zh"] = "改了名字却没改版本"
     path = tmp_path / "catalogue.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    second = ServiceContainer(IntakeService, {"AMQP_URI": amqp_uri, "DB_URL": db_url, "CATALOGUE_PATH": str(path),
-                                              "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
+    second = ServiceContainer(IntakeService, service_config(keys, amqp_uri, db_url, CATALOGUE_PATH=str(path)))
     with pytest.raises(ValueError, match="bump `version`"):
         second.start()
     second.kill()

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 import pika
 import pytest
 from marshmallow import EXCLUDE, RAISE, Schema, fields
-from nameko.containers import ServiceContainer
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -80,7 +79,8 @@ def envelope(ticket_id: str, text: str, event_id: str | None = None) -> dict:
             "correlation_id": ticket_id, "data": {"text": text}}
 
 
-def publish(uri: str, body: bytes | dict, content_type: str | None = "application/json") -> None:
+def publish(uri: str, body: bytes | dict, content_type: str | None = "application/json",
+            user_id: str | None = "guest") -> None:
     conn = connect(uri)
     ch = conn.channel()
     ch.exchange_declare("source.events", "topic", durable=True)
@@ -88,20 +88,17 @@ def publish(uri: str, body: bytes | dict, content_type: str | None = "applicatio
     raw = json.dumps(body).encode() if isinstance(body, dict) else body
     ch.basic_publish("source.events", "thing_happened", raw,
                      pika.BasicProperties(content_type=content_type, delivery_mode=2,
-                                          message_id=str(uuid.uuid4())))
+                                          message_id=str(uuid.uuid4()), user_id=user_id))
     conn.close()
 
 
 @pytest.fixture
-def echo(fresh_vhost_uri, db_url):
+def echo(fresh_vhost_uri, db_url, start_service):
     engine = make_engine(db_url)
     Base.metadata.create_all(engine)
     probe = Probe(fresh_vhost_uri, "echo.events")
-    container = ServiceContainer(Echo, {"AMQP_URI": fresh_vhost_uri, "DB_URL": db_url,
-                                        "RETRY_DELAYS": [0.05, 0.1, 0.2], "max_workers": 1})
-    container.start()
-    yield container, probe, engine, fresh_vhost_uri
-    container.stop()
+    service = start_service(Echo, fresh_vhost_uri, db_url, migrate=False, RETRY_DELAYS=[0.05, 0.1, 0.2], max_workers=1)
+    yield service.container, probe, engine, fresh_vhost_uri
     probe.close()
     engine.dispose()
 
@@ -120,7 +117,7 @@ def test_event_written_with_the_state_change_is_published(echo):
     assert noted_count(engine) == 1
 
 
-def test_relay_sends_what_a_crash_left_unsent(fresh_vhost_uri, db_url):
+def test_relay_sends_what_a_crash_left_unsent(fresh_vhost_uri, db_url, start_service):
     engine = make_engine(db_url)
     Base.metadata.create_all(engine)
     body = {"event_id": str(uuid.uuid4()), "event": "thing_noted", "version": 1,
@@ -130,14 +127,12 @@ def test_relay_sends_what_a_crash_left_unsent(fresh_vhost_uri, db_url):
         s.add(OutboxRow(event_id=body["event_id"], exchange="echo.events", routing_key="thing_noted",
                         body=json.dumps(body), created_at=utcnow()))
     probe = Probe(fresh_vhost_uri, "echo.events")
-    container = ServiceContainer(Echo, {"AMQP_URI": fresh_vhost_uri, "DB_URL": db_url})
-    container.start()
+    start_service(Echo, fresh_vhost_uri, db_url, migrate=False)
     try:
         sent = wait_until(lambda: probe.events("thing_noted"), message="the leftover outbox row")
         assert sent[0]["event_id"] == body["event_id"]
         wait_until(lambda: _unsent(engine) == 0, message="the row marked sent")
     finally:
-        container.stop()
         probe.close()
         engine.dispose()
 
@@ -200,3 +195,20 @@ def test_a_malformed_message_is_dead_lettered_and_the_one_behind_it_is_processed
     assert reason in dead[0].headers["x-reason"]
     assert dead[0].headers["x-error-kind"] == "MalformedEvent"
     assert noted_count(engine) == 1
+
+
+@pytest.mark.parametrize("owner, user_id, reason", [
+    ("songdaojia.source", "guest", "user_id: 'guest' may not publish on source.events"),
+    ("guest", None, "user_id: missing"),
+], ids=["someone-else", "no-user-id"])
+def test_an_event_not_from_its_exchange_s_owner_is_dead_lettered(fresh_vhost_uri, db_url, start_service,
+                                                                 owner, user_id, reason):
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    start_service(Echo, fresh_vhost_uri, db_url, migrate=False, BROKER_USERS={"source": owner})
+    publish(fresh_vhost_uri, envelope("T-forged", "ticket_closed, honestly"), user_id=user_id)
+    dead = wait_until(lambda: amqp_queue_messages(fresh_vhost_uri, dead_letter_queue("echo")),
+                      message="the forged event dead-lettered")
+    assert dead[0].headers["x-reason"].startswith(reason) and dead[0].headers["x-error-kind"] == "MalformedEvent"
+    assert noted_count(engine) == 0
+    engine.dispose()

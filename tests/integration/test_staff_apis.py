@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import pika
 import pytest
 import requests
-from nameko.containers import ServiceContainer
 from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
@@ -22,68 +21,70 @@ from tests.amqp_helpers import Probe, connect
 from tests.waiting import wait_until
 
 VILLAGE, TOWN = "341323104214", "341323104"
-
-
-def started(service_cls, name, uri, db_url, **config):
-    upgrade(name, db_url)
-    port = free_port()
-    container = ServiceContainer(service_cls, {"AMQP_URI": uri, "DB_URL": db_url,
-                                               "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", **config})
-    container.start()
-    return container, f"http://127.0.0.1:{port}"
+GRID = f"{VILLAGE}-G10"
 
 
 @pytest.fixture
-def dispatch(fresh_vhost_uri, sqlite_url):
-    container, url = started(DispatchService, "dispatch", fresh_vhost_uri, sqlite_url)
-    yield url
-    container.stop()
+def dispatch(fresh_vhost_uri, sqlite_url, start_service, keys):
+    url = start_service(DispatchService, fresh_vhost_uri, sqlite_url).url
+    return url, {"Authorization": f"Bearer {keys.token(f'W-{GRID}-1', 'grid_worker', GRID)}"}
 
 
 @pytest.mark.parametrize("body, content_type, status, says", [
     (b"{not json", "application/json", 400, "not UTF-8 JSON"),
     (b"[1]", "application/json", 400, "JSON object"),
-    (json.dumps({}).encode(), "application/json", 400, "worker_id"),
-    (json.dumps({"worker_id": ""}).encode(), "application/json", 400, "worker_id"),
-    (json.dumps({"worker_id": "W-1"}).encode(), "application/json", 404, "SDJ-000000-NOTHERE"),
-], ids=["not-json", "array", "missing-field", "empty-field", "unknown-ticket"])
+    (json.dumps({"note": 7}).encode(), "application/json", 400, "note"),
+    (json.dumps({"note": "x" * 2001}).encode(), "application/json", 400, "note"),
+    (json.dumps({"note": "done"}).encode(), "text/plain", 415, "application/json"),
+    (json.dumps({"note": "done"}).encode(), "application/x-www-form-urlencoded", 415, "application/json"),
+], ids=["not-json", "array", "wrong-type", "too-long", "text-plain", "form"])
 def test_dispatch_answers_bad_requests_with_what_is_wrong(dispatch, body, content_type, status, says):
-    r = requests.post(f"{dispatch}/tickets/SDJ-000000-NOTHERE/accept", data=body,
-                      headers={"Content-Type": content_type})
-    assert r.status_code == status
+    url, signed_in = dispatch
+    r = requests.post(f"{url}/tickets/SDJ-000000-NOTHERE/resolve", data=body,
+                      headers={"Content-Type": content_type, **signed_in})
+    assert (r.status_code, r.headers["Content-Type"]) == (status, "application/json; charset=utf-8")
     assert says in r.text
-    if status == 400 and "worker_id" in says:
-        assert "worker_id" in r.json()["fields"]
+    if status == 400 and says == "note":
+        assert "note" in r.json()["fields"]
+
+
+def test_an_unknown_ticket_is_404_naming_it(dispatch):
+    url, signed_in = dispatch
+    r = requests.post(f"{url}/tickets/SDJ-000000-NOTHERE/accept", headers=signed_in)
+    assert r.status_code == 404 and "SDJ-000000-NOTHERE" in r.json()["error"]
 
 
 def test_dispatch_refuses_an_oversized_body(dispatch):
-    r = requests.post(f"{dispatch}/tickets/SDJ-1/accept", data=b"x" * 70_000)
-    assert r.status_code == 413
+    url, signed_in = dispatch
+    r = requests.post(f"{url}/tickets/SDJ-1/resolve", data=b"x" * 70_000,
+                      headers={"Content-Type": "application/json", **signed_in})
+    assert r.status_code == 413 and "body" in r.json()["error"]
+
+
+def test_everything_the_server_refuses_by_itself_is_json(dispatch):
+    url, _ = dispatch
+    for r, status in ((requests.get(f"{url}/no/such/path"), 404),
+                      (requests.delete(f"{url}/ledger"), 405),
+                      (requests.get(f"{url}/queues/{'3' * 20_000}"), 414)):
+        assert r.status_code == status and r.headers["Content-Type"].startswith("application/json")
+        assert r.json()["error"]
+    assert "GET" in requests.delete(f"{url}/ledger").headers["Allow"]
 
 
 @pytest.fixture
-def notify(fresh_vhost_uri, sqlite_url):
-    container, url = started(NotifyService, "notify", fresh_vhost_uri, sqlite_url,
-                             CHANNEL="email", EMAIL={"host": "127.0.0.1", "port": free_port(),
-                                                     "sender": "songdaojia@localhost"})
-    yield url
-    container.stop()
+def notify(fresh_vhost_uri, sqlite_url, start_service):
+    return start_service(NotifyService, fresh_vhost_uri, sqlite_url, CHANNEL="email",
+                         EMAIL={"host": "127.0.0.1", "port": free_port(), "sender": "songdaojia@localhost"}).url
 
 
-def test_a_reply_must_say_satisfied_or_not(notify):
+def test_a_reply_without_a_gateway_s_signature_is_refused_before_anything_else(notify):
     r = requests.post(f"{notify}/replies", json={"ticket_id": "SDJ-1", "answer": "3"})
-    assert r.status_code == 400 and "answer" in r.json()["fields"]
-    r = requests.post(f"{notify}/replies", json={"ticket_id": "SDJ-1"})
-    assert r.status_code == 400 and "answer" in r.json()["fields"]
-
-
-def test_a_reply_to_a_ticket_nobody_asked_about_is_refused(notify):
-    r = requests.post(f"{notify}/replies", json={"ticket_id": "SDJ-1", "answer": "1"})
-    assert r.status_code == 409 and "no follow-up waiting" in r.json()["error"]
+    assert r.status_code == 401 and "X-Sdj-Gateway" in r.json()["error"]
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 @pytest.fixture
-def volunteer(fresh_vhost_uri, sqlite_url):
+def volunteer(fresh_vhost_uri, sqlite_url, start_service, keys):
     upgrade("volunteer", sqlite_url)
     engine = make_engine(sqlite_url)
     with Session(engine) as s, s.begin():  # two errand volunteers in the village, one in the next village
@@ -92,9 +93,8 @@ def volunteer(fresh_vhost_uri, sqlite_url):
                                town_code=TOWN, skills="errand,delivery", max_load=2, service_points=0))
     engine.dispose()
     probe = Probe(fresh_vhost_uri, "volunteer.events")
-    container, url = started(VolunteerService, "volunteer", fresh_vhost_uri, sqlite_url)
-    yield url, probe, fresh_vhost_uri
-    container.stop()
+    url = start_service(VolunteerService, fresh_vhost_uri, sqlite_url).url
+    yield url, probe, fresh_vhost_uri, lambda vid: {"Authorization": f"Bearer {keys.token(vid, 'volunteer', VILLAGE)}"}
     probe.close()
 
 
@@ -107,33 +107,44 @@ def request_volunteer(uri: str, ticket_id: str) -> None:
         "occurred_at": datetime.now(timezone.utc).isoformat(), "ticket_id": ticket_id,
         "correlation_id": ticket_id, "data": {"skill": "errand", "village_code": VILLAGE,
                                               "town_code": TOWN, "priority": 1, "exclude": []}}),
-        pika.BasicProperties(content_type="application/json", delivery_mode=2))
+        pika.BasicProperties(content_type="application/json", delivery_mode=2, user_id="guest"))
     conn.close()
 
 
 def test_a_declined_offer_goes_to_the_next_volunteer_and_never_back(volunteer):
-    url, probe, uri = volunteer
+    url, probe, uri, as_volunteer = volunteer
     request_volunteer(uri, "SDJ-V-1")
     first = wait_until(lambda: probe.events("volunteer_offered"), message="the first offer")[0]["data"]
     assert first["volunteer_id"] == "V1" and first["distance"] == "village"
 
-    r = requests.post(f"{url}/offers/SDJ-V-1/decline", json={"volunteer_id": "V1"})
+    r = requests.post(f"{url}/offers/SDJ-V-1/decline", headers=as_volunteer("V1"))
     assert r.status_code == 200 and r.json()["offered_to"] == "V2"
-    requests.post(f"{url}/offers/SDJ-V-1/decline", json={"volunteer_id": "V2"}).raise_for_status()
+    requests.post(f"{url}/offers/SDJ-V-1/decline", headers=as_volunteer("V2")).raise_for_status()
     offers = wait_until(lambda: len(probe.events("volunteer_offered")) == 3 and probe.events("volunteer_offered"),
                         message="three offers")
     assert [o["data"]["volunteer_id"] for o in offers] == ["V1", "V2", "V3"]
     assert offers[2]["data"]["distance"] == "town"
 
-    requests.post(f"{url}/offers/SDJ-V-1/decline", json={"volunteer_id": "V3"}).raise_for_status()
+    requests.post(f"{url}/offers/SDJ-V-1/decline", headers=as_volunteer("V3")).raise_for_status()
     failed = wait_until(lambda: probe.events("match_failed"), message="nobody left")
     assert "errand" in failed[0]["data"]["reason"]
     assert len(probe.events("volunteer_declined")) == 3
 
 
+def test_a_volunteer_answers_only_their_own_offers(volunteer):
+    url, probe, uri, as_volunteer = volunteer
+    request_volunteer(uri, "SDJ-V-2")
+    wait_until(lambda: probe.events("volunteer_offered"), message="the offer to V1")
+    r = requests.post(f"{url}/offers/SDJ-V-2/accept", headers=as_volunteer("V2"))  # V2 was not asked
+    assert r.status_code == 404 and "V1" not in r.text
+    assert requests.post(f"{url}/offers/SDJ-V-2/accept", json={"volunteer_id": "V1"}).status_code == 401
+    r = requests.post(f"{url}/offers/SDJ-V-2/accept", headers=as_volunteer("V1"))
+    assert r.status_code == 200 and r.json() == {"ticket_id": "SDJ-V-2", "volunteer_id": "V1", "state": "accepted"}
+    assert requests.get(f"{url}/volunteers/V1", headers=as_volunteer("V1")).json()["name"] == "志愿者V1"
+    assert requests.get(f"{url}/volunteers/V1", headers=as_volunteer("V2")).status_code == 403
+
+
 def test_answering_an_offer_that_does_not_exist_says_so(volunteer):
-    url, _, _ = volunteer
-    r = requests.post(f"{url}/offers/SDJ-NONE/accept", json={"volunteer_id": "V1"})
+    url, _, _, as_volunteer = volunteer
+    r = requests.post(f"{url}/offers/SDJ-NONE/accept", headers=as_volunteer("V1"))
     assert r.status_code == 404 and "no open offer" in r.json()["error"]
-    r = requests.post(f"{url}/offers/SDJ-NONE/accept", json={})
-    assert r.status_code == 400 and "volunteer_id" in r.json()["fields"]

@@ -11,11 +11,13 @@ import pytest
 from marshmallow import ValidationError
 
 from services.common.envelope import MalformedEvent, seal
-from services.intake import places
+from services.common.messaging import Origin
+from services.intake import attributes, places
 from services.intake.catalogue import Catalogue, Category
+from services.intake.contact_rules import mask_name, mask_phone, normalise_phone, phone_problem
 from services.intake.events import SCHEMAS
-from services.intake.intake import (category_for, new_ticket_number, normalise_phone, priority_of,
-                                    ticket_received)
+from services.intake.intake import (InvalidRequest, category_for, channel_of, check_submitted_at, new_ticket_number,
+                                    priority_of, ticket_received)
 from services.intake.schemas import Submission
 from services.intake.submissions import MAX_BODY, decode_submission
 
@@ -47,6 +49,29 @@ def test_a_landline_keeps_its_area_code_as_digits():
 @pytest.mark.parametrize("raw", [None, ""])
 def test_no_phone_is_none(raw):
     assert normalise_phone(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["13812345678", "+86 199 1234 5678", "0557-1234567", "010-12345678",
+                                 "+86 10 1234 5678", "(0557) 123 4567"])
+def test_mainland_mobiles_and_landlines_are_phone_numbers(raw):
+    assert phone_problem(raw) is None
+
+
+@pytest.mark.parametrize("raw, why", [
+    ("12", "not a phone number"), ("call me", "not a phone number"),
+    ("+1 415 555 0100", "not a mainland China"), ("10012345678", "not a mainland China"),
+    ("1381234567", "not a mainland China"), ("123456789012", "not a mainland China"),
+    ("0000000", "not a mainland China"), ("+44 20 7946 0958", "not a mainland China"),
+])
+def test_anything_else_is_not_a_phone_number(raw, why):
+    assert why in phone_problem(raw)
+
+
+def test_masks_show_at_most_the_last_four_digits_and_the_surname():
+    assert mask_phone("13812345678") == "*******5678"
+    assert mask_phone("05571234567") == "*******4567"
+    assert mask_name("王秀英") == "王**"
+    assert mask_phone(None) is None
 
 
 # --- ticket numbers --------------------------------------------------------------------------
@@ -94,27 +119,66 @@ def test_category_for_a_known_code_comes_from_the_catalogue(catalogue):
     assert category.volunteer_skill == "delivery"
 
 
-def test_category_for_an_unknown_code_is_malformed_and_names_it(catalogue):
+def test_category_for_an_unknown_code_is_refused_and_names_it(catalogue):
     assert catalogue.get("X42") is None
-    with pytest.raises(MalformedEvent, match=r"^category: 'X42' is not in the service catalogue$"):
+    with pytest.raises(InvalidRequest, match=r"^category: 'X42' is not in the service catalogue$"):
         category_for("X42", catalogue)
+
+
+@pytest.mark.parametrize("routing_key, said, why", [
+    ("submit.fax", "fax", "is not submit.<channel>"), ("other.hotline", "hotline", "is not submit.<channel>"),
+    ("submit.wechat", "hotline", "'hotline' in the body, but the routing key says 'wechat'"),
+])
+def test_the_routing_key_names_a_channel_we_know_and_the_body_agrees(routing_key, said, why):
+    with pytest.raises(InvalidRequest, match=re.escape(why)):
+        channel_of(routing_key, said)
+    assert channel_of("submit.hotline", "hotline") == "hotline"
+
+
+def test_a_submission_from_the_future_is_refused_but_a_drifting_clock_is_not():
+    now = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
+    assert check_submitted_at(now.replace(minute=4), now)
+    with pytest.raises(InvalidRequest, match="submitted_at: .* is in the future"):
+        check_submitted_at(now.replace(year=2030), now)
+
+
+def test_a_multi_value_attribute_must_be_a_list_and_a_single_one_must_not(catalogue):
+    goods = catalogue.get("801")  # items: a multi-value list
+    assert attributes.of_submission({"items": ["staples"]}, goods) == {"items": ["staples"]}
+    with pytest.raises(InvalidRequest, match=r"^attributes.items: must be a list of values$"):
+        attributes.of_submission({"items": "staples"}, goods)
+    single = next(c for c in catalogue.categories.values()
+                  if any(a["datatype"] == "singlevaluelist" and a["required"] for a in c.attributes))
+    code = next(a["code"] for a in single.attributes if a["datatype"] == "singlevaluelist" and a["required"])
+    with pytest.raises(InvalidRequest, match=rf"^attributes.{code}: takes one value, not a list$"):
+        attributes.of_submission({code: ["x"]}, single)
+
+
+def test_a_number_attribute_must_be_a_finite_number(catalogue):
+    category = next((c for c in catalogue.categories.values()
+                     if any(a["datatype"] == "number" for a in c.attributes)), None)
+    if category is None:
+        pytest.skip("no number attribute in the catalogue")
+    code = next(a["code"] for a in category.attributes if a["datatype"] == "number")
+    for bad in ("1e309", "NaN", "x"):
+        with pytest.raises(InvalidRequest, match="is not a number"):
+            attributes.checked({code: [bad]}, category, str)
 
 
 def test_ticket_received_passes_the_strict_producer_schema(catalogue):
     now = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
     ticket = SimpleNamespace(id="SDJ-261127-7KQ2M4XA", channel="hotline", village_code="341323104214",
                              county_code="341323", address="杨东村三组", description="独居老人需要代购米面油",
-                             lat=None, long=None, submitted_at=now, received_at=now)
-    resident = SimpleNamespace(id="r-4f1c", name="王秀英", phone="13812341234", email=None)
-    event = ticket_received(ticket, resident, category_for("801", catalogue),
-                            {"locale": "zh-CN", "vulnerable": True})
+                             lat=None, long=None, submitted_at=now, received_at=now, resident_id="r-4f1c",
+                             contact_name="王秀英", contact_phone="13812341234", contact_email=None)
+    event = ticket_received(ticket, category_for("801", catalogue), {"locale": "zh-CN", "vulnerable": True})
     wire = json.loads(seal(event, SCHEMAS))
     assert wire["ticket_id"] == wire["data"]["ticket_no"] == "SDJ-261127-7KQ2M4XA"
     assert wire["data"]["priority"] == 1
     assert wire["data"]["category"]["code"] == "801"
     assert wire["data"]["resident"]["vulnerable"] is True
     ticket.village_code, ticket.lat, ticket.long = None, 33.5601, 117.5402  # a map point, not yet placed
-    unplaced = json.loads(seal(ticket_received(ticket, resident, category_for("801", catalogue),
+    unplaced = json.loads(seal(ticket_received(ticket, category_for("801", catalogue),
                                                {"locale": "zh-CN", "vulnerable": True}), SCHEMAS))
     assert (unplaced["data"]["village_code"], unplaced["data"]["county_code"]) == (None, "341323")
 
@@ -127,6 +191,13 @@ def message(message_id="m-0001", content_type="application/json"):
     return SimpleNamespace(properties=properties, content_type=content_type)
 
 
+ORIGIN = Origin("songdaojia.publisher-channels", "submit.hotline")
+
+
+def decode(body, msg):
+    return decode_submission(body, msg, ORIGIN)
+
+
 GOOD = {"channel": "hotline", "category": "801", "village_code": "341323104214",
         "description": "独居老人需要代购米面油", "submitted_at": "2026-11-27T01:00:00+00:00",
         "resident": {"name": "王秀英", "phone": "+86 138 1234 1234", "vulnerable": True}}
@@ -134,58 +205,58 @@ GOOD = {"channel": "hotline", "category": "801", "village_code": "341323104214",
 
 def test_a_good_submission_decodes_to_its_body_and_message_id():
     body = json.dumps(GOOD, ensure_ascii=False).encode("utf-8")
-    assert decode_submission(body, message("m-0001")) == (GOOD, "m-0001", None)
+    assert decode(body, message("m-0001")) == (GOOD, "m-0001", None, ORIGIN)
 
 
 @pytest.mark.parametrize("content_type", [None, ""])
 def test_a_submission_without_content_type_is_read_as_json(content_type):
-    assert decode_submission(b'{"a": 1}', message(content_type=content_type)) == ({"a": 1}, "m-0001", None)
+    assert decode(b'{"a": 1}', message(content_type=content_type)) == ({"a": 1}, "m-0001", None, ORIGIN)
 
 
 @pytest.mark.parametrize("message_id", [None, ""])
 def test_a_submission_without_message_id_is_refused(message_id):
     with pytest.raises(MalformedEvent, match=r"^message_id: missing"):
-        decode_submission(b"{}", message(message_id=message_id))
+        decode(b"{}", message(message_id=message_id))
 
 
 def test_a_submission_with_no_properties_at_all_is_refused():
     with pytest.raises(MalformedEvent, match=r"^message_id: missing"):
-        decode_submission(b"{}", SimpleNamespace(properties=None, content_type="application/json"))
+        decode(b"{}", SimpleNamespace(properties=None, content_type="application/json"))
 
 
 def test_a_message_id_longer_than_100_characters_is_refused():
     with pytest.raises(MalformedEvent, match=r"^message_id: longer than 100 characters$"):
-        decode_submission(b"{}", message(message_id="m" * 101))
+        decode(b"{}", message(message_id="m" * 101))
 
 
 def test_a_submission_of_another_content_type_is_refused():
     with pytest.raises(MalformedEvent) as caught:
-        decode_submission(b"<xml/>", message(content_type="text/xml"))
+        decode(b"<xml/>", message(content_type="text/xml"))
     assert str(caught.value) == "content_type: 'text/xml', expected application/json"
 
 
 def test_a_submission_that_is_not_utf8_is_refused_with_the_byte():
     with pytest.raises(MalformedEvent) as caught:
-        decode_submission('{"description": "代购"}'.encode("gbk"), message())
+        decode('{"description": "代购"}'.encode("gbk"), message())
     assert str(caught.value) == "body: not UTF-8 (invalid start byte at byte 17)"
 
 
 def test_a_submission_that_is_not_json_is_refused_with_the_position():
     with pytest.raises(MalformedEvent) as caught:
-        decode_submission(b'{"channel": hotline}', message())
+        decode(b'{"channel": hotline}', message())
     assert str(caught.value) == "body: not JSON (Expecting value at line 1 column 13)"
 
 
 @pytest.mark.parametrize("body,kind", [(b"[1, 2]", "list"), (b'"text"', "str"), (b"null", "NoneType")])
 def test_a_submission_that_is_not_a_json_object_is_refused(body, kind):
     with pytest.raises(MalformedEvent, match=rf"^body: must be a JSON object, got {kind}$"):
-        decode_submission(body, message())
+        decode(body, message())
 
 
 def test_an_oversize_submission_is_refused_with_its_size():
     body = json.dumps({"description": "x" * MAX_BODY}).encode("utf-8")
     with pytest.raises(MalformedEvent) as caught:
-        decode_submission(body, message())
+        decode(body, message())
     assert str(caught.value) == f"body: {len(body)} bytes, the limit is 65536"
 
 
@@ -193,7 +264,7 @@ def test_a_submission_of_exactly_the_limit_is_accepted():
     padding = MAX_BODY - len(b'{"description": ""}')
     body = json.dumps({"description": "x" * padding}).encode("utf-8")
     assert len(body) == MAX_BODY
-    assert decode_submission(body, message())[0]["description"] == "x" * padding
+    assert decode(body, message())[0]["description"] == "x" * padding
 
 
 # --- the submission form --------------------------------------------------------------------
@@ -203,7 +274,7 @@ def test_a_good_submission_loads_with_defaults():
     form = Submission().load(GOOD)
     assert form["submitted_at"] == datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
     assert form["address"] == "" and form["attributes"] == {}
-    assert form["resident"] == {"name": "王秀英", "phone": "+86 138 1234 1234", "email": None,
+    assert form["resident"] == {"name": "王秀英", "phone": "13812341234", "email": None,
                                 "locale": "zh-CN", "vulnerable": True}
 
 

@@ -6,7 +6,7 @@ import pytest
 from services.notify.templates import DEFAULT_LOCALE, TEMPLATES, render, resolve_locale
 
 TICKET = "SDJ-20240501-0007"
-FIELDS = {"ticket_no": TICKET, "category": "路灯不亮"}
+FIELDS = {"ticket_no": TICKET, "category": "路灯不亮", "survey_code": "K7Q2MXPA23"}
 
 
 @pytest.mark.parametrize("locale", ["zh-CN", "en"])
@@ -42,9 +42,10 @@ def test_ack_mentions_the_contact_deadline_only_when_given() -> None:
 
 
 def test_survey_asks_for_1_or_2_and_names_the_resolver_when_given() -> None:
-    _, body = render("survey", "en", ticket_no=TICKET, resolved_by="volunteer Wang")
-    _, anonymous = render("survey", "zh-CN", ticket_no=TICKET)
+    subject, body = render("survey", "en", ticket_no=TICKET, resolved_by="volunteer Wang", survey_code="K7Q2MXPA23")
+    _, anonymous = render("survey", "zh-CN", ticket_no=TICKET, survey_code="K7Q2MXPA23")
 
+    assert "K7Q2MXPA23" in subject and "K7Q2MXPA23" in body and "K7Q2MXPA23" in anonymous  # the answer's proof
     assert "1 = satisfied" in body and "2 = not satisfied" in body
     assert "volunteer Wang" in body
     assert "1 = 满意" in anonymous and "2 = 不满意" in anonymous
