@@ -16,7 +16,10 @@ Typical use for events:
 """
 from __future__ import annotations
 
+import copy
 import json
+import uuid
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 import pika
@@ -106,3 +109,25 @@ class Probe:
     def close(self) -> None:
         if self.connection.is_open:
             self.connection.close()
+
+
+def publish_event(uri: str, source: str, example: dict, ticket_id: str, occurred_at: datetime | None = None,
+                  user_id: str = "guest", **data) -> dict:
+    """Publish a producer's example event (from `source`'s events.EXAMPLES) about `ticket_id`, with
+    `data` changed, as `user_id`, on `<source>.events`: what that service would have sent."""
+    event = copy.deepcopy(example)
+    event.update(event_id=str(uuid.uuid4()), ticket_id=ticket_id, correlation_id=ticket_id,
+                 occurred_at=(occurred_at or datetime.now(timezone.utc)).isoformat())
+    event["data"].update(data)
+    if "ticket_no" in event["data"]:
+        event["data"]["ticket_no"] = ticket_id
+    connection = connect(uri)
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(f"{source}.events", event["event"], json.dumps(event).encode(),
+                              pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                   message_id=event["event_id"], user_id=user_id))
+    finally:
+        connection.close()
+    return event

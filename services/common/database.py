@@ -8,6 +8,7 @@ with psycogreen, and the pool is sized to the worker count.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -43,9 +44,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _ensure_parent_dir(url: str) -> None:
+    """A new SQLite file and its folder are the owner's only: they hold residents' data."""
     path = url.split(":///", 1)[-1]
     if path and path != ":memory:" and not url.startswith("sqlite:///:memory:"):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # SQLite gives its WAL the file's mode
 
 
 def _make_psycopg_green() -> None:

@@ -17,6 +17,8 @@ from .http import ApiRequestHandler
 
 _PATH_PARAMETER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
 BEARER = "bearer"
+PATH_EXAMPLES = {"ticket_id": "SDJ-261127-7KQ2M4XA", "ticket_no": "SDJ-261127-7KQ2M4XA", "area_code": "341323",
+                 "volunteer_id": "V000001"}
 GATEWAY_HEADERS = (("X-Sdj-Gateway", "the gateway's name"),
                    ("X-Sdj-Timestamp", "seconds since 1970 (UTC), within 5 minutes of the service's clock"),
                    ("X-Sdj-Signature", "hex HMAC-SHA256 of '<timestamp>.<body>' with the gateway's secret"))
@@ -50,7 +52,8 @@ def document(service_cls, title: str, description: str = "", version: str = "1")
 
 def _add_operation(spec: APISpec, name: str, entrypoint, described: dict, doc: str | None) -> None:
     path = _PATH_PARAMETER.sub(r"{\1}", entrypoint.url)
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+                   **({"example": PATH_EXAMPLES[name]} if name in PATH_EXAMPLES else {})}
                   for name in _PATH_PARAMETER.findall(entrypoint.url)]
     if described["query"] is not None:
         parameters.append({"in": "query", "schema": described["query"]})

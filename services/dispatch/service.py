@@ -1,6 +1,10 @@
 """dispatch: owns each ticket's lifecycle — routing, offers, acceptance, resolution, follow-up."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+from nameko.dependency_providers import Config
+from nameko.timer import timer
 from sqlalchemy import select
 
 from services.common.database import Database
@@ -13,7 +17,7 @@ from services.common.outbox import Outbox
 from services.common.staff import DEPARTMENT_STAFF, STAFF
 from services.common.tokens import StaffTokens
 
-from . import access, lifecycle
+from . import access, lifecycle, retention
 from .dependencies import Areas
 from .events import SCHEMAS, WORK_EXCHANGE
 from .ledger import ledger_of
@@ -31,6 +35,7 @@ class DispatchService:
     inbox = Inbox(InboxRow)
     areas = Areas()
     staff = StaffTokens()
+    config = Config()
 
     @on_event("intake", "ticket_received")
     def open_case(self, envelope):
@@ -73,6 +78,13 @@ class DispatchService:
                 note = read_data(envelope, VolunteerAnsweredIn)["volunteer_id"]
             s.add(HistoryEntry(ticket_id=case.id, at=now, event=envelope["event"], state=case.state,
                                actor="volunteer", note=note))
+
+    @timer(interval=3600, eager=True)
+    def forget_old_contacts(self):
+        """Retention, hourly: addresses and residents' words of cases closed more than RETENTION_DAYS ago."""
+        cutoff = utcnow() - timedelta(days=float(self.config.get("RETENTION_DAYS", 180)))
+        with self.db.transaction() as s:
+            return retention.forget(s, cutoff)
 
     @http("POST", "/tickets/<string:ticket_id>/accept")
     @api("Accept an offered ticket (签收): its assignee only", answers={200: CaseView, 409: None})

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from services.common.staff import ADMIN, DISPATCHERS, STAFF, SUPERVISOR, WORKERS, Forbidden, Principal
 
@@ -26,7 +26,10 @@ def may_read(who: Principal, ticket) -> None:
 
 def may_read_contact(who: Principal, ticket, now: datetime, days_after_close: float) -> None:
     who.require(CALLERS_BACK, location(ticket), "read the resident's contact")
-    if ticket.closed_at is not None and now - ticket.closed_at > timedelta(days=days_after_close):
+    closed = ticket.closed_at
+    if closed is not None and closed.tzinfo is None:  # SQLite gives back what it was given, in UTC, naive
+        closed = closed.replace(tzinfo=timezone.utc)
+    if closed is not None and now - closed > timedelta(days=days_after_close):
         raise Forbidden(f"ticket {ticket.id} was closed more than {days_after_close:g} days ago: "
                         "its contact is no longer given out")
 

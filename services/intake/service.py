@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 from nameko.dependency_providers import Config
+from nameko.timer import timer
 from sqlalchemy import func, select
 
 from services.common.database import Database
@@ -17,7 +19,7 @@ from services.common.outbox import Outbox
 from services.common.staff import Forbidden
 from services.common.tokens import StaffTokens
 
-from . import access, attributes, events, open311
+from . import access, attributes, events, open311, retention
 from .clients import Open311Clients
 from .contact_rules import mask_name, mask_phone
 from .dependencies import CatalogueProvider, Places
@@ -91,6 +93,13 @@ class IntakeService:
             ticket.expected_at = change.get("resolve_due_at") or ticket.expected_at
             ticket.closed_at = envelope["occurred_at"] if change["state"] == "closed" else None
             ticket.updated_at = envelope["occurred_at"]
+
+    @timer(interval=3600, eager=True)
+    def forget_old_contacts(self):
+        """Retention, hourly: contact data of tickets closed more than RETENTION_DAYS ago is erased."""
+        cutoff = utcnow() - timedelta(days=float(self.config.get("RETENTION_DAYS", 180)))
+        with self.db.transaction() as s:
+            return retention.forget(s, cutoff)
 
     def _open_ticket(self, s, form: dict, category, **ids) -> Ticket:
         """Record the request; a repeat of an open ticket joins it (ticket_merged) instead of opening one."""

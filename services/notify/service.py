@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from nameko.dependency_providers import Config
+from nameko.timer import timer
 from sqlalchemy import event as sa_event, select
 from sqlalchemy.exc import IntegrityError
 
@@ -16,7 +19,7 @@ from services.common.outbox import Outbox
 from services.common.staff import STAFF, Forbidden, Unauthenticated
 from services.common.tokens import StaffTokens
 
-from . import replies
+from . import replies, retention
 from .courier import Courier
 from .dependencies import Gateways
 from .events import SCHEMAS
@@ -36,6 +39,7 @@ class NotifyService:
     courier = Courier()
     staff = StaffTokens()
     gateways = Gateways()
+    config = Config()
 
     @on_event("intake", "ticket_received")
     def acknowledge(self, envelope):
@@ -88,6 +92,14 @@ class NotifyService:
             contact = self._contact(s, envelope["ticket_id"])
             contact.closed_at = envelope["occurred_at"] if template == "closed" else None
             self._queue(s, envelope, contact, template)
+
+    @timer(interval=3600, eager=True)
+    def forget_old_contacts(self):
+        """Retention, hourly: what was sent to residents of tickets closed more than RETENTION_DAYS ago."""
+        now = utcnow()
+        cutoff = now - timedelta(days=float(self.config.get("RETENTION_DAYS", 180)))
+        with self.db.transaction() as s:
+            return retention.forget(s, cutoff, now)
 
     @http("POST", "/replies")
     @api("A resident's answer to the follow-up (回访), forwarded and signed by a gateway", auth="gateway",

@@ -50,12 +50,14 @@ def service_config(keys, amqp_uri: str, db_url: str, **config) -> dict:
             "OPEN311_CLIENTS": str(keys.open311_clients), "RETRY_DELAYS": [0.05], **config}
 
 
-def start(keys, service_cls, amqp_uri: str, db_url: str, migrate: bool = True, **config) -> Started:
-    """Start a service (for fixtures of wider scope, which stop it themselves)."""
+def start(keys, service_cls, amqp_uri: str, db_url: str, migrate: bool = True, admin_uri: str | None = None,
+          **config) -> Started:
+    """Start a service (for fixtures of wider scope, which stop it themselves); `admin_uri`: who declares
+    its exchanges and queues first, when the service's own login may not."""
     if migrate:
         upgrade(service_cls.name, db_url)
     cfg = service_config(keys, amqp_uri, db_url, **config)
-    declare_topology(service_cls, cfg)  # as `prepare` does before a service first starts
+    declare_topology(service_cls, {**cfg, "AMQP_URI": admin_uri or amqp_uri})  # as `prepare` does
     container = ServiceContainer(service_cls, cfg)
     container.start()
     return Started(container, f"http://{cfg['WEB_SERVER_ADDRESS']}")
