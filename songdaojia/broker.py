@@ -14,7 +14,8 @@ Users are named `<vhost>.<who>`:
 guest keeps no rights on the vhost. Dead-letter queues get a policy: a TTL and a length cap.
 
 Applied with `rabbitmqctl import_definitions` (one call) and `clear_permissions` for guest.
-Passwords are made once and kept in `<dir>/broker/<user>.uri`; running again changes nothing.
+Passwords are made once and kept in `<dir>/broker/<user>.uri` (and `<user>.env`, AMQP_URI=… for a
+systemd unit); running again changes nothing.
 """
 from __future__ import annotations
 
@@ -150,6 +151,8 @@ def secure(base_uri: str, vhost: str, directory: Path, publishers=("channels",),
             passwords[user] = secrets.token_urlsafe(24)
         uris[user] = uri_of(base_uri, vhost, user, passwords[user])
         write_private(path, uris[user] + "\n")
+        write_private(path.with_suffix(".env"),  # for a systemd unit's EnvironmentFile
+                      f"AMQP_URI={uris[user]}\nSDJ_BROKER_PREFIX={vhost}\n")
     document = definitions(vhost, users, passwords, dead_letter_days, dead_letter_max)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(document, f)

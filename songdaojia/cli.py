@@ -42,7 +42,9 @@ def cmd_demo(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .stack import prepare
-    prepare(_stack(args), volunteers=args.volunteers)
+    stack = _stack(args)
+    stack.use_secrets(_secrets(args).directory)
+    prepare(stack, volunteers=args.volunteers)
     print("migrated and declared")
     return 0
 

@@ -37,12 +37,13 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
     stack.smtp_port = sink.port
     procs = start_all(stack)
-    print("services: " + ", ".join(f"{n} {stack.http(n)}" for n in procs), file=out, flush=True)
-    observer = Observer(stack.uri("monitor"))
-    console = Console(stack.uri("console-city"), stack.http("dispatch"),
-                      token=lambda worker, grid: stack.secrets.token(worker, "grid_worker", grid))
-    observer.start(), console.start()
-    try:
+    observer = console = None
+    try:  # from here on, whatever fails, the services are stopped
+        print("services: " + ", ".join(f"{n} {stack.http(n)}" for n in procs), file=out, flush=True)
+        observer = Observer(stack.uri("monitor"))
+        console = Console(stack.uri("console-city"), stack.http("dispatch"),
+                          token=lambda worker, grid: stack.secrets.token(worker, "grid_worker", grid))
+        observer.start(), console.start()
         requests = scenario.requests(count, seed)
         cpu_before = cpu_snapshot(procs)
         started = time.monotonic()
@@ -62,7 +63,9 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
             wait_for_interrupt()
         return report
     finally:
-        console.stop(), observer.stop(), residents.stop()
+        for part in (console, observer, residents):
+            if part is not None:
+                part.stop()
         stop_all(procs)
         sink.stop()
 

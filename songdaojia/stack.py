@@ -50,6 +50,13 @@ class Stack:
         self.users = broker.secure(self.amqp_uri, self.vhost, self.secrets.directory,
                                    consoles=consoles or {"city": ("3413",)})
 
+    def use_secrets(self, directory: Path) -> None:
+        """Run with keys and broker logins made before (`./sdj secure`): ops' prepare, the look-ups."""
+        from .security import Secrets
+        self.secrets = Secrets(Path(directory))
+        self.users = {p.stem: p.read_text(encoding="utf-8").strip() for p in (Path(directory) / "broker").glob("*.uri")}
+        self.amqp_uri = next((uri for user, uri in self.users.items() if user.endswith(".admin")), self.amqp_uri)
+
     def uri(self, who: str) -> str:
         """The AMQP URI of a party (a service, admin, publisher-channels, console-city, monitor)."""
         from .broker import user_name

@@ -43,8 +43,9 @@ class WatchedFile:
 
     def __init__(self, path: str | Path, parse, what: str):
         self.path, self.parse, self.what = Path(path), parse, what
-        self._stamp, self._checked = None, 0.0
+        self._stamp, self._checked = None, time.monotonic()
         self.value = self._read()  # at start a broken or missing file is an error
+        self.version = 1  # goes up with every reload: what was derived from an older version is stale
 
     def _read(self):
         try:
@@ -64,6 +65,7 @@ class WatchedFile:
             try:
                 if self.path.stat().st_mtime_ns != self._stamp:
                     self.value = self._read()
+                    self.version += 1
                     log.warning("%s: reloaded %s", self.what, self.path)
             except (OSError, ValueError) as exc:
                 log.error("%s: keeping the previous version: %s", self.what, exc)

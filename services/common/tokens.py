@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 NEVER = frozenset({"none"})
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 MAX_SUBJECT = 50  # what the records of who did what can hold
+CACHED_TOKENS = 10_000  # a worker's token is checked once, not on every call, until it expires or keys change
 
 
 def _keys_by_id(document: dict) -> dict[str, jwt.PyJWK]:
@@ -59,6 +61,7 @@ class TokenVerifier:
         self.issuer, self.audience, self.leeway = issuer, audience, leeway
         self.keys = WatchedFile(jwks, _keys_by_id, "AUTH.JWKS")
         self.revoked = WatchedFile(revoked, _revocations, "AUTH.REVOKED") if revoked else None
+        self._verified: dict[str, tuple[Principal, float, int]] = {}  # token -> (principal, exp, keyring version)
 
     @classmethod
     def from_config(cls, config: dict) -> TokenVerifier:
@@ -77,6 +80,22 @@ class TokenVerifier:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> Principal:
+        keys = self.keys.current()
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time() - self.leeway and cached[2] == self.keys.version:
+            principal = cached[0]
+        else:
+            principal, expires = self._verify_signature_and_claims(token, keys)
+            if len(self._verified) >= CACHED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = (principal, expires, self.keys.version)
+        if self.revoked is not None:
+            jtis, subjects = self.revoked.current()
+            if principal.token_id in jtis or principal.subject in subjects:
+                raise Unauthenticated("token: revoked")
+        return principal
+
+    def _verify_signature_and_claims(self, token: str, keys: dict) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -84,7 +103,7 @@ class TokenVerifier:
         alg = header.get("alg")
         if alg not in self.algorithms:
             raise Unauthenticated(f"token: algorithm {str(alg)[:20]!r} is not accepted")
-        key = self.keys.current().get(header.get("kid"))
+        key = keys.get(header.get("kid"))
         if key is None:
             raise Unauthenticated("token: signed by a key this service does not know")
         if key.algorithm_name != alg:
@@ -98,12 +117,7 @@ class TokenVerifier:
             raise Unauthenticated("token: not valid yet (nbf)") from None
         except jwt.PyJWTError as exc:  # signature, audience, issuer, a missing claim
             raise Unauthenticated(f"token: {exc}"[:200]) from None
-        principal = _principal(claims)
-        if self.revoked is not None:
-            jtis, subjects = self.revoked.current()
-            if principal.token_id in jtis or principal.subject in subjects:
-                raise Unauthenticated("token: revoked")
-        return principal
+        return _principal(claims), float(claims["exp"])
 
 
 def _principal(claims: dict) -> Principal:

@@ -36,8 +36,8 @@ SERVICES = (IntakeService, DispatchService, VolunteerService, NotifyService)
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    """A vhost with its users: {who: AMQP URI} for intake … notify, admin, publisher-hotline,
-    publisher-wechat, console-lingbi (Lingbi county's work only) and monitor."""
+    """A vhost with its users: (vhost, {who: AMQP URI} for intake … notify, admin, publisher-hotline,
+    publisher-wechat, console-lingbi (Lingbi county's work only) and monitor, the keys folder)."""
     base = os.environ.get("SDJ_TEST_AMQP") or DEFAULT_AMQP
     vhost = f"sdj-test-{uuid.uuid4().hex[:8]}"
     fresh_vhost(base, vhost)
@@ -47,7 +47,7 @@ def secured(tmp_path_factory):
     users = {user.removeprefix(f"{vhost}."): uri for user, uri in uris.items()}
     for cls in SERVICES:  # as `prepare` does, as the vhost's admin
         declare_topology(cls, {"AMQP_URI": users["admin"]})
-    yield vhost, users
+    yield vhost, users, directory
     rabbitmqctl("delete_vhost", vhost)
     broker.delete_users(vhost, directory)
 
@@ -76,7 +76,7 @@ def publish(exchange: str, key: str, body: bytes = b"{}", **properties):
 
 
 def test_a_publisher_cannot_close_a_ticket_or_answer_a_survey(secured):
-    _, users = secured
+    _, users, _ = secured
     publisher = users["publisher-hotline"]
     assert refused(publisher, publish("dispatch.events", "ticket_closed",
                                       event(dispatch_events.EXAMPLES["ticket_closed"]))) == 403
@@ -85,7 +85,7 @@ def test_a_publisher_cannot_close_a_ticket_or_answer_a_survey(secured):
 
 
 def test_a_publisher_cannot_listen_to_residents_data_nor_read_dead_letters(secured):
-    _, users = secured
+    _, users, _ = secured
     publisher = users["publisher-hotline"]
 
     def bind_to_intake_events(ch):
@@ -98,7 +98,7 @@ def test_a_publisher_cannot_listen_to_residents_data_nor_read_dead_letters(secur
 
 
 def test_a_publisher_submits_only_on_known_channels_and_only_as_itself(secured):
-    _, users = secured
+    _, users, _ = secured
     publisher = users["publisher-hotline"]
     own = pika.URLParameters(publisher).credentials.username
     assert refused(publisher, publish("intake.submissions", "submit.hotline", user_id=own)) == 0
@@ -108,20 +108,20 @@ def test_a_publisher_submits_only_on_known_channels_and_only_as_itself(secured):
 
 
 def test_a_publisher_cannot_read_another_publisher_s_receipts(secured):
-    _, users = secured
+    _, users, _ = secured
     with IntakeClient(users["publisher-hotline"]) as hotline:
         queue = hotline.receipt_queue()
         assert refused(users["publisher-wechat"], lambda ch: ch.basic_get(queue)) in (403, 405)
 
 
 def test_guest_has_no_rights_on_a_secured_vhost(secured):
-    vhost, _ = secured
+    vhost, _, _ = secured
     with pytest.raises(ProbableAccessDeniedError):
         connect(vhost_uri(os.environ.get("SDJ_TEST_AMQP") or DEFAULT_AMQP, vhost)).close()
 
 
 def test_a_console_binds_only_its_own_area_s_work(secured):
-    _, users = secured
+    _, users, _ = secured
     console = users["console-lingbi"]
 
     def bind(key):
@@ -138,7 +138,7 @@ def test_a_console_binds_only_its_own_area_s_work(secured):
 
 
 def test_each_service_publishes_only_its_own_events_and_binds_only_what_it_handles(secured):
-    vhost, users = secured
+    vhost, users, _ = secured
     intake, dispatch = users["intake"], users["dispatch"]
     assert refused(intake, publish("dispatch.events", "ticket_closed", user_id=f"{vhost}.intake")) == 403
     assert refused(dispatch, publish("intake.events", "ticket_received", user_id=f"{vhost}.dispatch")) == 403
@@ -159,7 +159,7 @@ def test_each_service_publishes_only_its_own_events_and_binds_only_what_it_handl
 
 
 def test_dead_letters_are_kept_for_a_while_and_in_a_bounded_number(secured):
-    vhost, _ = secured
+    vhost, _, _ = secured
     listed = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "--silent", "name", "policy")
     policies = dict(line.partition("\t")[::2] for line in listed.splitlines())
     assert {q: p for q, p in policies.items() if q.endswith(".dead-letter")} == {
@@ -171,7 +171,7 @@ def test_dead_letters_are_kept_for_a_while_and_in_a_bounded_number(secured):
 def test_what_the_broker_lets_through_the_consumer_refuses(secured, keys, tmp_path):
     """intake may write to the default exchange (it answers publishers there), so it could put a forged
     answer straight into dispatch's queue: dispatch looks at who sent it, and parks it with the reason."""
-    vhost, users = secured
+    vhost, users, _ = secured
     owners = {s: f"{vhost}.{s}" for s in ("intake", "dispatch", "volunteer", "notify")}
     dispatch = start(keys, DispatchService, users["dispatch"], f"sqlite:///{tmp_path / 'dispatch.db'}",
                      admin_uri=users["admin"], BROKER_USERS=owners)
@@ -188,7 +188,7 @@ def test_what_the_broker_lets_through_the_consumer_refuses(secured, keys, tmp_pa
 
 
 def test_the_same_message_id_from_two_publishers_makes_two_tickets(secured, keys, tmp_path):
-    vhost, users = secured
+    vhost, users, _ = secured
     owners = {s: f"{vhost}.{s}" for s in ("intake", "dispatch", "volunteer", "notify")}
     intake = start(keys, IntakeService, users["intake"], f"sqlite:///{tmp_path / 'intake.db'}",
                    admin_uri=users["admin"], BROKER_USERS=owners)
@@ -209,3 +209,18 @@ def test_the_same_message_id_from_two_publishers_makes_two_tickets(secured, keys
         assert first["ticket_no"] == again["ticket_no"] != other["ticket_no"]
     finally:
         intake.stop()
+
+
+def test_setting_up_again_changes_nothing(secured, tmp_path_factory):
+    """Ops run ./sdj secure after every change: what exists (passwords, keys) is kept."""
+    from songdaojia.security import ensure
+    vhost, users, directory = secured
+    again = broker.secure(vhost_uri(os.environ.get("SDJ_TEST_AMQP") or DEFAULT_AMQP, vhost), vhost, directory,
+                          publishers=("hotline", "wechat"), consoles={"lingbi": ("3413", "341323")})
+    assert {user.removeprefix(f"{vhost}."): uri for user, uri in again.items()} == users
+    connect(users["intake"]).close()  # the running services' logins still work
+    keys = tmp_path_factory.mktemp("keys-again")
+    first = ensure(keys)
+    jwks, clients = first.jwks.read_text(), first.open311_key("county-portal")
+    second = ensure(keys)
+    assert (second.jwks.read_text(), second.open311_key("county-portal")) == (jwks, clients)
