@@ -15,7 +15,7 @@ import functools
 import json
 import logging
 
-from eventlet.wsgi import HttpProtocol
+from eventlet.wsgi import HeaderLineTooLong, HeadersTooLarge, HttpProtocol
 from marshmallow import EXCLUDE, Schema, ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
@@ -109,6 +109,17 @@ def api(summary: str, *, answers: dict[int, type[Schema] | dict | None], body: t
 # --- the server: JSON for what it answers by itself -----------------------------------------
 
 class ApiProtocol(HttpOnlyProtocol):
+    """eventlet's protocol, answering what it refuses before any app sees the request in JSON too."""
+
+    def parse_request(self):
+        try:
+            return super().parse_request()
+        except (HeaderLineTooLong, HeadersTooLarge):  # eventlet would answer 400 with an empty body
+            self.wfile.write(self.server.app.raw_error(getattr(self, "path", "/")[:200], 431,
+                                                       "request headers too large"))
+            self.close_connection = 1
+            return False
+
     def _read_request_line(self):
         line = super()._read_request_line()
         if len(line) >= self.server.url_length_limit:  # eventlet would answer 414 with an empty body

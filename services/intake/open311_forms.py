@@ -19,7 +19,8 @@ from .open311 import Open311Error
 from .places import Places, coordinates_problem
 
 MAX_FIELD = 4000
-LIMITS = {"address_string": 200, "media_url": 500, "first_name": 25, "last_name": 25, "description": 2000}
+LIMITS = {"address_string": 200, "media_url": 500, "first_name": 50, "last_name": 50, "description": 2000}
+MAX_NAME = 50
 URL = re.compile(r"^https?://\S+$")
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -64,6 +65,8 @@ def parse_request_form(form, catalogue: Catalogue, places: Places) -> dict:
     if media_url and not URL.match(media_url):
         raise InvalidRequest("media_url", "not an http(s) URL")
     name = " ".join(p for p in (form.get("last_name", ""), form.get("first_name", "")) if p).strip()
+    if len(name) > MAX_NAME:
+        raise InvalidRequest("last_name/first_name", f"together longer than {MAX_NAME} characters")
     return {
         "category": category, "village_code": village and village.code,
         "county_code": village.code[:6] if village else county.code,

@@ -34,6 +34,8 @@ def decode_submission(body, message, origin: Origin) -> tuple[dict, str, str | N
         raise MalformedEvent("message_id: missing (it is the idempotency key; set it on every message)")
     if len(message_id) > 100:
         raise MalformedEvent("message_id: longer than 100 characters")
+    if len(origin.sender) > 100:  # the publisher's login: tickets remember it with the message id
+        raise MalformedEvent("user_id: longer than 100 characters")
     if message.content_type not in (None, "", "application/json"):
         raise MalformedEvent(f"content_type: {message.content_type!r}, expected application/json")
     raw = body if isinstance(body, (bytes, bytearray)) else str(body).encode("utf-8")

@@ -251,3 +251,22 @@ def test_a_staff_view_masks_all_but_the_last_four_digits(routed_ticket, keys):
     view = requests.get(f"{url}/tickets/{ticket_no}", headers=bearer(keys.token("W-1", "grid_worker", grid))).json()
     assert view["resident_phone"] == "*******5678" and view["resident_name"] == "王**"
     assert requests.get(f"{url}/tickets/{ticket_no}").status_code == 401
+
+
+# --- over-long input (PostgreSQL refuses what SQLite would store) ------------------------------------
+
+LONG = {"first_name": "秀" * 51, "last_name": "王" * 51, "address_string": "杨东村" + "组" * 300,
+        "media_url": "https://example.cn/" + "x" * 600, "email": "x" * 250 + "@example.cn",
+        "phone": "1" * 40, "description": "长" * 4001, "service_code": "8" * 300, "address_id": "3" * 300,
+        "attribute[items]": "s" * 5000}
+
+
+def test_over_long_values_are_a_400_naming_the_field_on_every_database(fresh_vhost_uri, db_url, start_service):
+    url = start_service(IntakeService, fresh_vhost_uri, db_url, OPEN311_DEMO=True).url
+    good = {"api_key": "songdaojia-demo-key", "service_code": "801", "address_id": VILLAGE,
+            "description": "独居老人需要代购米面油", "phone": "13812345678", "attribute[items]": "staples"}
+    for field, value in LONG.items():
+        r = requests.post(f"{url}/open311/v2/requests.json", data={**good, field: value})
+        assert r.status_code in (400, 404) and r.json()[0]["code"] == r.status_code, (field, r.text)
+        assert field.split("[")[0] in r.json()[0]["description"], (field, r.text)
+    assert requests.post(f"{url}/open311/v2/requests.json", data=good).status_code == 200

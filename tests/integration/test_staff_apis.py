@@ -65,7 +65,8 @@ def test_everything_the_server_refuses_by_itself_is_json(dispatch):
     url, _ = dispatch
     for r, status in ((requests.get(f"{url}/no/such/path"), 404),
                       (requests.delete(f"{url}/ledger"), 405),
-                      (requests.get(f"{url}/queues/{'3' * 20_000}"), 414)):
+                      (requests.get(f"{url}/queues/{'3' * 20_000}"), 414),
+                      (requests.get(f"{url}/ledger", headers={"X-Padding": "x" * 20_000}), 431)):
         assert r.status_code == status and r.headers["Content-Type"].startswith("application/json")
         assert r.json()["error"]
     assert "GET" in requests.delete(f"{url}/ledger").headers["Allow"]
