@@ -8,6 +8,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from services.common.staff import ROLES
+
 from .stack import ROOT, Stack
 
 STAFF_LOOKUP = ("supervisor", "3413")  # who the look-up commands act as: a city supervisor (reads only)
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("token", help="mint a staff token (JWT) with the keys folder's signing key")
-    p.add_argument("--role", required=True, choices=__import__("services.common.staff", fromlist=["ROLES"]).ROLES)
+    p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--subject", default="operator", help="who acts (the token's sub)")
     p.add_argument("--area", required=True, help="area code: 3413 (city), 341323 (county), … a grid code")
     p.add_argument("--department", help="department code, for department_staff")

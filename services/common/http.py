@@ -141,7 +141,7 @@ class ApiApp(WsgiApp):
             allowed = ", ".join(sorted(exc.valid_methods or ()))
             answer = self.error(request.path, 405, f"{request.method} {request.path}: allowed {allowed}",
                                 {"Allow": allowed})
-        except HTTPException as exc:  # no such path (404), or a redirect werkzeug would offer
+        except HTTPException:  # no such path (404), or a redirect werkzeug would offer
             answer = self.error(request.path, 404, f"no such path: {request.method} {request.path}"[:300])
         else:
             request.path_values = values

@@ -72,6 +72,10 @@ class TokenVerifier:
                    auth.get("ALGORITHMS") or ("EdDSA", "RS256"), auth.get("REVOKED") or None,
                    float(auth.get("LEEWAY_SECONDS", 30)))
 
+    def of(self, request) -> Principal:
+        """Who sent this HTTP request, by its Authorization header."""
+        return self.principal(request.headers.get("Authorization"))
+
     def principal(self, authorization: str | None) -> Principal:
         """The principal an `Authorization: Bearer <jwt>` header proves; Unauthenticated says why not."""
         scheme, _, token = (authorization or "").partition(" ")
@@ -134,7 +138,7 @@ def _principal(claims: dict) -> Principal:
 
 
 class StaffTokens(DependencyProvider):
-    """Injects the service's TokenVerifier: `self.staff.principal(request.headers.get("Authorization"))`."""
+    """Injects the service's TokenVerifier: `who = self.staff.of(request)`."""
 
     def setup(self) -> None:
         self.verifier = TokenVerifier.from_config(self.container.config)

@@ -89,19 +89,19 @@ class DispatchService:
     @http("POST", "/tickets/<string:ticket_id>/accept")
     @api("Accept an offered ticket (签收): its assignee only", answers={200: CaseView, 409: None})
     def accept(self, request, ticket_id):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         return self._act(ticket_id, who, lambda c: access.may_work(who, c, "accept"), lifecycle.accept)
 
     @http("POST", "/tickets/<string:ticket_id>/start")
     @api("On the way or at the door (办理中): its assignee only", answers={200: CaseView, 409: None})
     def start(self, request, ticket_id):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         return self._act(ticket_id, who, lambda c: access.may_work(who, c, "start"), lifecycle.start)
 
     @http("POST", "/tickets/<string:ticket_id>/resolve")
     @api("Resolve with a note (办结): its assignee only", body=ResolveForm, answers={200: CaseView, 409: None})
     def resolve(self, request, ticket_id):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         note = read_json(request, ResolveForm())["note"]
         return self._act(ticket_id, who, lambda c: access.may_work(who, c, "resolve"),
                          lambda c, now: lifecycle.resolve(c, note, now), note=note)
@@ -110,7 +110,7 @@ class DispatchService:
     @api("Place a request known only by a map point in its village: a dispatcher of its county",
          body=PlaceForm, answers={200: CaseView, 409: None})
     def place(self, request, ticket_id):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         village = read_json(request, PlaceForm())["village_code"]
         return self._act(ticket_id, who, lambda c: access.may_place(who, c), lambda c, now: lifecycle.place(
             c, village, route(village, address_key(c), self.areas, now), now), note=f"placed in {village}")
@@ -118,7 +118,7 @@ class DispatchService:
     @http("GET", "/tickets/<string:ticket_id>")
     @api("A ticket with its history: staff of its area, and its assignee", answers={200: TicketView})
     def ticket(self, request, ticket_id):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         with self.db.transaction() as s:
             case = self._case(s, ticket_id, http=True)
             access.may_read(who, case)
@@ -132,7 +132,7 @@ class DispatchService:
     @api("The cases of an area in a state (offered by default), most urgent first: staff of that area",
          query=QueueQuery, answers={200: CaseView}, many=True)
     def queue(self, request, area_code):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         access.may_list(who, area_code)
         state = read_query(request, QueueQuery())["state"]
         query = select(Case).where(Case.state == state, Case.in_area(area_code))
@@ -145,7 +145,7 @@ class DispatchService:
     @http("GET", "/ledger")
     @api("The ledger (台账) of the caller's area", answers={200: LedgerView})
     def ledger(self, request):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         who.require(STAFF, what="read the ledger")
         with self.db.transaction() as s:
             return json_response(ledger_of(s, who.area))

@@ -219,7 +219,7 @@ class IntakeService:
     def read_contact(self, request, ticket_no: str):
         """Workers and dispatchers of the ticket's area, while it is open (and a few days after).
         Every read, and every refused read, is recorded with the token's subject."""
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         reason = read_query(request, ContactQuery())["reason"].strip()
         if not reason:
             raise HttpError(400, "invalid query parameters", {"reason": ["say why (e.g. 回访, 上门)"]})
@@ -243,7 +243,7 @@ class IntakeService:
     @api("The staff view of a ticket: where it stands, the resident's contact masked (see /contact)",
          answers={200: StaffTicketView})
     def get_ticket(self, request, ticket_no: str):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         with self.db.transaction() as s:
             ticket = self._ticket(s, ticket_no)
             access.may_read(who, ticket)
@@ -259,7 +259,7 @@ class IntakeService:
     @api("Who read (or tried to read) residents' contacts in the caller's area, newest first",
          query=ContactReadsQuery, answers={200: ContactReadView}, many=True)
     def contact_reads(self, request):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         access.may_audit(who)
         q = read_query(request, ContactReadsQuery())
         query = select(ContactRead).where(ContactRead.in_area(who.area))

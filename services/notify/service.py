@@ -131,7 +131,7 @@ class NotifyService:
     @api("What was sent to a ticket's resident and how it went: staff of the ticket's area",
          answers={200: DeliveryView}, many=True)
     def deliveries(self, request, ticket_id):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         with self.db.transaction() as s:
             contact = s.get(Contact, ticket_id[:32])
             if contact is None:

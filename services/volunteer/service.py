@@ -100,7 +100,7 @@ class VolunteerService:
     @http("GET", "/volunteers/<string:volunteer_id>")
     @api("A volunteer: themself, or staff of the area they live in", answers={200: VolunteerView})
     def volunteer(self, request, volunteer_id):
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         with self.db.transaction() as s:
             row = s.get(VolunteerRow, volunteer_id[:20])
             if row is None:
@@ -119,7 +119,7 @@ class VolunteerService:
 
     def _volunteer(self, request) -> str:
         """The volunteer answering: the token's subject, signed in as a volunteer."""
-        who = self.staff.principal(request.headers.get("Authorization"))
+        who = self.staff.of(request)
         who.require({VOLUNTEER}, what="answer a volunteer offer")
         return who.subject
 

@@ -17,7 +17,6 @@ from services.intake import events as intake_events
 from services.intake.client import IntakeClient
 from services.intake.models import Resident, Ticket
 from services.intake.service import IntakeService
-from services.notify import events as notify_events
 from services.notify.models import Contact, Delivery
 from services.notify.service import NotifyService
 from songdaojia.peers import SmtpSink
