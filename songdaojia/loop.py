@@ -23,7 +23,7 @@ from typing import Callable
 import pika
 import requests
 
-from services.notify.replies import signature
+from services.common.gateways import signature
 
 OBSERVED = {  # what the report needs, and no more: the observer shares the machine it measures
     "intake.events": ("ticket_received", "ticket_merged"),
@@ -220,7 +220,7 @@ class Residents(_HttpClient):
     """Residents answer the follow-up mail: most are satisfied, some are not the first time.
 
     Their mail system forwards each answer to notify as gateway `gateway` (name, secret) does:
-    the survey's code, the sender's address, signed (services/notify/replies.py).
+    the survey's code, the sender's address, signed (services/common/gateways.py).
     """
 
     def __init__(self, notify_url: str, gateway: tuple[str, str], unsatisfied_share: float = 0.1,
@@ -267,7 +267,7 @@ class Residents(_HttpClient):
 
 
 def signed_headers(gateway: str, secret: str, body: bytes, at: float | None = None) -> dict[str, str]:
-    """What a gateway sends with a resident's answer (services/notify/replies.py)."""
+    """What a gateway sends with a resident's answer (services/common/gateways.py)."""
     stamp = str(int(at if at is not None else time.time()))
     return {"Content-Type": "application/json", "X-Sdj-Gateway": gateway, "X-Sdj-Timestamp": stamp,
             "X-Sdj-Signature": signature(secret, stamp, body)}

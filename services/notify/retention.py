@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 
 from .models import Contact, Delivery, GatewayCall, Survey
-from .replies import WINDOW
+from services.common.gateways import WINDOW
 
 ERASED = "(erased: retention)"
 

@@ -21,7 +21,7 @@ from services.common.tokens import StaffTokens
 
 from . import replies, retention
 from .courier import Courier
-from .dependencies import Gateways
+from services.common.gateways import ForgedCall, Gateways, verify_gateway
 from .events import SCHEMAS
 from .models import Contact, Delivery, GatewayCall, InboxRow, OutboxRow, ReplyAttempt, Survey
 from .schemas import DeliveryView, Reply, ReplyView, TicketMergedIn, TicketReceivedIn, TicketResolvedIn
@@ -111,12 +111,12 @@ class NotifyService:
         attempt = ReplyAttempt(at=now, remote=(request.remote_addr or "")[:64],
                                gateway=(request.headers.get("X-Sdj-Gateway") or "")[:40])
         try:
-            gateway, signature = replies.verify_gateway(request.headers, raw, self.gateways, now)
+            gateway, signature = verify_gateway(request.headers, raw, self.gateways, now)
             self._first_call(gateway, signature, now)
             form = read_json(request, Reply())
             attempt.ticket_id = form["ticket_id"]
             answer = self._record_answer(form, now, attempt)
-        except replies.ForgedReply as exc:
+        except ForgedCall as exc:
             self._refused(attempt, "forged", exc)
             raise Unauthenticated(str(exc)) from None
         except replies.NotTheResident as exc:
@@ -154,7 +154,7 @@ class NotifyService:
             with self.db.transaction() as s:
                 s.add(GatewayCall(signature=signature, gateway=gateway, at=now))
         except IntegrityError:
-            raise replies.ForgedReply("X-Sdj-Signature: this call was made before (a replay)") from None
+            raise ForgedCall("X-Sdj-Signature: this call was made before (a replay)") from None
 
     def _record_answer(self, form: dict, now, attempt: ReplyAttempt) -> dict:
         satisfied = form["answer"] == "1"

@@ -9,6 +9,7 @@ import pytest
 from services.common.staff import Forbidden, Principal
 from services.dispatch import access as dispatch_access
 from services.intake import access as intake_access
+from services.common import gateways
 from services.notify import replies
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
@@ -81,7 +82,7 @@ def test_contact_reads_are_listed_for_supervisors_and_admins_only():
         intake_access.may_audit(who("county_dispatcher", "341323"))
 
 
-# --- notify: residents' answers ----------------------------------------------------------------
+# --- gateways and residents' answers (common/gateways.py, notify/replies.py) -----------------
 
 GATEWAYS = {"sms": ["old-secret-0123456789", "new-secret-0123456789"]}
 BODY = b'{"ticket_id": "SDJ-1"}'
@@ -90,12 +91,12 @@ BODY = b'{"ticket_id": "SDJ-1"}'
 def headers(secret="new-secret-0123456789", at=NOW, gateway="sms", body=BODY):
     stamp = str(int(at.timestamp()))
     return {"X-Sdj-Gateway": gateway, "X-Sdj-Timestamp": stamp,
-            "X-Sdj-Signature": replies.signature(secret, stamp, body)}
+            "X-Sdj-Signature": gateways.signature(secret, stamp, body)}
 
 
 def test_a_gateway_call_signed_with_any_current_secret_is_authentic():
     for secret in GATEWAYS["sms"]:
-        name, signature = replies.verify_gateway(headers(secret), BODY, GATEWAYS, NOW)
+        name, signature = gateways.verify_gateway(headers(secret), BODY, GATEWAYS, NOW)
         assert name == "sms" and len(signature) == 64
 
 
@@ -107,8 +108,8 @@ def test_a_gateway_call_signed_with_any_current_secret_is_authentic():
     (dict(body=b'{"ticket_id": "SDJ-2"}'), "does not verify"),
 ], ids=["wrong-secret", "too-old", "future", "unknown-gateway", "body-changed"])
 def test_a_forged_or_stale_gateway_call_is_refused(bad, why):
-    with pytest.raises(replies.ForgedReply, match=why):
-        replies.verify_gateway(headers(**bad), BODY, GATEWAYS, NOW)
+    with pytest.raises(gateways.ForgedCall, match=why):
+        gateways.verify_gateway(headers(**bad), BODY, GATEWAYS, NOW)
 
 
 def test_an_answer_counts_only_with_the_survey_code_from_the_ticket_s_contact():
