@@ -40,7 +40,7 @@ def measure(
         index.add(volunteer)
     built = time.perf_counter()
 
-    # Accepted offers hold load until their ticket closes; keeping a window of open
+    # Offers hold load from when they are made until their ticket closes; keeping a window of open
     # tickets makes loads (and so the choices) move as they would in service.
     rng = random.Random(seed)
     open_tickets: deque[str] = deque()

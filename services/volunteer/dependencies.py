@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from services.common.database import make_engine
 
 from .matching import Volunteer, VolunteerIndex
-from .models import Offer, VolunteerRow
+from .models import OPEN_STATES, Offer, VolunteerRow
 
 
 class Registry(DependencyProvider):
@@ -21,17 +21,23 @@ class Registry(DependencyProvider):
         engine = make_engine(self.container.config["DB_URL"], pool_size=1)
         self.index = VolunteerIndex()
         with Session(engine) as s:
-            for row in s.scalars(select(VolunteerRow)):
-                self.index.add(to_volunteer(row))
-            open_offers = s.execute(select(Offer.volunteer_id, func.count()).where(
-                Offer.state.in_(("offered", "accepted"))).group_by(Offer.volunteer_id)).all()
-        for volunteer_id, count in open_offers:
-            for _ in range(count):
-                self.index.take(volunteer_id)
+            fill_index(self.index, s)
         engine.dispose()
 
     def get_dependency(self, worker_ctx) -> VolunteerIndex:
         return self.index
+
+
+def fill_index(index: VolunteerIndex, session) -> VolunteerIndex:
+    """Add every volunteer in the database to `index`, each loaded with their open (offered or accepted) offers."""
+    for row in session.scalars(select(VolunteerRow).order_by(VolunteerRow.id)):
+        index.add(to_volunteer(row))
+    open_offers = session.execute(select(Offer.volunteer_id, func.count()).where(
+        Offer.state.in_(OPEN_STATES)).group_by(Offer.volunteer_id)).all()
+    for volunteer_id, count in open_offers:
+        for _ in range(count):
+            index.take(volunteer_id)
+    return index
 
 
 def to_volunteer(row: VolunteerRow) -> Volunteer:

@@ -19,6 +19,12 @@ class VolunteerAnswered(Strict):
     skill = fields.String(required=True)
 
 
+class OfferExpired(Strict):
+    """Nobody answered the offer in time; the next volunteer near the ticket is asked (or match_failed)."""
+    volunteer_id = fields.String(required=True)
+    skill = fields.String(required=True)
+
+
 class MatchFailed(Strict):
     skill = fields.String(required=True)
     village_code = fields.String(required=True)
@@ -26,7 +32,7 @@ class MatchFailed(Strict):
 
 
 SCHEMAS = {"volunteer_offered": VolunteerOffered(), "volunteer_accepted": VolunteerAnswered(),
-           "volunteer_declined": VolunteerAnswered(), "match_failed": MatchFailed()}
+           "volunteer_declined": VolunteerAnswered(), "offer_expired": OfferExpired(), "match_failed": MatchFailed()}
 
 
 def _example(event: str, data: dict) -> dict:
@@ -38,6 +44,7 @@ EXAMPLES = {
         "team_id": "T0311", "skill": "delivery", "distance": "village"}),
     "volunteer_accepted": _example("volunteer_accepted", {"volunteer_id": "V004211", "skill": "delivery"}),
     "volunteer_declined": _example("volunteer_declined", {"volunteer_id": "V004211", "skill": "delivery"}),
+    "offer_expired": _example("offer_expired", {"volunteer_id": "V004211", "skill": "delivery"}),
     "match_failed": _example("match_failed", {"skill": "legal", "village_code": "341323104214",
         "reason": "no volunteer with skill legal free in town 341323104"}),
 }

@@ -63,8 +63,9 @@ class VolunteerIndex:
 
     A match scans at most one village bucket and one town bucket (tens to a few
     hundred volunteers in Suzhou), never the whole city. `match` does not change
-    loads: the caller `take`s when an offer is accepted and `release`s when the
-    ticket is done, so a declined offer costs nothing to undo.
+    loads: the caller `take`s when it makes an offer (an open offer holds a place,
+    so nobody is offered more tickets at once than they can carry) and `release`s
+    when that offer is declined or expires, or its ticket is closed or cancelled.
     """
 
     def __init__(self) -> None:
@@ -103,8 +104,9 @@ class VolunteerIndex:
         self._load[volunteer_id] += 1
 
     def release(self, volunteer_id: str) -> None:
-        """One ticket fewer; a duplicate release (e.g. a redelivered event) stays at 0."""
-        if self._load[volunteer_id] > 0:
+        """One ticket fewer; a duplicate release (e.g. a redelivered event) stays at 0, and one of a
+        volunteer no longer in the registry (an offer older than a re-seed) changes nothing."""
+        if self._load.get(volunteer_id, 0) > 0:
             self._load[volunteer_id] -= 1
 
     def match(self, request: MatchRequest) -> Match | None:

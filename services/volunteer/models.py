@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import plumbing_tables
+
+
+# offers that hold a place in a volunteer's load
+OPEN_STATES = ("offered", "accepted")
 
 
 class Base(DeclarativeBase):
@@ -31,9 +35,16 @@ class Offer(Base):
     ticket_id: Mapped[str] = mapped_column(String(32), index=True)
     volunteer_id: Mapped[str] = mapped_column(String(20), index=True)
     skill: Mapped[str] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(12))  # offered, accepted, declined, done
+    # offered -> accepted | declined | expired; offered or accepted -> done (ticket closed) | released (cancelled)
+    state: Mapped[str] = mapped_column(String(12))
+    # where the TICKET is (not the volunteer): a decline or an expiry asks the next volunteer near here
+    village_code: Mapped[str] = mapped_column(String(12), default="")
+    town_code: Mapped[str] = mapped_column(String(9), default="")
+    # an offer still `offered` at this time expires (null only on rows no timer ever watched)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (Index("ix_offers_due", "state", "expires_at"),)  # the expiry timer's query
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)
