@@ -2,8 +2,9 @@
 
 A handler only writes a pending `Delivery` in its transaction; the courier sends
 it and, in one transaction, marks it sent and adds `resident_notified` to the
-outbox. A crash before the mark re-sends the message with the same message id,
-so the peer (SMTP Message-ID, SMS Idempotency-Key) can drop the copy.
+outbox (not for a message to staff: templates.STAFF_TEMPLATES). A crash before
+the mark re-sends the message with the same message id, so the peer (SMTP
+Message-ID, SMS Idempotency-Key) can drop the copy.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from services.common.outbox import Outbox
 
 from .channels import DeliveryFailed, channel_from_config
 from .models import Delivery
+from .templates import STAFF_TEMPLATES
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
@@ -94,6 +96,9 @@ class Courier(DependencyProvider):
             self.in_flight.discard(d.id)
 
     def _send(self, d) -> str:
+        if d.channel != self.channel.kind:  # written for another channel (the configuration changed since)
+            raise DeliveryFailed(self.channel.kind, self.channel.peer,
+                                 f"written for {d.channel}, the channel is {self.channel.kind} now", permanent=True)
         if self.channel.kind == "email":
             return self.channel.send(d.address, d.subject, d.body, d.message_id)
         return self.channel.send(d.address, d.body, d.message_id)
@@ -103,9 +108,10 @@ class Courier(DependencyProvider):
         with Session(self.engine) as s, s.begin():
             s.execute(update(Delivery).where(Delivery.id == d.id).values(
                 state="sent", reference=reference, sent_at=now, attempts=d.attempts + 1))
-            self.outbox.add(s, [Event("resident_notified", d.ticket_id, {
-                "template": d.template, "channel": d.channel, "reference": reference,
-                "delivered_at": now.isoformat()}, correlation_id=d.ticket_id)])
+            if d.template not in STAFF_TEMPLATES:
+                self.outbox.add(s, [Event("resident_notified", d.ticket_id, {
+                    "template": d.template, "channel": d.channel, "reference": reference,
+                    "delivered_at": now.isoformat()}, correlation_id=d.ticket_id)])
 
     def _failed(self, d, exc: DeliveryFailed) -> None:
         attempts, error = d.attempts + 1, str(exc)[:2000]

@@ -26,8 +26,15 @@ class FeedbackReceived(Strict):
     round = fields.Integer(required=True)
 
 
+class SurveyUnanswered(Strict):
+    """The resident never answered the follow-up, not even after a reminder: a 回访 call decides."""
+    round = fields.Integer(required=True)
+    asked_at = fields.String(required=True)
+    reminded_at = fields.String(required=True)
+
+
 SCHEMAS = {"resident_notified": ResidentNotified(), "notification_failed": NotificationFailed(),
-           "feedback_received": FeedbackReceived()}
+           "feedback_received": FeedbackReceived(), "survey_unanswered": SurveyUnanswered()}
 
 
 def _example(event: str, data: dict) -> dict:
@@ -41,4 +48,6 @@ EXAMPLES = {
         "reason": "gateway answered HTTP 400", "attempts": 1}),
     "feedback_received": _example("feedback_received", {"satisfied": False, "comment": "还没送到",
         "round": 1}),
+    "survey_unanswered": _example("survey_unanswered", {"round": 1, "asked_at": "2026-11-28T01:30:00+00:00",
+        "reminded_at": "2026-11-29T01:30:00+00:00"}),
 }

@@ -25,6 +25,9 @@ class Contact(Base):
     category_en: Mapped[str] = mapped_column(String(200), default="")
     area_code: Mapped[str | None] = mapped_column(String(12), nullable=True)  # its village (or county)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # ticket_version of the last closed/reopened/cancelled seen: a resolution older than that (its event
+    # handled late, on another queue) is not asked about
+    outcome_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Delivery(Base):
@@ -48,14 +51,26 @@ class Delivery(Base):
 
 
 class Survey(Base):
-    """A follow-up (回访) round: asked after each resolution, answered once."""
+    """A follow-up (回访) round, one per resolution: a durable timer with three steps.
+
+    Stored when the ticket is resolved, with `due_at` follow_up_hours later; then, each when `due_at`
+    comes: asked (the survey is sent), reminded (REMIND_AFTER_HOURS later, unanswered), given up
+    (GIVE_UP_AFTER_HOURS after the reminder: `survey_unanswered`, and a 回访 call decides). `due_at` is
+    when the next step is due, NULL once nothing is left to do (answered, closed or given up).
+    """
     __tablename__ = "surveys"
     __table_args__ = (UniqueConstraint("ticket_id", "round"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ticket_id: Mapped[str] = mapped_column(String(32), index=True)
     round: Mapped[int] = mapped_column(Integer)
     code: Mapped[str | None] = mapped_column(String(16), nullable=True)  # sent with the survey: proves the answer
-    asked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ticket_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # of the resolution asked about
+    resolved_by: Mapped[str | None] = mapped_column(String(50), nullable=True)  # named in the survey
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    given_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # ticket moved on
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     satisfied: Mapped[bool | None] = mapped_column(nullable=True)
     comment: Mapped[str] = mapped_column(Text, default="")

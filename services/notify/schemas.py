@@ -32,8 +32,37 @@ class TicketMergedIn(Tolerant):
     category = fields.Nested(CategoryIn, required=True)
 
 
-class TicketResolvedIn(Tolerant):
+class LifecycleIn(Tolerant):
+    """What every dispatch lifecycle event carries and notify reads: which version of the ticket it is."""
+    ticket_version = fields.Integer(load_default=None, allow_none=True)
+    assignee_id = fields.String(load_default=None, allow_none=True)
     assignee_name = fields.String(load_default=None, allow_none=True)
+
+
+class TicketResolvedIn(LifecycleIn):
+    follow_up_hours = fields.Float(load_default=24)  # the survey goes out this long after resolution
+    resolved_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class TicketOutcomeIn(LifecycleIn):
+    """ticket_closed and ticket_reopened (closed carries how and satisfied, nullable: no answer)."""
+    how = fields.String(load_default=None, allow_none=True)  # resident, follow_up_call, unreached
+    satisfied = fields.Boolean(load_default=None, allow_none=True)
+
+
+class TicketCancelledIn(LifecycleIn):
+    by = fields.String(load_default=None, allow_none=True)  # resident, dispatcher
+    reason = fields.String(load_default="", allow_none=True)
+
+
+class TicketEscalatedIn(LifecycleIn):
+    what = fields.String(load_default=None, allow_none=True)  # accept, resolve, decision, task, reopened
+    mode = fields.String(load_default=None, allow_none=True)  # reassign, supervise
+    level = fields.Integer(required=True)
+    level_name = fields.String(load_default=None, allow_none=True)  # grid, village, town, county
+    supervisor_id = fields.String(load_default=None, allow_none=True)
+    supervisor_name = fields.String(load_default=None, allow_none=True)
+    due_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class Reply(Schema):

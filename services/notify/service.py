@@ -1,14 +1,24 @@
-"""notify: tells residents what happens to their request, and asks how it went (回访)."""
+"""notify: tells residents what happens to their request, and asks how it went (回访).
+
+The follow-up cannot be skipped: a resolved ticket's survey is a durable timer (a `Survey` row, see
+models.py) that sends the survey follow_up_hours after resolution, a reminder REMIND_AFTER_HOURS later,
+and GIVE_UP_AFTER_HOURS after that publishes `survey_unanswered` (dispatch then has a village cadre
+call). Each step marks the row and writes its delivery or event in one transaction: it fires once,
+whichever instance claims it (`claim_due`), and after a restart. A ticket that is closed, reopened or
+cancelled stops its pending survey.
+"""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta, timezone
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import event as sa_event, select
+from sqlalchemy import event as sa_event, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services.common.clock import Time
 from services.common.database import Database
 from services.common.envelope import Event, read_data, utcnow
 from services.common.http import HttpError, api, http, json_response, read_json
@@ -16,6 +26,7 @@ from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.outbox import Outbox
+from services.common.schedule import TICK_SECONDS, claim_due
 from services.common.staff import STAFF, Forbidden, Unauthenticated
 from services.common.tokens import StaffTokens
 
@@ -24,10 +35,15 @@ from .courier import Courier
 from services.common.gateways import ForgedCall, Gateways, verify_gateway
 from .events import SCHEMAS
 from .models import Contact, Delivery, GatewayCall, InboxRow, OutboxRow, ReplyAttempt, Survey
-from .schemas import DeliveryView, Reply, ReplyView, TicketMergedIn, TicketReceivedIn, TicketResolvedIn
-from .templates import render
+from .schemas import (DeliveryView, Reply, ReplyView, TicketCancelledIn, TicketEscalatedIn, TicketMergedIn,
+                      TicketOutcomeIn, TicketReceivedIn, TicketResolvedIn)
+from .templates import DEFAULT_LOCALE, render
 
 log = logging.getLogger(__name__)
+
+STAFF_MAIL = "<subject>@staff.songdaojia.local"  # config STAFF_MAIL: how a staff member's id becomes an address
+_STAFF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # what may stand for <subject> in an address
+BEIJING = timezone(timedelta(hours=8))
 
 
 class NotifyService:
@@ -40,6 +56,7 @@ class NotifyService:
     staff = StaffTokens()
     gateways = Gateways()
     config = Config()
+    clock = Time()
 
     @on_event("intake", "ticket_received")
     def acknowledge(self, envelope):
@@ -54,7 +71,7 @@ class NotifyService:
                               category_en=category["name_en"],
                               area_code=data["village_code"] or data["county_code"])
             s.add(contact)  # the inbox guarantees this runs once per ticket
-            self._queue(s, envelope, contact, "ack", category=_category_name(contact),
+            self._queue(s, f"{envelope['event_id']}.ack", contact, "ack", category=_category_name(contact),
                         accept_within=category["accept_minutes"])
 
     @on_event("intake", "ticket_merged")
@@ -68,30 +85,100 @@ class NotifyService:
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
-            self._queue(s, envelope, reporter, "merged")  # not stored: the ticket keeps its own contact
+            # the reporter is not stored: the ticket keeps its own contact
+            self._queue(s, f"{envelope['event_id']}.merged", reporter, "merged")
 
     @on_event("dispatch", "ticket_resolved")
     def ask_for_follow_up(self, envelope):
+        """Not asked now: the survey is due follow_up_hours after resolution (sent by `chase_follow_ups`)."""
         data = read_data(envelope, TicketResolvedIn)
+        now = self.clock.now()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
             contact = self._contact(s, envelope["ticket_id"])
+            version = data["ticket_version"]
+            self._stop_surveys(s, contact.ticket_id, version, now)  # an earlier round still waiting is stale
             rounds = s.scalars(select(Survey.round).where(Survey.ticket_id == contact.ticket_id)).all()
-            code = replies.new_survey_code()
-            s.add(Survey(ticket_id=contact.ticket_id, round=max(rounds, default=0) + 1, code=code,
-                         asked_at=utcnow()))
-            self._queue(s, envelope, contact, "survey", resolved_by=data["assignee_name"], survey_code=code)
+            resolved_at = (data["resolved_at"] or envelope["occurred_at"]).astimezone(timezone.utc)
+            survey = Survey(ticket_id=contact.ticket_id, round=max(rounds, default=0) + 1,
+                            code=replies.new_survey_code(), ticket_version=version,
+                            resolved_by=(data["assignee_name"] or "")[:50] or None,
+                            due_at=resolved_at + self.clock.span(max(data["follow_up_hours"], 0) * 60))
+            if _older(version, contact.outcome_version):  # closed, reopened or cancelled since: never asked
+                survey.due_at, survey.closed_at = None, now
+            s.add(survey)
+
+    @timer(interval=TICK_SECONDS)
+    def chase_follow_ups(self):
+        """Take each survey whose next step is due one step on: ask, remind, give up."""
+        now = self.clock.now()
+        remind_after = self.clock.span(float(self.config.get("REMIND_AFTER_HOURS", 24)) * 60)
+        give_up_after = self.clock.span(float(self.config.get("GIVE_UP_AFTER_HOURS", 24)) * 60)
+        with self.db.transaction() as s:
+            due = claim_due(s, select(Survey).where(
+                Survey.due_at <= now, Survey.answered_at.is_(None), Survey.closed_at.is_(None),
+                Survey.given_up_at.is_(None)).order_by(Survey.due_at, Survey.id))
+            for survey in due:
+                self._follow_up_step(s, survey, now, remind_after, give_up_after)
+            return len(due)
+
+    def _follow_up_step(self, s, survey: Survey, now: datetime, remind_after: timedelta,
+                        give_up_after: timedelta) -> None:
+        contact = s.get(Contact, survey.ticket_id)
+        key = f"survey-{survey.ticket_id}-{survey.round}"
+        if survey.asked_at is None:
+            survey.asked_at, survey.due_at = now, now + remind_after
+            if contact is not None:
+                self._queue(s, f"{key}.survey", contact, "survey", resolved_by=survey.resolved_by,
+                            survey_code=survey.code)
+        elif survey.reminded_at is None:
+            survey.reminded_at, survey.due_at = now, now + give_up_after
+            if contact is not None:
+                self._queue(s, f"{key}.reminder", contact, "survey_reminder", survey_code=survey.code)
+        else:
+            survey.given_up_at, survey.due_at = now, None
+            self.outbox.add(s, [Event("survey_unanswered", survey.ticket_id, {
+                "round": survey.round, "asked_at": _iso(survey.asked_at), "reminded_at": _iso(survey.reminded_at)},
+                correlation_id=survey.ticket_id, occurred_at=now)])
 
     @on_event("dispatch", "ticket_closed", "ticket_reopened")
     def tell_outcome(self, envelope):
+        data = read_data(envelope, TicketOutcomeIn)
         template = {"ticket_closed": "closed", "ticket_reopened": "reopened"}[envelope["event"]]
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
             contact = self._contact(s, envelope["ticket_id"])
             contact.closed_at = envelope["occurred_at"] if template == "closed" else None
-            self._queue(s, envelope, contact, template)
+            self._moved_on(s, contact, data["ticket_version"])
+            self._queue(s, f"{envelope['event_id']}.{template}", contact, template, how=data["how"])
+
+    @on_event("dispatch", "ticket_cancelled")
+    def tell_cancelled(self, envelope):
+        """Withdrawn by the resident (confirmed) or cancelled by a dispatcher (with the reason)."""
+        data = read_data(envelope, TicketCancelledIn)
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            contact = self._contact(s, envelope["ticket_id"])
+            contact.closed_at = envelope["occurred_at"]  # out of the loop: retention counts from here
+            self._moved_on(s, contact, data["ticket_version"])
+            self._queue(s, f"{envelope['event_id']}.cancelled", contact, "cancelled", by=data["by"],
+                        cancel_reason=None if data["by"] == "resident" else data["reason"])
+
+    @on_event("dispatch", "ticket_escalated")
+    def tell_escalated(self, envelope):
+        """The resident hears "已督办" once per level; the new responsible person is written to (email only)."""
+        data = read_data(envelope, TicketEscalatedIn)
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            contact = self._contact(s, envelope["ticket_id"])
+            once = f"escalated-{contact.ticket_id}-{data['level']}.escalated"
+            if s.scalar(select(Delivery.id).where(Delivery.message_id == once)) is None:
+                self._queue(s, once, contact, "escalated", level_name=data["level_name"])
+            self._tell_staff(s, envelope, contact, data)
 
     @timer(interval=3600, eager=True)
     def forget_old_contacts(self):
@@ -159,12 +246,17 @@ class NotifyService:
     def _record_answer(self, form: dict, now, attempt: ReplyAttempt) -> dict:
         satisfied = form["answer"] == "1"
         with self.db.transaction() as s:
-            survey = s.scalar(select(Survey).where(Survey.ticket_id == form["ticket_id"],
-                                                   Survey.answered_at.is_(None)))
-            if survey is None:
+            survey = s.scalar(select(Survey).where(Survey.ticket_id == form["ticket_id"], Survey.asked_at.is_not(None),
+                                                   Survey.answered_at.is_(None))
+                              .order_by(Survey.round.desc()).limit(1))
+            if survey is None or survey.closed_at is not None:
                 raise HttpError(409, f"ticket {form['ticket_id']} has no follow-up waiting for an answer")
+            if survey.given_up_at is not None:  # survey_unanswered is out: the 回访 call decides now
+                raise HttpError(409, f"ticket {form['ticket_id']}: the follow-up went unanswered; "
+                                     "a call from the village decides now")
             replies.check_reply(survey, self._contact(s, survey.ticket_id), form["survey_code"], form["sender"])
             survey.answered_at, survey.satisfied, survey.comment = now, satisfied, form["comment"]
+            survey.due_at = None  # no reminder, no giving up
             self.outbox.add(s, [Event("feedback_received", form["ticket_id"], {
                 "satisfied": satisfied, "comment": form["comment"], "round": survey.round},
                 correlation_id=form["ticket_id"])])
@@ -185,18 +277,78 @@ class NotifyService:
             raise LookupError(f"no contact for ticket {ticket_id} yet")
         return contact
 
-    def _queue(self, s, envelope, contact: Contact, template: str, **fields) -> None:
+    def _moved_on(self, s, contact: Contact, version: int | None) -> None:
+        """Closed, reopened or cancelled: no survey, reminder or giving up for resolutions before `version`."""
+        if version is not None:
+            contact.outcome_version = max(contact.outcome_version or 0, version)
+        self._stop_surveys(s, contact.ticket_id, version, self.clock.now())
+
+    def _stop_surveys(self, s, ticket_id: str, version: int | None, now: datetime) -> None:
+        """Close the ticket's pending surveys about resolutions older than `version` (all when None)."""
+        stale = update(Survey).where(Survey.ticket_id == ticket_id, Survey.answered_at.is_(None),
+                                     Survey.closed_at.is_(None))
+        if version is not None:
+            stale = stale.where(or_(Survey.ticket_version.is_(None), Survey.ticket_version < version))
+        s.execute(stale.values(closed_at=now, due_at=None).execution_options(synchronize_session="fetch"))
+
+    def _tell_staff(self, s, envelope, contact: Contact, data: dict) -> None:
+        """Write to whoever is responsible now: the new assignee (reassign) or the supervisor (supervise)."""
+        ticket = contact.ticket_id
+        if data["mode"] == "reassign":
+            who, name = data["assignee_id"], data["assignee_name"]
+        else:
+            who, name = data["supervisor_id"], data["supervisor_name"]
+        channel = self.courier.channel
+        if channel.kind != "email":
+            log.warning("ticket %s escalated to level %s: %s not told, staff are reached by email only "
+                        "(the channel is %s)", ticket, data["level"], who or "nobody named", channel.kind)
+            return
+        address = staff_address(str(self.config.get("STAFF_MAIL") or STAFF_MAIL), who)
+        if address is None:
+            log.warning("ticket %s escalated to level %s (%s): no staff address for %r", ticket, data["level"],
+                        data["mode"], who)
+            return
+        due = data["due_at"] and data["due_at"].astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+        subject, body = render("staff_escalated", DEFAULT_LOCALE, ticket_no=ticket, category=contact.category_zh,
+                               level_name=data["level_name"], what=data["what"], mode=data["mode"], staff_name=name,
+                               assignee_name=None if data["mode"] == "reassign" else data["assignee_name"],
+                               due_local=due)
+        self._deliver(s, f"{envelope['event_id']}.staff_escalated", ticket, "staff_escalated", channel.kind, address,
+                      subject, body)
+
+    def _queue(self, s, message_id: str, contact: Contact, template: str, **fields) -> None:
+        """A message to the ticket's resident, sent by the courier once this transaction commits."""
         channel = self.courier.channel
         address = channel.address_of({"phone": contact.phone, "email": contact.email})
         if address is None:
             return  # this resident cannot be reached on this channel; the hotline calls back
         subject, body = render(template, contact.locale, ticket_no=contact.ticket_id,
                                resident_name=contact.name, **fields)
-        now = utcnow()
-        s.add(Delivery(message_id=f"{envelope['event_id']}.{template}", ticket_id=contact.ticket_id,
-                       template=template, channel=channel.kind, address=address, subject=subject,
-                       body=body, state="pending", attempts=0, next_attempt_at=now, created_at=now))
+        self._deliver(s, message_id, contact.ticket_id, template, channel.kind, address, subject, body)
+
+    def _deliver(self, s, message_id: str, ticket_id: str, template: str, channel: str, address: str,
+                 subject: str, body: str) -> None:
+        now = self.clock.now()
+        s.add(Delivery(message_id=message_id, ticket_id=ticket_id, template=template, channel=channel,
+                       address=address, subject=subject, body=body, state="pending", attempts=0,
+                       next_attempt_at=now, created_at=now))
         sa_event.listen(s, "after_commit", lambda _s: self.courier.wake(), once=True)
+
+
+def staff_address(pattern: str, subject: str | None) -> str | None:
+    """The mail address of staff member `subject` (config STAFF_MAIL, e.g. `<subject>@staff.example.cn`)."""
+    if not subject or not _STAFF_ID.match(subject):
+        return None
+    return pattern.replace("<subject>", subject).replace("{subject}", subject)
+
+
+def _older(version: int | None, than: int | None) -> bool:
+    return version is not None and than is not None and version < than
+
+
+def _iso(at: datetime) -> str:
+    """SQLite gives back naive datetimes: every time stored here is UTC."""
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
 
 
 def _category_name(contact: Contact) -> str:

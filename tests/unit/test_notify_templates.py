@@ -1,16 +1,23 @@
 """The resident-facing templates render in every locale and fail loudly."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from services.notify.templates import DEFAULT_LOCALE, TEMPLATES, render, resolve_locale
+from services.notify.templates import DEFAULT_LOCALE, STAFF_TEMPLATES, TEMPLATES, render, resolve_locale
 
 TICKET = "SDJ-20240501-0007"
 FIELDS = {"ticket_no": TICKET, "category": "路灯不亮", "survey_code": "K7Q2MXPA23"}
+NAMES = ("ack", "merged", "survey", "survey_reminder", "closed", "reopened", "cancelled", "escalated",
+         "staff_escalated")
+# how residents' mail systems (and songdaojia/loop.py) recognise a survey they can answer
+ANSWERABLE = re.compile(r"请您评价|how did we do")
+CODE = re.compile(r"\[(?:评价码|code) ([0-9A-Z]+)\]")
 
 
 @pytest.mark.parametrize("locale", ["zh-CN", "en"])
-@pytest.mark.parametrize("name", ["ack", "merged", "survey", "closed", "reopened"])
+@pytest.mark.parametrize("name", NAMES)
 def test_each_template_renders_with_the_ticket_number(name: str, locale: str) -> None:
     subject, body = render(name, locale, **FIELDS)
 
@@ -21,8 +28,53 @@ def test_each_template_renders_with_the_ticket_number(name: str, locale: str) ->
 
 def test_every_template_has_both_locales() -> None:
     assert {name: sorted(versions) for name, versions in TEMPLATES.items()} == {
-        name: ["en", "zh-CN"] for name in ("ack", "merged", "survey", "closed", "reopened")
+        name: ["en", "zh-CN"] for name in NAMES
     }
+    assert STAFF_TEMPLATES <= set(TEMPLATES)
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_the_reminder_is_answerable_as_the_survey_with_the_same_code(locale: str) -> None:
+    survey, _ = render("survey", locale, ticket_no=TICKET, survey_code="K7Q2MXPA23")
+    subject, body = render("survey_reminder", locale, ticket_no=TICKET, survey_code="K7Q2MXPA23")
+
+    assert ANSWERABLE.search(survey) and ANSWERABLE.search(subject)
+    assert CODE.search(subject).group(1) == CODE.search(survey).group(1) == "K7Q2MXPA23"
+    assert TICKET in subject and "K7Q2MXPA23" in body and subject != survey
+
+
+@pytest.mark.parametrize(("how", "zh", "en"), [
+    ("resident", "感谢您的评价", "Thank you for your answer"),
+    ("follow_up_call", "回访员已电话回访", "follow-up call"),
+    ("unreached", "未能联系上您", "could not"),
+    (None, "感谢您的反馈", "Thank you for your feedback"),
+])
+def test_the_closing_message_depends_on_how_the_ticket_was_closed(how: str | None, zh: str, en: str) -> None:
+    _, chinese = render("closed", "zh-CN", ticket_no=TICKET, how=how)
+    _, english = render("closed", "en", ticket_no=TICKET, how=how)
+
+    assert zh in chinese and en in english
+    assert ("12345" in chinese and "12345" in english) == (how == "unreached")  # how to reopen it
+
+
+def test_a_cancellation_confirms_the_resident_s_withdrawal_or_gives_the_dispatcher_s_reason() -> None:
+    _, withdrawn = render("cancelled", "zh-CN", ticket_no=TICKET, by="resident")
+    _, cancelled = render("cancelled", "zh-CN", ticket_no=TICKET, by="dispatcher", cancel_reason="重复诉求")
+    _, english = render("cancelled", "en", ticket_no=TICKET, by="dispatcher", cancel_reason="a duplicate")
+
+    assert "根据您的申请" in withdrawn and "原因" not in withdrawn
+    assert "原因：重复诉求" in cancelled and "根据您的申请" not in cancelled
+    assert "The reason: a duplicate." in english
+
+
+def test_staff_hear_why_what_to_do_and_by_when() -> None:
+    subject, body = render("staff_escalated", "zh-CN", ticket_no=TICKET, level_name="town", what="resolve",
+                           mode="supervise", staff_name="王镇长", assignee_name="李桂兰", due_local="2026-11-27 10:00")
+    english, _ = render("staff_escalated", "en", ticket_no=TICKET, level_name="county")
+
+    assert TICKET in subject and "镇（街道）" in subject and "county centre" in english
+    assert body.startswith("王镇长，您好！")
+    assert "超时未办结" in body and "督促" in body and "李桂兰" in body and "2026-11-27 10:00" in body
 
 
 def test_ack_subject_is_the_chinese_default() -> None:
