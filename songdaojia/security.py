@@ -4,7 +4,7 @@ what exists is kept (run it again after adding a gateway or a client, and only t
     jwks.json                 public keys the services verify staff tokens with      (SDJ_JWKS)
     token-signing.jwk         the private key `songdaojia token` signs with           (SDJ_TOKEN_KEY)
     revoked.json              revoked token ids and subjects                          (SDJ_REVOKED)
-    gateways.yaml             each gateway's secret for signing residents' answers   (NOTIFY_GATEWAYS)
+    gateways.yaml             each gateway's secret for signing residents' calls     (NOTIFY_GATEWAYS, INTAKE_GATEWAYS)
     open311-clients.yaml      intake's Open311 clients, keys hashed                   (INTAKE_OPEN311_CLIENTS)
     open311-keys/<name>.key   each client's key, to hand to the client
     broker/<user>.uri         each broker user's AMQP URI (see broker.py)
@@ -65,7 +65,8 @@ class Secrets:
     def service_env(self) -> dict[str, str]:
         """What every service needs to find its keys and secrets here."""
         return {"SDJ_JWKS": str(self.jwks), "SDJ_REVOKED": str(self.revoked),
-                "NOTIFY_GATEWAYS": str(self.gateways), "INTAKE_OPEN311_CLIENTS": str(self.open311_clients)}
+                "NOTIFY_GATEWAYS": str(self.gateways), "INTAKE_GATEWAYS": str(self.gateways),
+                "INTAKE_OPEN311_CLIENTS": str(self.open311_clients)}
 
 
 def ensure(directory: Path, gateways=GATEWAYS, open311_clients=OPEN311_CLIENTS) -> Secrets:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Callable
 
 from .catalogue import Category
-from .intake import InvalidRequest
+from .errors import InvalidRequest
 
 
 def checked(values: dict[str, list[str]], category: Category, label: Callable[[str], str]) -> dict:

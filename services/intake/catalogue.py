@@ -26,6 +26,11 @@ class Category:
     keywords: tuple[str, ...] = ()
     description_zh: str = ""
     description_en: str = ""
+    resolve_minutes: int | None = None  # the resolve deadline; when the catalogue gives none: resolve_hours
+
+    def __post_init__(self):
+        if self.resolve_minutes is None:
+            object.__setattr__(self, "resolve_minutes", self.resolve_hours * 60)
 
 
 class Catalogue:
@@ -49,6 +54,7 @@ class Catalogue:
                 department=c["department"], group=c["group"], priority=int(c["priority"]),
                 accept_minutes=int(deadlines["accept_minutes"]),
                 resolve_hours=int(deadlines["resolve_hours"]),
+                resolve_minutes=int(deadlines["resolve_minutes"]) if "resolve_minutes" in deadlines else None,
                 follow_up_hours=int(deadlines["follow_up_hours"]),
                 volunteer_skill=c.get("volunteer_skill"), proxy=bool(c.get("proxy", False)),
                 attributes=tuple(c.get("attributes") or ()), keywords=tuple(c.get("keywords") or ()),

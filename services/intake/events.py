@@ -14,7 +14,8 @@ class CategoryInfo(Strict):
     group = fields.String(required=True)
     priority = fields.Integer(required=True, validate=validate.Range(1, 3))
     accept_minutes = fields.Integer(required=True)
-    resolve_hours = fields.Integer(required=True)
+    resolve_hours = fields.Integer(required=True)      # whole hours, rounded up: for consumers reading hours only
+    resolve_minutes = fields.Integer(required=True)    # the resolve deadline (goods: 30 minutes)
     follow_up_hours = fields.Integer(required=True)
     volunteer_skill = fields.String(required=True, allow_none=True)
     proxy = fields.Boolean(required=True)
@@ -55,6 +56,14 @@ class TicketMerged(Strict):
     resident = fields.Nested(ResidentInfo, required=True)
 
 
+class TicketCancelled(Strict):
+    """The resident withdrew the request (撤单), proved by a gateway-signed call; dispatch cancels the case
+    and says so with its own ticket_cancelled."""
+    ticket_no = fields.String(required=True)
+    by = fields.String(required=True, validate=validate.OneOf(["resident"]))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))  # theirs, or NO_REASON
+
+
 class SubmissionReceipt(Strict):
     """Sent to a publisher's reply_to queue, not on intake.events: its ticket number, or why there is none.
 
@@ -75,11 +84,12 @@ class SubmissionReceipt(Strict):
 
 
 SCHEMAS = {"ticket_received": TicketReceived(), "ticket_merged": TicketMerged(),
-           "submission_receipt": SubmissionReceipt()}
+           "ticket_cancelled": TicketCancelled(), "submission_receipt": SubmissionReceipt()}
 
 _MERGED_CATEGORY = {
     "code": "652", "name_zh": "水管漏水报修", "name_en": "Water pipe leak report", "department": "watersupply",
-    "group": "utilities", "priority": 1, "accept_minutes": 15, "resolve_hours": 8, "follow_up_hours": 24,
+    "group": "utilities", "priority": 1, "accept_minutes": 15, "resolve_hours": 8, "resolve_minutes": 480,
+    "follow_up_hours": 24,
     "volunteer_skill": None, "proxy": False,
 }
 
@@ -108,6 +118,15 @@ RECEIPT_EXAMPLES = {
 
 EXAMPLES = {
     "submission_receipt": RECEIPT_EXAMPLES["received"],
+    "ticket_cancelled": {
+        "event_id": "4f5a6b7c-8d9e-4fa0-9b1c-2d3e4f5a6b7c",
+        "event": "ticket_cancelled",
+        "version": 1,
+        "occurred_at": "2026-11-27T01:12:00+00:00",
+        "ticket_id": "SDJ-261127-7KQ2M4XA",
+        "correlation_id": "SDJ-261127-7KQ2M4XA",
+        "data": {"ticket_no": "SDJ-261127-7KQ2M4XA", "by": "resident", "reason": "邻居已帮忙买好了，不用送了"},
+    },
     "ticket_merged": {
         "event_id": "9d1f8a7e-2b44-4c1e-8f0a-6a2b3c4d5e6f",
         "event": "ticket_merged",
@@ -135,7 +154,8 @@ EXAMPLES = {
             "category": {
                 "code": "801", "name_zh": "生活物资代购配送", "name_en": "Daily goods purchase and delivery",
                 "department": "commerce", "group": "daily_life", "priority": 1, "accept_minutes": 15,
-                "resolve_hours": 4, "follow_up_hours": 24, "volunteer_skill": "delivery", "proxy": True,
+                "resolve_hours": 1, "resolve_minutes": 30, "follow_up_hours": 24, "volunteer_skill": "delivery",
+                "proxy": True,
             },
             "priority": 1,
             "village_code": "341323104214",

@@ -58,6 +58,8 @@ class Ticket(Base):
     expected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a repeat of that ticket
+    # the resident asked to withdraw it (a gateway-signed call): told to dispatch once, which cancels it
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class CatalogueVersion(Base):
@@ -84,6 +86,26 @@ class ContactRead(Base):
     @classmethod
     def in_area(cls, area: str):
         return cls.area_code == area if "-" in area else cls.area_code.startswith(area, autoescape=True)
+
+
+class GatewayCall(Base):
+    """A signed gateway call already taken: the same signature again is a replay."""
+    __tablename__ = "gateway_calls"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class CancelAttempt(Base):
+    """Every withdrawal a gateway forwarded, taken or refused, and why (never who sent it)."""
+    __tablename__ = "cancel_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    gateway: Mapped[str] = mapped_column(String(40), default="")
+    ticket_id: Mapped[str] = mapped_column(String(40), default="", index=True)
+    outcome: Mapped[str] = mapped_column(String(12))  # requested, again, forged, refused, unexpected, unknown, invalid
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    remote: Mapped[str] = mapped_column(String(64), default="")
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)

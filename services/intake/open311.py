@@ -22,7 +22,8 @@ from werkzeug.exceptions import HTTPException
 from services.common.http import MAX_BODY
 
 from .catalogue import Catalogue, Category
-from .intake import InvalidRequest
+from .errors import InvalidRequest
+from .status import ENDED
 
 log = logging.getLogger(__name__)
 SPEC = "http://wiki.open311.org/GeoReport_v2"
@@ -95,9 +96,12 @@ def service_definition(catalogue: Catalogue, code: str) -> dict:
 
 # --- service requests ------------------------------------------------------------------------
 
-STATUS_NOTES = {"received": "已受理", "routed": "已分派至网格", "accepted": "已签收，正在办理",
-                "in_progress": "工作人员已上门办理",
-                "resolved": "已办结，待回访", "closed": "已回访，办结", "reopened": "群众不满意，正在重办"}
+STATUS_NOTES = {"received": "已受理", "routed": "已分派至网格", "offered": "已派给网格员，待签收",
+                "accepted": "已签收，正在办理", "in_progress": "工作人员已上门办理",
+                "escalated": "已督办，上级正在跟进", "returned": "已退回，正在重新分派",
+                "filed": "已由代办员报送主管部门", "decided": "主管部门已作出决定",
+                "resolved": "已办结，待回访", "followed_up": "已回访", "closed": "已回访，办结",
+                "reopened": "群众不满意，正在重办", "cancelled": "已撤销（撤单），不再办理"}
 UNPLACED_NOTE = "已转县调度中心，正在确定所在村（社区）"  # posted with lat/long alone
 MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
@@ -114,7 +118,7 @@ def request_document(ticket, category: Category | None, locale: str, place: str 
     exact = sees_more
     return {
         "service_request_id": ticket.id,
-        "status": "closed" if ticket.status == "closed" else "open",
+        "status": "closed" if ticket.status in ENDED else "open",  # a cancelled request is closed too
         "status_notes": UNPLACED_NOTE if ticket.village_code is None and ticket.status in ("received", "routed")
         else STATUS_NOTES.get(ticket.status, ticket.status),
         "service_name": name, "service_code": ticket.category,

@@ -6,7 +6,7 @@ import re
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
 
 from .contact_rules import MAX_EMAIL, email_problem, normalise_phone, phone_problem
-from .intake import CHANNELS
+from .tickets import CHANNELS
 
 VILLAGE_CODE = re.compile(r"^3413\d{8}$")
 
@@ -71,6 +71,17 @@ class TicketStatusChange(Schema):
     resolve_due_at = fields.AwareDateTime(load_default=None)  # on ticket_accepted: Open311's expected time
 
 
+class Withdrawal(Schema):
+    """A resident withdrawing their request (撤单), as a gateway (SMS, WeChat, mail) forwards it. The body
+    names the ticket as the path does: the signature covers the body only, so a signed call is for one ticket."""
+    ticket_no = fields.String(required=True, validate=validate.Length(min=1, max=40),
+                              metadata={"description": "the ticket withdrawn: the one the path names"})
+    sender = fields.String(required=True, validate=validate.Length(min=1, max=254),
+                           metadata={"description": "who asked, as the gateway saw it: phone or email"})
+    reason = fields.String(load_default="", validate=validate.Length(max=500),
+                           metadata={"description": "why, in the resident's words (optional)"})
+
+
 class ContactQuery(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
@@ -99,6 +110,11 @@ class StaffTicketView(Schema):
     assignee_name = fields.String(required=True, allow_none=True)
     resident_phone = fields.String(required=True, allow_none=True)
     resident_name = fields.String(required=True, allow_none=True)
+
+
+class WithdrawalView(Schema):
+    ticket_no = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "cancellation requested"})
 
 
 class ContactView(Schema):

@@ -2,41 +2,43 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
+from services.common.clock import Time
 from services.common.database import Database
-from services.common.envelope import MalformedEvent, read_data, utcnow
-from services.common.http import HttpError, api, http, json_response, read_query
+from services.common.envelope import MalformedEvent, read_data
+from services.common.gateways import ForgedCall, Gateways, verify_gateway
+from services.common.http import HttpError, api, http, json_response, read_json, read_query
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.outbox import Outbox
-from services.common.staff import Forbidden
+from services.common.staff import Forbidden, Unauthenticated
 from services.common.tokens import StaffTokens
 
-from . import access, attributes, events, open311, retention
+from . import access, events, open311, retention, tickets
 from .clients import Open311Clients
 from .contact_rules import mask_name, mask_phone
 from .dependencies import CatalogueProvider, Places
-from .duplicates import duplicate_of, window_start
-from .intake import (InvalidRequest, category_for, channel_of, check_submitted_at, new_ticket, receipt,
-                     ticket_merged, ticket_received)
-from .models import ContactRead, InboxRow, OutboxRow, Ticket
+from .duplicates import window_start
+from .models import CancelAttempt, ContactRead, GatewayCall, InboxRow, OutboxRow, Ticket
 from .open311 import open311_api
 from .open311_forms import MAX_FIELD, parse_request_form, read_form
 from .residents import find_or_add
 from .schemas import (ContactQuery, ContactReadsQuery, ContactReadView, ContactView, StaffTicketView, Submission,
-                      TicketStatusChange)
+                      TicketStatusChange, Withdrawal, WithdrawalView)
+from .status import ENDED, LIFECYCLE_EVENTS, apply_status
 from .submissions import on_submission
+from .tickets import InvalidRequest
 
-# what a resident asking "where is my request?" needs; offers follow routing at once
-LIFECYCLE_EVENTS = ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
-                    "ticket_reopened")
+log = logging.getLogger(__name__)
 
 
 class IntakeService:
@@ -49,6 +51,8 @@ class IntakeService:
     places = Places()
     clients = Open311Clients()
     staff = StaffTokens()
+    gateways = Gateways()
+    clock = Time()
     config = Config()
     http_error = staticmethod(open311.error_for_path)  # what the server says by itself under /open311
 
@@ -57,12 +61,8 @@ class IntakeService:
         """A request from an outside system; the same message id from the same publisher makes one ticket."""
         form = Submission().load(body)
         try:
-            channel = channel_of(origin.routing_key, form["channel"])
-            check_submitted_at(form["submitted_at"], utcnow())
-            category = category_for(form["category"], self.catalogue)
-            form["attributes"] = attributes.of_submission(form["attributes"], category)
-            if self.places.village(form["village_code"]) is None:
-                raise InvalidRequest("village_code", f"{form['village_code']!r} is not a village of Suzhou (NBS 2023)")
+            channel, category = tickets.check_submission(form, origin.routing_key, self.catalogue, self.places,
+                                                         self.clock.now())
         except InvalidRequest as exc:  # never acceptable as it is: to the dead-letter queue with the reason
             raise MalformedEvent(str(exc)) from None
         with self.db.transaction() as s:
@@ -71,53 +71,105 @@ class IntakeService:
                 ticket = self._open_ticket(s, form, category, publisher=origin.sender, message_id=message_id,
                                            channel=channel)
             if reply_to:  # the receipt again too: the publisher may have missed the first
-                self.outbox.add(s, [receipt(ticket, message_id)], exchange="", routing_key=reply_to)
+                self.outbox.add(s, [tickets.receipt(ticket, message_id)], exchange="", routing_key=reply_to)
 
     @on_event("dispatch", *LIFECYCLE_EVENTS)
     def track_status(self, envelope: dict):
+        """The status mirror (status.py): where a ticket stands, as dispatch's events say."""
         change = read_data(envelope, TicketStatusChange)
         with self.db.transaction() as s:
             ticket = s.get(Ticket, envelope["ticket_id"])
-            if ticket is None:
-                return
-            path = change["area_path"] or ()
-            if ticket.village_code is None and len(path) >= 4:  # the county's dispatch centre placed it
-                ticket.village_code = path[3]
-            if change["ticket_version"] <= ticket.status_version:
-                return  # older than what we know: arrival order is not event order
-            if envelope["event"] == "ticket_routed":
-                ticket.grid_code = path[4] if len(path) >= 5 else None
-            ticket.status, ticket.status_version = change["state"], change["ticket_version"]
-            ticket.assignee_id = change.get("assignee_id") or ticket.assignee_id
-            ticket.assignee_name = change.get("assignee_name") or ticket.assignee_name
-            ticket.expected_at = change.get("resolve_due_at") or ticket.expected_at
-            ticket.closed_at = envelope["occurred_at"] if change["state"] == "closed" else None
-            ticket.updated_at = envelope["occurred_at"]
+            if ticket is not None:
+                apply_status(ticket, envelope["event"], change, envelope["occurred_at"])
 
     @timer(interval=3600, eager=True)
     def forget_old_contacts(self):
-        """Retention, hourly: contact data of tickets closed more than RETENTION_DAYS ago is erased."""
-        cutoff = utcnow() - timedelta(days=float(self.config.get("RETENTION_DAYS", 180)))
+        """Retention, hourly: contact data of tickets closed (or cancelled) more than RETENTION_DAYS ago is
+        erased."""
+        now = self.clock.now()
+        cutoff = now - timedelta(days=float(self.config.get("RETENTION_DAYS", 180)))
         with self.db.transaction() as s:
-            return retention.forget(s, cutoff)
+            return retention.forget(s, cutoff, now)
 
     def _open_ticket(self, s, form: dict, category, **ids) -> Ticket:
         """Record the request; a repeat of an open ticket joins it (ticket_merged) instead of opening one."""
-        now = utcnow()
+        now = self.clock.now()
         resident = find_or_add(s, form["resident"], now)
         s.flush()
-        original = form["village_code"] and duplicate_of(resident.id, form["description"], s.scalars(
-            select(Ticket).where(Ticket.village_code == form["village_code"], Ticket.category == category.code,
-                                 Ticket.merged_into.is_(None), Ticket.status != "closed",
-                                 Ticket.received_at >= window_start(now))).all())
-        ticket = Ticket(**new_ticket(form, category, resident.id, original, now=now, **ids),
+        candidates = s.scalars(select(Ticket).where(
+            Ticket.village_code == form["village_code"], Ticket.category == category.code,
+            Ticket.merged_into.is_(None), Ticket.status.not_in(ENDED),
+            Ticket.received_at >= window_start(now))).all() if form["village_code"] else []
+        original = tickets.original_of(form, category, resident.id, candidates, now)
+        ticket = Ticket(**tickets.new_ticket(form, category, resident.id, original, now=now, **ids),
                         attributes=json.dumps(form.get("attributes") or {}, ensure_ascii=False))
         s.add(ticket)
         s.flush()
-        event = (ticket_merged(ticket, original, category, form["resident"]) if original
-                 else ticket_received(ticket, category, form["resident"]))
+        event = (tickets.ticket_merged(ticket, original, category, form["resident"]) if original
+                 else tickets.ticket_received(ticket, category, form["resident"]))
         self.outbox.add(s, [event])
         return ticket
+
+    # --- residents, through a gateway -----------------------------------------------------
+
+    @http("POST", "/tickets/<string:ticket_no>/cancel")
+    @api("A resident withdraws their request (撤单), forwarded and signed by a gateway; dispatch cancels it",
+         auth="gateway", body=Withdrawal, answers={202: WithdrawalView, 409: None})
+    def cancel(self, request, ticket_no: str):
+        """Taken only when a gateway we trust signed it (services/common/gateways.py), the call is new,
+        its body names the ticket the path names (the signature covers the body alone), and the sender is
+        the ticket's contact (its phone or email; a refusal names no-one). A repeat merged into another
+        ticket withdraws nothing (409, naming that ticket); nor does a ticket resolved, closed or cancelled
+        (409). Otherwise intake publishes `ticket_cancelled` (by: resident) and answers 202: dispatch
+        cancels the case, and the ticket's status follows when it has. Every attempt is recorded."""
+        now, raw = self.clock.now(), request.get_data(cache=True)
+        attempt = CancelAttempt(at=now, remote=(request.remote_addr or "")[:64], ticket_id=ticket_no[:40],
+                                gateway=(request.headers.get("X-Sdj-Gateway") or "")[:40])
+        try:
+            gateway, signature = verify_gateway(request.headers, raw, self.gateways, now)
+            self._first_call(gateway, signature, now)
+            form = read_json(request, Withdrawal())
+            answer = self._withdraw(ticket_no, form, now, attempt)
+        except ForgedCall as exc:
+            self._refused(attempt, "forged", exc)
+            raise Unauthenticated(str(exc)) from None
+        except tickets.NotTheResident as exc:
+            self._refused(attempt, "refused", exc)
+            raise Forbidden(str(exc)) from None
+        except tickets.CannotWithdraw as exc:
+            self._refused(attempt, "unexpected", exc)
+            raise HttpError(409, str(exc)) from None
+        except HttpError as exc:
+            self._refused(attempt, "unknown" if exc.status == 404 else "invalid", exc)
+            raise
+        return json_response(answer, 202)
+
+    def _first_call(self, gateway: str, signature: str, now) -> None:
+        """Remember an authentic call; the same signature a second time is a replay."""
+        try:
+            with self.db.transaction() as s:
+                s.add(GatewayCall(signature=signature, gateway=gateway, at=now))
+        except IntegrityError:
+            raise ForgedCall("X-Sdj-Signature: this call was made before (a replay)") from None
+
+    def _withdraw(self, ticket_no: str, form: dict, now, attempt: CancelAttempt) -> dict:
+        if form["ticket_no"] != ticket_no:  # what the gateway signed is the body: it must name this ticket
+            raise HttpError(400, "invalid fields", {"ticket_no": [
+                f"{form['ticket_no'][:40]!r}, but the path names {ticket_no[:40]!r}: a signed call is for one ticket"]})
+        with self.db.transaction() as s:
+            ticket = self._ticket(s, ticket_no)
+            withdrawn = tickets.withdraw(ticket, form["sender"], form["reason"], now)
+            self.outbox.add(s, withdrawn)
+            attempt.outcome = "requested" if withdrawn else "again"
+            s.add(attempt)
+            return {"ticket_no": ticket.id, "status": "cancellation requested"}
+
+    def _refused(self, attempt: CancelAttempt, outcome: str, exc: Exception) -> None:
+        attempt.outcome, attempt.reason = outcome, str(getattr(exc, "message", exc))[:300]
+        log.warning("withdrawal refused (%s) from %s via %r for %r: %s", outcome, attempt.remote, attempt.gateway,
+                    attempt.ticket_id, attempt.reason)
+        with self.db.transaction() as s:
+            s.add(attempt)
 
     # --- Open311 GeoReport v2 -------------------------------------------------------------
 
@@ -162,7 +214,7 @@ class IntakeService:
     def open311_requests(self, request, fmt):
         fmt = open311.check_format(fmt)
         locale = open311.check_locale(request.args.get("locale"))
-        f = open311.request_filters(request.args, utcnow())
+        f = open311.request_filters(request.args, self.clock.now())
         query = select(Ticket).where(Ticket.merged_into.is_(None))  # a repeat is shown as the ticket it joined
         if f["ids"]:
             query = query.where(Ticket.id.in_(f["ids"]))
@@ -170,13 +222,13 @@ class IntakeService:
             query = query.where(Ticket.submitted_at >= f["start"], Ticket.submitted_at <= f["end"])
             if f["codes"]:
                 query = query.where(Ticket.category.in_(f["codes"]))
-            if f["statuses"] == ["closed"]:
-                query = query.where(Ticket.status == "closed")
+            if f["statuses"] == ["closed"]:  # cancelled requests are closed in Open311's words
+                query = query.where(Ticket.status.in_(ENDED))
             elif f["statuses"] == ["open"]:
-                query = query.where(Ticket.status != "closed")
+                query = query.where(Ticket.status.not_in(ENDED))
         with self.db.transaction() as s:
-            tickets = s.scalars(query.order_by(Ticket.submitted_at.desc()).limit(open311.MAX_RESULTS)).all()
-            docs = [self._open311_document(t, locale, request.client) for t in tickets]
+            found = s.scalars(query.order_by(Ticket.submitted_at.desc()).limit(open311.MAX_RESULTS)).all()
+            docs = [self._open311_document(t, locale, request.client) for t in found]
         return open311.answer(fmt, "service_requests", docs)
 
     @http("GET", "/open311/v2/requests/<string:request_id>.<string:fmt>")
@@ -223,7 +275,7 @@ class IntakeService:
         reason = read_query(request, ContactQuery())["reason"].strip()
         if not reason:
             raise HttpError(400, "invalid query parameters", {"reason": ["say why (e.g. 回访, 上门)"]})
-        now, refused = utcnow(), None
+        now, refused = self.clock.now(), None
         with self.db.transaction() as s:
             ticket = self._ticket(s, ticket_no)
             try:
@@ -289,7 +341,8 @@ class IntakeService:
         return ticket
 
 
-OPENAPI = document(IntakeService, "送到家 intake: staff views",
+OPENAPI = document(IntakeService, "送到家 intake: staff views and residents' withdrawals",
                    "Tickets as staff see them, residents' contacts (every read recorded), and the record of "
-                   "those reads. Every call but this document needs `Authorization: Bearer <JWT>`. "
+                   "those reads: these need `Authorization: Bearer <JWT>`. Gateways forward a resident's "
+                   "withdrawal of their request, signed (see /tickets/{ticket_no}/cancel). "
                    "The public Open311 GeoReport v2 API is described by its own specification.")

@@ -21,7 +21,7 @@ from services.common.envelope import MalformedEvent, seal
 from services.common.messaging import Origin, ReliableConsumer
 
 from .events import SCHEMAS
-from .intake import rejection
+from .tickets import rejection
 
 EXCHANGE = "intake.submissions"
 QUEUE = "intake.submissions"

@@ -1,10 +1,11 @@
-"""Intake's rules: phone numbers, ticket numbers, priority, catalogue look-up, and bad submissions."""
+"""Intake's rules: phone numbers, ticket numbers, priority, catalogue look-up, bad submissions, repeats,
+the status mirror, and a resident withdrawing a request."""
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -12,13 +13,15 @@ from marshmallow import ValidationError
 
 from services.common.envelope import MalformedEvent, seal
 from services.common.messaging import Origin
-from services.intake import attributes, places
+from services.intake import attributes, open311, places
 from services.intake.catalogue import Catalogue, Category
 from services.intake.contact_rules import mask_name, mask_phone, normalise_phone, phone_problem
 from services.intake.events import SCHEMAS
-from services.intake.intake import (InvalidRequest, category_for, channel_of, check_submitted_at, new_ticket_number,
-                                    priority_of, ticket_received)
-from services.intake.schemas import Submission
+from services.intake.schemas import Submission, TicketStatusChange
+from services.intake.status import LIFECYCLE_EVENTS, apply_status
+from services.intake.tickets import (NO_REASON, CannotWithdraw, InvalidRequest, NotTheResident, category_for,
+                                     category_info, channel_of, check_submission, check_submitted_at, may_join,
+                                     new_ticket_number, original_of, priority_of, ticket_received, withdraw)
 from services.intake.submissions import MAX_BODY, decode_submission
 
 TICKET_NO = re.compile(r"^SDJ-(\d{6})-([23456789ABCDEFGHJKLMNPQRSTUVWXYZ]{8})$")
@@ -115,8 +118,21 @@ def test_priority_never_goes_above_one():
 def test_category_for_a_known_code_comes_from_the_catalogue(catalogue):
     category = category_for("801", catalogue)
     assert (category.name_zh, category.department, category.priority) == ("生活物资代购配送", "civil", 1)
-    assert (category.accept_minutes, category.resolve_hours, category.follow_up_hours) == (10, 2, 24)
+    assert (category.accept_minutes, category.resolve_hours, category.follow_up_hours) == (10, 1, 24)
     assert category.volunteer_skill == "delivery"
+
+
+def test_goods_are_delivered_within_30_minutes_and_other_deadlines_are_their_hours(catalogue):
+    assert catalogue.get("801").resolve_minutes == 30  # the seed's promise
+    assert catalogue.get("652").resolve_minutes == catalogue.get("652").resolve_hours * 60
+    assert ROUTINE.resolve_minutes == 72 * 60
+    assert replace(ROUTINE, resolve_minutes=45).resolve_minutes == 45
+
+
+def test_events_carry_the_resolve_deadline_in_minutes_and_hours_for_old_readers(catalogue):
+    info = category_info(catalogue.get("801"))
+    assert (info["resolve_minutes"], info["resolve_hours"]) == (30, 1)
+    assert category_info(ROUTINE)["resolve_minutes"] == 4320
 
 
 def test_category_for_an_unknown_code_is_refused_and_names_it(catalogue):
@@ -332,3 +348,207 @@ def test_a_landline_written_any_way_is_one_number(written):
 ])
 def test_a_point_goes_to_the_county_whose_centre_is_nearest(lat, long, county):
     assert places.load().nearest_county(lat, long).name == county
+
+
+# --- what makes a submission acceptable, as a whole --------------------------------------------
+
+
+class Villages:
+    def village(self, code):
+        return SimpleNamespace(code=code) if code == "341323104214" else None
+
+
+SUBMITTED = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
+
+
+def submission(**changes) -> dict:
+    return {**Submission().load(GOOD), "attributes": {"items": ["staples"]}, **changes}
+
+
+def test_an_acceptable_submission_gives_its_channel_category_and_checked_attributes(catalogue):
+    form = submission()
+    channel, category = check_submission(form, "submit.hotline", catalogue, Villages(), SUBMITTED)
+    assert (channel, category.code, form["attributes"]) == ("hotline", "801", {"items": ["staples"]})
+
+
+@pytest.mark.parametrize("changes, routing_key, says", [
+    ({}, "submit.wechat", "channel: 'hotline' in the body"),
+    ({"submitted_at": SUBMITTED + timedelta(hours=1)}, "submit.hotline", "submitted_at: "),
+    ({"category": "8010"}, "submit.hotline", "category: '8010' is not in the service catalogue"),
+    ({"attributes": {"items": "staples"}}, "submit.hotline", "attributes.items: must be a list"),
+    ({"village_code": "341323999999"}, "submit.hotline", "village_code: '341323999999' is not a village"),
+])
+def test_an_unacceptable_submission_names_what_is_wrong_and_raises_no_transport_error(
+        catalogue, changes, routing_key, says):
+    with pytest.raises(InvalidRequest) as caught:
+        check_submission(submission(**changes), routing_key, catalogue, Villages(), SUBMITTED)
+    assert str(caught.value).startswith(says)
+    assert not isinstance(caught.value, MalformedEvent)  # the service maps it to the dead-letter queue
+
+
+# --- repeats: which open ticket a request joins --------------------------------------------------
+
+
+def open_ticket(id="SDJ-261127-AAAAAAAA", **changes):
+    return SimpleNamespace(**{"id": id, "village_code": "341323104214", "category": "652", "merged_into": None,
+                              "status": "offered", "resident_id": "r1", "description": "三组水管爆了",
+                              "received_at": SUBMITTED - timedelta(hours=1), **changes})
+
+
+LEAK = Category(code="652", name_zh="水管", name_en="Leak", department="watersupply", group="utilities",
+                priority=1, accept_minutes=15, resolve_hours=8, follow_up_hours=24, volunteer_skill=None, proxy=False)
+REPEAT = {"village_code": "341323104214", "description": "三组水管爆了"}
+
+
+@pytest.mark.parametrize("changes, joins", [
+    ({}, True),
+    ({"status": "resolved"}, True),                                  # not ended yet: the resident may still say no
+    ({"status": "closed"}, False),
+    ({"status": "cancelled"}, False),                                # withdrawn: a new report is a new ticket
+    ({"merged_into": "SDJ-261127-BBBBBBBB"}, False),                 # a repeat itself: join the one it joined
+    ({"village_code": "341323104215"}, False),
+    ({"category": "653"}, False),
+    ({"received_at": SUBMITTED - timedelta(hours=73)}, False),       # outside the window
+    ({"received_at": (SUBMITTED - timedelta(hours=1)).replace(tzinfo=None)}, True),  # as SQLite gives it back
+])
+def test_a_request_joins_only_an_open_ticket_of_its_category_and_village_within_the_window(changes, joins):
+    ticket = open_ticket(**changes)
+    assert may_join(ticket, "652", "341323104214", SUBMITTED) is joins
+    assert (original_of(REPEAT, LEAK, "r2", [ticket], SUBMITTED) is ticket) is joins
+
+
+def test_a_point_alone_is_never_a_repeat():
+    assert original_of({**REPEAT, "village_code": None}, LEAK, "r1", [open_ticket()], SUBMITTED) is None
+
+
+# --- the status mirror ------------------------------------------------------------------------
+
+
+def mirrored(**changes):
+    return SimpleNamespace(**{"status": "received", "status_version": 0, "village_code": "341323104214",
+                              "grid_code": None, "assignee_id": None, "assignee_name": None, "expected_at": None,
+                              "closed_at": None, "updated_at": None, **changes})
+
+
+def change(state, version, **data):
+    return TicketStatusChange().load({"state": state, "ticket_version": version, **data})
+
+
+AT = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
+PATH = ["3413", "341323", "341323104", "341323104214", "341323104214-G10"]
+
+
+@pytest.mark.parametrize("before, event, data, after", [
+    # event name, (state, version, more data) -> (status, version, closed_at) afterwards
+    ({}, "ticket_routed", ("routed", 1, {"area_path": PATH}), ("routed", 1, None)),
+    ({"status": "accepted", "status_version": 3}, "ticket_routed", ("routed", 1, {}), ("accepted", 3, None)),
+    ({"status": "accepted", "status_version": 3}, "ticket_accepted", ("accepted", 3, {}), ("accepted", 3, None)),
+    ({"status": "offered", "status_version": 2}, "ticket_escalated",
+     ("escalated", 3, {"what": "accept", "level": 2}), ("escalated", 3, None)),
+    ({"status": "accepted", "status_version": 3}, "ticket_returned", ("returned", 4, {"reason": "不归我管"}),
+     ("returned", 4, None)),
+    ({"status": "accepted", "status_version": 3}, "ticket_filed", ("filed", 4, {"department": "civil"}),
+     ("filed", 4, None)),
+    ({"status": "filed", "status_version": 4}, "ticket_decided", ("decided", 5, {"approved": True}),
+     ("decided", 5, None)),
+    ({"status": "offered", "status_version": 2}, "ticket_cancelled", ("cancelled", 3, {"by": "resident"}),
+     ("cancelled", 3, AT)),
+    ({"status": "followed_up", "status_version": 5}, "ticket_closed", ("closed", 6, {}), ("closed", 6, AT)),
+    # final: nothing later moves a ticket out of closed or cancelled, whatever its version
+    ({"status": "cancelled", "status_version": 3, "closed_at": AT}, "ticket_routed", ("routed", 4, {}),
+     ("cancelled", 3, AT)),
+    ({"status": "cancelled", "status_version": 3, "closed_at": AT}, "ticket_escalated", ("escalated", 9, {}),
+     ("cancelled", 3, AT)),
+    ({"status": "closed", "status_version": 6, "closed_at": AT}, "ticket_reopened", ("reopened", 7, {}),
+     ("closed", 6, AT)),
+    ({"status": "resolved", "status_version": 5}, "ticket_reopened", ("reopened", 7, {}), ("reopened", 7, None)),
+])
+def test_the_status_mirror_follows_dispatch_newer_versions_only_and_ended_stays_ended(before, event, data, after):
+    ticket = mirrored(**before)
+    state, version, more = data
+    apply_status(ticket, event, change(state, version, **more), AT)
+    assert (ticket.status, ticket.status_version, ticket.closed_at) == after
+
+
+def test_the_mirror_follows_every_lifecycle_event_dispatch_now_publishes():
+    assert {"ticket_escalated", "ticket_returned", "ticket_cancelled", "ticket_filed",
+            "ticket_decided", "ticket_closed"} <= set(LIFECYCLE_EVENTS)
+
+
+def test_a_placed_village_is_picked_up_even_from_an_older_event():
+    ticket = mirrored(village_code=None, status="accepted", status_version=3)
+    assert apply_status(ticket, "ticket_routed", change("routed", 1, area_path=PATH), AT) is False
+    assert (ticket.village_code, ticket.status, ticket.grid_code) == ("341323104214", "accepted", None)
+
+
+def test_routing_names_the_grid_and_the_assignee_and_acceptance_the_expected_time():
+    ticket = mirrored()
+    assert apply_status(ticket, "ticket_routed", change("routed", 1, area_path=PATH, assignee_id="W-1",
+                                                        assignee_name="张伟"), AT)
+    due = "2026-11-27T05:00:00+00:00"
+    apply_status(ticket, "ticket_accepted", change("accepted", 3, resolve_due_at=due), AT + timedelta(minutes=5))
+    assert (ticket.grid_code, ticket.assignee_name, ticket.expected_at.isoformat()) == (PATH[4], "张伟", due)
+    assert ticket.updated_at == AT + timedelta(minutes=5)
+
+
+def test_a_cancelled_request_is_closed_in_open311_s_words_and_says_it_was_withdrawn():
+    ticket = mirrored(id="SDJ-261127-7KQ2M4XA", status="cancelled", category="801", description="", submitted_at=AT,
+                      received_at=AT, address="", lat=None, long=None, media_url=None)
+    doc = open311.request_document(ticket, None, "zh-CN", "杨东村")
+    assert doc["status"] == "closed" and "撤" in doc["status_notes"]
+    assert open311.request_document(mirrored(**{**vars(ticket), "status": "escalated"}), None, "zh-CN",
+                                    "杨东村")["status"] == "open"
+
+
+# --- a resident withdraws a request -------------------------------------------------------------
+
+
+def withdrawable(**changes):
+    return SimpleNamespace(**{"id": "SDJ-261127-7KQ2M4XA", "contact_phone": "13812341234",
+                              "contact_email": "wang@example.cn", "merged_into": None, "status": "offered",
+                              "cancel_requested_at": None, **changes})
+
+
+@pytest.mark.parametrize("sender", ["13812341234", "+86 138 1234 1234", "WANG@example.cn"])
+def test_the_ticket_s_own_contact_withdraws_it_once(sender):
+    ticket = withdrawable()
+    [event] = withdraw(ticket, sender, "邻居已帮忙买好了", AT)
+    wire = json.loads(seal(event, SCHEMAS))
+    assert (wire["event"], wire["ticket_id"]) == ("ticket_cancelled", ticket.id)
+    assert wire["data"] == {"ticket_no": ticket.id, "by": "resident", "reason": "邻居已帮忙买好了"}
+    assert ticket.cancel_requested_at == AT
+    assert withdraw(ticket, sender, "再说一次", AT + timedelta(minutes=1)) == []  # dispatch was told already
+    assert ticket.cancel_requested_at == AT
+
+
+def test_a_withdrawal_without_a_reason_still_says_why():
+    [event] = withdraw(withdrawable(), "13812341234", "  ", AT)
+    assert json.loads(seal(event, SCHEMAS))["data"]["reason"] == NO_REASON
+
+
+@pytest.mark.parametrize("sender", ["13900000000", "someone@example.cn", "", "1381234123"])
+def test_anyone_else_withdraws_nothing_and_hears_no_name(sender):
+    ticket = withdrawable()
+    with pytest.raises(NotTheResident) as caught:
+        withdraw(ticket, sender, "", AT)
+    assert "13812341234" not in str(caught.value) and "wang" not in str(caught.value)
+    assert ticket.cancel_requested_at is None
+
+
+def test_a_repeat_withdraws_nothing_and_names_the_ticket_it_joined():
+    with pytest.raises(CannotWithdraw, match="joined ticket SDJ-261127-BBBBBBBB"):
+        withdraw(withdrawable(merged_into="SDJ-261127-BBBBBBBB", status="merged"), "13812341234", "", AT)
+
+
+@pytest.mark.parametrize("status", ["resolved", "followed_up", "closed", "cancelled"])
+def test_a_ticket_whose_work_is_done_or_that_ended_cannot_be_withdrawn(status):
+    ticket = withdrawable(status=status)
+    with pytest.raises(CannotWithdraw, match=f"is {status}"):
+        withdraw(ticket, "13812341234", "", AT)
+    assert ticket.cancel_requested_at is None
+
+
+@pytest.mark.parametrize("status", ["received", "routed", "offered", "accepted", "in_progress", "escalated",
+                                    "returned", "reopened"])
+def test_an_open_ticket_can_be_withdrawn(status):
+    assert len(withdraw(withdrawable(status=status), "13812341234", "", AT)) == 1

@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 
 from services.common.envelope import Envelope, Event, seal
 from services.intake import events
-from services.intake.intake import receipt, rejection
+from services.intake.tickets import receipt, rejection
 from services.intake.schemas import CHANNELS, Contact, Submission
 from services.intake.submissions import rejection_receipts
 from tests.integration.test_intake_amqp import request as integration_request
