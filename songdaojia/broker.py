@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from services.common.tokens import write_private
-from services.intake.intake import CHANNELS
+from services.intake.tickets import CHANNELS
 
 from .vhosts import rabbitmqctl
 
@@ -81,11 +81,15 @@ def publisher_rights() -> dict:
 
 
 def console_rights(area_path: tuple[str, ...]) -> dict:
-    """A console bound to an area's subtree of dispatch.work (e.g. area.3413.341323.#)."""
+    """A console bound to an area's subtree of dispatch.work (e.g. area.3413.341323.#), and to the desks of
+    departments in it: a city's console binds dept.#, a county's dept.*.<county> (town consoles none)."""
     prefix = r"area\." + r"\.".join(re.escape(code) for code in area_path)
+    area = area_path[-1]
+    departments = (r"dept(\..*)?" if len(area) == 4 else
+                   rf"dept\.(\*|[a-z]+)\.{re.escape(area)}" if len(area) == 6 else "$^")
     return {"configure": _any_of([SERVER_NAMED]), "write": _any_of([SERVER_NAMED]),
             "read": _any_of([SERVER_NAMED, r"dispatch\.work"]),
-            "topics": {"dispatch.work": {"write": "^$", "read": f"^{prefix}(\\..*)?$"}}}
+            "topics": {"dispatch.work": {"write": "^$", "read": f"^({prefix}(\\..*)?|{departments})$"}}}
 
 
 def monitor_rights() -> dict:

@@ -77,10 +77,82 @@ def cmd_ticket(args) -> int:
 
 
 def cmd_ledger(args) -> int:
+    """The ledger (台账) of an area from dispatch: a table for people, or CSV for a spreadsheet."""
     import requests
-    r = requests.get(_stack(args).http("dispatch") + "/ledger", headers=_staff_headers(args), timeout=5)
-    print(json.dumps(r.json(), ensure_ascii=False, indent=2))
-    return 0 if r.ok else 1
+    if args.area and os.environ.get("SDJ_TOKEN"):
+        raise SystemExit("--area mints a token for that area; SDJ_TOKEN is set, and its area is the one read")
+    if args.area:
+        token = _secrets(args).token("songdaojia-cli", STAFF_LOOKUP[0], args.area, ttl=timedelta(minutes=5))
+        headers = {"Authorization": f"Bearer {token}"}
+    else:
+        headers = _staff_headers(args)
+    query = {"level": args.level, "period": args.period, "format": "csv" if args.csv else None}
+    r = requests.get(_stack(args).http("dispatch") + "/ledger", headers=headers, timeout=30,
+                     params={k: v for k, v in query.items() if v})
+    if not r.ok:
+        print(f"dispatch answered {r.status_code}: {r.text}", file=sys.stderr)
+        return 1
+    if args.csv:
+        sys.stdout.write(r.text)
+    elif "rows" in r.json():
+        print(ledger_table(r.json()))
+    else:  # a dispatch older than the ledger of rates
+        print(json.dumps(r.json(), ensure_ascii=False, indent=2))
+    return 0
+
+
+LEDGER_COLUMNS = (  # header, what it shows: a count, or "count/base rate"
+    ("received", "received", None), ("ack ≤10s", "acknowledged_10s", "received"),
+    ("accepted on time", "accepted_on_time", "accepted"), ("resolved on time", "resolved_on_time", "resolved"),
+    ("overdue now", "overdue_now", None), ("escalated", "escalated", None), ("returned", "returned", None),
+    ("reassigned", "reassigned", None), ("reopened", "reopened", "resolved"), ("cancelled", "cancelled", None),
+    ("closed", "closed", None), ("satisfied", "satisfied", "answered"), ("proxy done", "proxy_handled", None),
+)
+
+
+def ledger_table(ledger: dict) -> str:
+    """The ledger as a plain-text table: one line per group, then the totals."""
+    def cell(row, count, base):
+        if base is None:
+            return str(row[count])
+        return f"{row[count]}/{row[base]} " + (f"{row[count] / row[base]:.1%}" if row[base] else "-")
+    header = [ledger["level"], "name", *(title for title, _, _ in LEDGER_COLUMNS)]
+    lines = [[row["key"], row["name"], *(cell(row, c, b) for _, c, b in LEDGER_COLUMNS)]
+             for row in [*ledger["rows"], ledger["totals"]]]
+    widths = [max(_width(text) for text in column) for column in zip(header, *lines)]
+
+    def line(cells):
+        return "  ".join(_pad(text, width, left=i < 2) for i, (text, width) in enumerate(zip(cells, widths)))
+    title = f"Ledger (台账) of {ledger['area']} by {ledger['level']}, " + \
+        (f"received in {ledger['period']} (China time)" if ledger["period"] else "all time")
+    rule = "-" * len(line(header))
+    return "\n".join([title, line(header), rule, *map(line, lines[:-1]), rule, line(lines[-1])])
+
+
+def _width(text: str) -> int:
+    """Columns on a terminal: Chinese characters take two."""
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int, left: bool) -> str:
+    space = " " * (width - _width(text))
+    return text + space if left else space + text
+
+
+def _ledger_level(text: str) -> str:
+    from services.dispatch.ledger import LEVELS
+    if text not in LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LEVELS)}")
+    return text
+
+
+def _ledger_period(text: str) -> str:
+    from services.dispatch.ledger import BadPeriod, parse_period
+    try:
+        return parse_period(text).name
+    except BadPeriod as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_token(args) -> int:
@@ -177,7 +249,17 @@ def main(argv=None) -> int:
     p.add_argument("ticket_no")
     p.set_defaults(func=cmd_ticket)
 
-    sub.add_parser("ledger", help="the ledger (台账) from dispatch").set_defaults(func=cmd_ledger)
+    p = sub.add_parser("ledger", help="the ledger (台账) from dispatch: counts and on-time rates by area, worker "
+                                      "or department")
+    p.add_argument("--area", help=f"whose ledger: a city, county, town, village or grid code (default "
+                                  f"{STAFF_LOOKUP[1]}; mints a {STAFF_LOOKUP[0]} token for it)")
+    p.add_argument("--level", type=_ledger_level, metavar="LEVEL",
+                   help="county, town, village, grid, worker or department (default: one below the area)")
+    p.add_argument("--period", type=_ledger_period,
+                   help="tickets received on a day (2026-11-27), in an ISO week (2026-W48) or a month (2026-11), "
+                        "China time (default: all time)")
+    p.add_argument("--csv", action="store_true", help="CSV, one line per group and a totals line")
+    p.set_defaults(func=cmd_ledger)
 
     p = sub.add_parser("replay", help="replay a 311 export (NYC or Los Angeles CSV) through the AMQP intake")
     p.add_argument("path", help="the CSV file (not part of this project)")

@@ -55,9 +55,11 @@ class Worker:
     def call(self, entrypoint: str, *args, **kwargs):
         return getattr(self.service(entrypoint), entrypoint)(*args, **kwargs)
 
-    def sent(self, event: str | None = None) -> list[tuple[str, dict]]:
-        """What the outbox holds, oldest first: (routing key, envelope)."""
+    def sent(self, event: str | None = None, exchange: str | None = "") -> list[tuple[str, dict]]:
+        """What the outbox holds for `exchange` (default: the service's events; None: every exchange),
+        oldest first: (routing key, envelope)."""
+        exchange = f"{self.service_cls.name}.events" if exchange == "" else exchange
         with self.db.transaction() as s:
             rows = s.scalars(select(self.outbox_rows).order_by(self.outbox_rows.id)).all()
-            out = [(r.routing_key, json.loads(r.body)) for r in rows]
+            out = [(r.routing_key, json.loads(r.body)) for r in rows if exchange is None or r.exchange == exchange]
         return [(k, e) for k, e in out if event is None or e["event"] == event]

@@ -78,9 +78,11 @@ UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="songdaojia", error="invali
 
 
 def api(summary: str, *, answers: dict[int, type[Schema] | dict | None], body: type[Schema] | None = None,
-        query: type[Schema] | None = None, auth: str | None = "bearer", many: bool = False):
+        query: type[Schema] | None = None, auth: str | None = "bearer", many: bool = False,
+        also_as: dict[str, dict] | None = None):
     """Describe an endpoint (summary, body, query, answers by status; `auth`: "bearer" for a staff
-    token, "gateway" for a signed gateway call, None for public) and map its errors:
+    token, "gateway" for a signed gateway call, None for public; `also_as`: other content types of its
+    200 answer, e.g. {"text/csv": {"type": "string"}}) and map its errors:
     HttpError to its status, Unauthenticated to 401, Forbidden to 403, unparseable input to 400."""
     def decorate(method):
         @functools.wraps(method)
@@ -101,7 +103,7 @@ def api(summary: str, *, answers: dict[int, type[Schema] | dict | None], body: t
                 log.exception("%s failed", method.__name__)
                 return error_answer(500, "internal error; it has been logged")
         wrapper.api = {"summary": summary, "answers": answers, "body": body, "query": query,
-                       "auth": auth, "many": many}
+                       "auth": auth, "many": many, "also_as": also_as or {}}
         return wrapper
     return decorate
 

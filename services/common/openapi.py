@@ -31,7 +31,7 @@ class Error(Schema):
 
 
 def _status_words(status: int) -> str:
-    return {200: "OK", 400: "bad input: the field and why", 401: "no token, or one that proves nothing",
+    return {200: "OK", 202: "accepted: it will be done", 400: "bad input: the field and why", 401: "no token, or one that proves nothing",
             403: "outside the caller's role or area", 404: "not found", 405: "method not allowed",
             409: "not in a state that allows it", 413: "body too large",
             415: "the body must be application/json", 429: "too many requests"}.get(status, str(status))
@@ -76,7 +76,7 @@ def _add_operation(spec: APISpec, name: str, entrypoint, described: dict, doc: s
         "description": inspect.cleandoc(doc or ""),
         "operationId": name,
         "parameters": parameters,
-        "responses": {str(status): _response(status, schema, described["many"])
+        "responses": {str(status): _response(status, schema, described["many"], described.get("also_as"))
                       for status, schema in sorted(answers.items())},
     }
     if described["body"] is not None:
@@ -87,12 +87,14 @@ def _add_operation(spec: APISpec, name: str, entrypoint, described: dict, doc: s
     spec.path(path=path, operations={entrypoint.method.lower(): operation})
 
 
-def _response(status: int, schema, many: bool) -> dict:
+def _response(status: int, schema, many: bool, also_as: dict | None = None) -> dict:
     if schema is None:
         schema = "Error"
     elif 200 <= status < 300 and many:
         schema = {"type": "array", "items": schema}
     answer = {"description": _status_words(status), "content": {"application/json": {"schema": schema}}}
+    if status == 200:
+        answer["content"].update({kind: {"schema": other} for kind, other in (also_as or {}).items()})
     if status == 401:
         answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     return answer

@@ -3,6 +3,7 @@ from __future__ import annotations
 from nameko.extensions import DependencyProvider
 
 from .areas import AreaMap
+from .supervision import Policy
 
 
 class Areas(DependencyProvider):
@@ -13,3 +14,14 @@ class Areas(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> AreaMap:
         return self.areas
+
+
+class Supervision(DependencyProvider):
+    """The supervision policy (supervision.Policy) from config SUPERVISION and SLA_SCALE, built once."""
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.policy = Policy.from_config(config, float(config.get("SLA_SCALE") or 1))
+
+    def get_dependency(self, worker_ctx):
+        return self.policy

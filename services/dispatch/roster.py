@@ -1,7 +1,13 @@
-"""Duty roster of a grid: who answers today (轮流值班, 定点定人定责).
+"""Who answers for a place today (轮流值班, 定点定人定责): the grid's worker on duty, the village's duty
+cadre (两委值班) and its proxy clerk (代办员), and the desks above them.
 
-Staff are demo data derived from the grid code alone, so every dispatch worker agrees on who
-serves a grid without a shared store; a real roster would replace `staff_of` and keep `on_duty`.
+Staff are demo data derived from the area code alone, so every dispatch worker agrees on who
+serves an area without a shared store; a real roster would replace `staff_of` and `cadres_of`
+and keep `on_duty` and `village_duty`.
+
+A desk is not a person: a town's dispatch desk (`town-<town>`), a county's dispatch centre
+(`centre-<county>`) and a department's desk in a county (`dept-<department>-<county>`) are worked
+by any dispatcher (or that department's staff) whose area holds them (access.py).
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ class Worker:
     id: str
     name: str
     role: str  # one of ROLES
-    grid_code: str
+    area_code: str  # the grid (grid staff) or village (cadres) they answer for
     phone: str  # masked (e.g. 138****0427): demo data must not look dialable
 
 
@@ -36,11 +42,8 @@ def staff_of(grid: Grid) -> list[Worker]:
 
 def on_duty(grid: Grid, at: datetime) -> Worker:
     """The worker on duty at `at`; the duty changes at local midnight in China, not at UTC midnight."""
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"on_duty needs a timezone-aware datetime (UTC), got naive {at.isoformat()}")
     staff = staff_of(grid)
-    local_day = at.astimezone(CHINA_STANDARD_TIME).date()
-    return staff[(local_day - ROTATION_START).days % len(staff)]
+    return staff[_local_day(at) % len(staff)]
 
 
 def _demo_worker(grid: Grid, slot: int, role: str) -> Worker:
@@ -53,3 +56,56 @@ def _demo_worker(grid: Grid, slot: int, role: str) -> Worker:
     prefix = _MOBILE_PREFIXES[digest[4] % len(_MOBILE_PREFIXES)]
     tail = int.from_bytes(digest[5:7], "big") % 10_000
     return Worker(worker_id, surname + given, role, grid.code, f"{prefix}****{tail:04d}")
+
+
+def cadres_of(village_code: str) -> list[Worker]:
+    """The village's two duty cadres of the 两委, in rotation order."""
+    return [_demo_cadre(f"V-{village_code}-{n}", village_code) for n in (1, 2)]
+
+
+def village_duty(village_code: str, at: datetime) -> Worker:
+    """The village's duty cadre at `at` (also its 回访员): they alternate at local midnight."""
+    cadres = cadres_of(village_code)
+    return cadres[_local_day(at) % len(cadres)]
+
+
+def proxy_clerk(village_code: str) -> Worker:
+    """The village service centre's proxy clerk (代办员): files residents' applications with departments."""
+    return _demo_cadre(f"P-{village_code}", village_code)
+
+
+@dataclass(frozen=True)
+class Desk:
+    kind: str  # town, centre, dept
+    area_code: str  # the town or county it serves
+    department: str | None = None
+
+
+def desk_id(kind: str, area_code: str, department: str | None = None) -> str:
+    return f"dept-{department}-{area_code}" if kind == "dept" else f"{kind}-{area_code}"
+
+
+def desk_of(assignee_id: str | None) -> Desk | None:
+    """The desk an assignee id names, or None for a person."""
+    kind, _, rest = (assignee_id or "").partition("-")
+    if kind in ("town", "centre") and rest.isdigit():
+        return Desk(kind, rest)
+    if kind == "dept" and "-" in rest:
+        department, _, county = rest.rpartition("-")
+        return Desk(kind, county, department)
+    return None
+
+
+def _local_day(at: datetime) -> int:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"the roster needs a timezone-aware datetime (UTC), got naive {at.isoformat()}")
+    return (at.astimezone(CHINA_STANDARD_TIME).date() - ROTATION_START).days
+
+
+def _demo_cadre(worker_id: str, village_code: str) -> Worker:
+    digest = hashlib.sha256(worker_id.encode("utf-8")).digest()
+    name = _SURNAMES[digest[0] % len(_SURNAMES)] + _GIVEN_NAME_CHARS[digest[1] % len(_GIVEN_NAME_CHARS)] \
+        + _GIVEN_NAME_CHARS[digest[2] % len(_GIVEN_NAME_CHARS)]
+    prefix = _MOBILE_PREFIXES[digest[4] % len(_MOBILE_PREFIXES)]
+    tail = int.from_bytes(digest[5:7], "big") % 10_000
+    return Worker(worker_id, name, "village_cadre", village_code, f"{prefix}****{tail:04d}")

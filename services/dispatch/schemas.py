@@ -1,11 +1,13 @@
 """What dispatch reads: tolerant event readers and the HTTP forms of the console API."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.common.envelope import Tolerant
 
+from .ledger import LedgerRow
 from .lifecycle import ALLOWED
+from .supervision import CALL_OUTCOMES
 
 
 class CategoryIn(Tolerant):
@@ -15,10 +17,18 @@ class CategoryIn(Tolerant):
     resolve_hours = fields.Integer(required=True)
     follow_up_hours = fields.Integer(required=True)
     volunteer_skill = fields.String(load_default=None, allow_none=True)
+    resolve_minutes = fields.Integer(load_default=None, allow_none=True)  # None: resolve_hours × 60
+    proxy = fields.Boolean(load_default=False)
+
+
+class ResidentIn(Tolerant):
+    vulnerable = fields.Boolean(load_default=False)
 
 
 class TicketReceivedIn(Tolerant):
     category = fields.Nested(CategoryIn, required=True)
+    channel = fields.String(load_default="")
+    resident = fields.Nested(ResidentIn, load_default=lambda: {"vulnerable": False})
     priority = fields.Integer(required=True)
     village_code = fields.String(required=True, allow_none=True)  # None: a map point, placed by the county
     county_code = fields.String(load_default=None, allow_none=True)
@@ -45,6 +55,21 @@ class MatchFailedIn(Tolerant):
     reason = fields.String(load_default="")
 
 
+class CancelledIn(Tolerant):
+    """intake's ticket_cancelled: the resident withdrew (proved by a gateway-signed call)."""
+    by = fields.String(load_default="resident")
+    reason = fields.String(load_default="")
+
+
+class SurveyUnansweredIn(Tolerant):
+    round = fields.Integer(required=True)
+
+
+class NotifiedIn(Tolerant):
+    template = fields.String(required=True)
+    delivered_at = fields.AwareDateTime(required=True)
+
+
 # --- the console API: who acts is the token's subject, never a field here ---
 
 class PlaceForm(Schema):
@@ -54,6 +79,73 @@ class PlaceForm(Schema):
 
 class ResolveForm(Schema):
     note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+def _reason():
+    return fields.String(required=True, validate=validate.Length(min=1, max=500,
+                                                                 error="say why, in at most 500 characters"))
+
+
+class ReturnForm(Schema):
+    reason = _reason()
+
+
+class CancelForm(Schema):
+    reason = _reason()
+
+
+class ReassignForm(Schema):
+    """To a named worker of a grid (assignee_id) or to a grid's worker on duty (grid_code)."""
+    grid_code = fields.String(load_default=None, validate=validate.Regexp(
+        r"^3413\d{8}-G\d{2,3}$", error="must be a grid code such as 341323104214-G01"))
+    assignee_id = fields.String(load_default=None, validate=validate.Regexp(
+        r"^W-3413\d{8}-G\d{2,3}-\d$", error="must be a grid worker's id such as W-341323104214-G01-1"))
+    reason = _reason()
+
+    @validates_schema
+    def one_target(self, data, **kwargs):
+        if (data.get("grid_code") is None) == (data.get("assignee_id") is None):
+            raise ValidationError("give either grid_code or assignee_id", "grid_code")
+
+
+class TransferForm(Schema):
+    department = fields.String(required=True, validate=validate.Regexp(
+        r"^[a-z]{2,20}$", error="must be a department code of the catalogue (e.g. power, hrss)"))
+    reason = _reason()
+
+
+class FileForm(Schema):
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class DecideForm(Schema):
+    approved = fields.Boolean(required=True)
+    decision = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class TaskDoneForm(Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(
+        sorted({o for outcomes in CALL_OUTCOMES.values() for o in outcomes})))
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class TasksQuery(Schema):
+    state = fields.String(load_default="open", validate=validate.OneOf(("open", "done", "all")))
+    area = fields.String(load_default=None)
+
+
+class TaskView(Schema):
+    task_id = fields.Integer(required=True)
+    ticket_id = fields.String(required=True)
+    kind = fields.String(required=True)
+    assignee_id = fields.String(required=True)
+    assignee_name = fields.String(required=True)
+    level = fields.Integer(required=True)
+    due_at = fields.String(required=True)
+    overdue = fields.Boolean(required=True)
+    done_at = fields.String(required=True, allow_none=True)
+    outcome = fields.String(required=True, allow_none=True)
+    note = fields.String(required=True)
 
 
 class QueueQuery(Schema):
@@ -77,6 +169,15 @@ class CaseView(Schema):
     reopen_count = fields.Integer(required=True)
     accept_due_at = fields.String(required=True, allow_none=True)
     resolve_due_at = fields.String(required=True, allow_none=True)
+    decision_due_at = fields.String(required=True, allow_none=True)
+    handling = fields.String(required=True)
+    level = fields.Integer(required=True)
+    supervisor_id = fields.String(required=True, allow_none=True)
+    supervisor_name = fields.String(required=True, allow_none=True)
+    channel = fields.String(required=True)
+    overdue_count = fields.Integer(required=True)
+    escalation_count = fields.Integer(required=True)
+    return_count = fields.Integer(required=True)
 
 
 class HistoryView(Schema):
@@ -93,6 +194,10 @@ class TicketView(CaseView):
 
 class LedgerView(Schema):
     area = fields.String(required=True)
+    level = fields.String(required=True)
+    period = fields.String(required=True, allow_none=True)
+    rows = fields.List(fields.Nested(LedgerRow), required=True)
+    totals = fields.Nested(LedgerRow, required=True)
     total = fields.Integer(required=True)
     by_state = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     by_county = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

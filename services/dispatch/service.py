@@ -1,31 +1,38 @@
-"""dispatch: owns each ticket's lifecycle — routing, offers, acceptance, resolution, follow-up."""
+"""dispatch: owns each ticket's lifecycle — routing, offers, acceptance, resolution, follow-up — and
+supervises it: deadlines that act, the escalation ladder, return and transfer, proxy items, call tasks."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
 from sqlalchemy import select
 
+from services.common.clock import Time
 from services.common.database import Database
-from services.common.envelope import MalformedEvent, read_data, utcnow
+from services.common.envelope import MalformedEvent, read_data
 from services.common.http import HttpError, api, http, json_response, read_json, read_query
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.outbox import Outbox
-from services.common.staff import DEPARTMENT_STAFF, STAFF
+from services.common.schedule import TICK_SECONDS, claim_due
+from services.common.staff import DEPARTMENT_STAFF, STAFF, WORKERS
 from services.common.tokens import StaffTokens
 
-from . import access, lifecycle, retention
-from .dependencies import Areas
+from . import access, calls, lifecycle, retention
+from .dependencies import Areas, Supervision
 from .events import SCHEMAS, WORK_EXCHANGE
-from .ledger import ledger_of
-from .models import Case, HistoryEntry, InboxRow, OutboxRow
-from .routing import UnknownCounty, UnknownVillage, route, route_to_county_centre
-from .schemas import (CaseView, FeedbackIn, LedgerView, MatchFailedIn, PlaceForm, QueueQuery, ResolveForm,
-                      TicketReceivedIn, TicketView, VolunteerAnsweredIn, VolunteerOfferedIn)
-
+from .ledger import LedgerQuery, ledger_csv, ledger_of
+from .models import Case, Deadline, HistoryEntry, InboxRow, OutboxRow, Task
+from .routing import (TOP, UnknownCounty, UnknownGrid, UnknownVillage, department_key, route, route_to_county_centre,
+                      to_department, to_proxy_clerk, to_worker, up_to)
+from .schemas import (CancelForm, CancelledIn, CaseView, DecideForm, FeedbackIn, FileForm, LedgerView,
+                      MatchFailedIn, NotifiedIn, PlaceForm, QueueQuery, ReassignForm, ResolveForm, ReturnForm,
+                      SurveyUnansweredIn, TaskDoneForm, TasksQuery, TaskView, TicketReceivedIn, TicketView,
+                      TransferForm, VolunteerAnsweredIn, VolunteerOfferedIn)
+from .supervision import as_utc, still_watching, timers_for
 
 class DispatchService:
     name = "dispatch"
@@ -36,34 +43,88 @@ class DispatchService:
     areas = Areas()
     staff = StaffTokens()
     config = Config()
+    clock = Time()
+    policy = Supervision()
+
+    # --- events ---------------------------------------------------------------------------
 
     @on_event("intake", "ticket_received")
     def open_case(self, envelope):
         data = read_data(envelope, TicketReceivedIn)
-        now = utcnow()
+        now = self.clock.now()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
             case = new_case(envelope["ticket_id"], data, now)
             s.add(case)
-            self._route(s, case, now)
+            assignment = self._route(s, case, now)
+            if case.channel == "hotline":  # 10 秒回拨: whoever got it rings the resident back
+                self._new_task(s, case, "callback", assignment, now)
 
     @on_event("notify", "feedback_received")
     def follow_up(self, envelope):
         data = read_data(envelope, FeedbackIn)
-        now = utcnow()
+        now = self.clock.now()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
             case = self._case(s, envelope["ticket_id"])
-            events = lifecycle.record_follow_up(case, data["satisfied"], data["comment"], now)
+            try:
+                events = lifecycle.record_follow_up(case, data["satisfied"], data["comment"], now)
+            except lifecycle.InvalidTransition as exc:  # e.g. the 回访 call came first: on the record, no change
+                return self._note(s, case, "feedback_received", "resident", f"not applied: {exc}", now)
             self._record(s, case, events, actor="resident", note=data["comment"])
             if case.state == "reopened":
-                self._route(s, case, now)
+                self._after_follow_up(s, case, now)
 
-    @on_event("volunteer", "volunteer_offered", "volunteer_accepted", "volunteer_declined", "match_failed")
+    @on_event("intake", "ticket_cancelled")
+    def withdraw(self, envelope):
+        """The resident withdrew the request (intake checked their proof)."""
+        data = read_data(envelope, CancelledIn)
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            case = self._case(s, envelope["ticket_id"])
+            try:
+                events = lifecycle.cancel(case, "resident", data["reason"], now)
+            except lifecycle.InvalidTransition as exc:  # too late to withdraw: the follow-up goes on
+                return self._note(s, case, "cancellation_refused", "resident", str(exc), now)
+            self._record(s, case, events, actor="resident", note=data["reason"])
+            self._end_tasks(s, case, now)
+
+    @on_event("notify", "survey_unanswered")
+    def call_back_unanswered(self, envelope):
+        """No answer to the follow-up, even after a reminder: the village's duty cadre calls (回访员)."""
+        read_data(envelope, SurveyUnansweredIn)
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            if not self.inbox.first_delivery(s, envelope):
+                return
+            case = self._case(s, envelope["ticket_id"])
+            if case.state != "resolved":
+                return self._note(s, case, "survey_unanswered", "notify", f"no call needed: {case.state}", now)
+            who = up_to(1, case.village_code, case.county_code, self.areas, now)
+            self._new_task(s, case, "follow_up", who, now)
+
+    @on_event("notify", "resident_notified")
+    def note_acknowledged(self, envelope):
+        """The ledger counts acknowledgements within 10 s: the first `ack` delivered is the time."""
+        data = read_data(envelope, NotifiedIn)
+        if data["template"] != "ack":
+            return
+        with self.db.transaction() as s:
+            case = self._case(s, envelope["ticket_id"])
+            if case.acknowledged_at is None:  # once: no inbox row needed, a repeat changes nothing
+                case.acknowledged_at = data["delivered_at"]
+                s.add(HistoryEntry(ticket_id=case.id, at=data["delivered_at"], event="resident_notified",
+                                   state=case.state, actor="notify", note="ack", data=json.dumps(
+                                       {"template": "ack", "delivered_at": data["delivered_at"].isoformat()})))
+
+    @on_event("volunteer", "volunteer_offered", "volunteer_accepted", "volunteer_declined", "offer_expired",
+              "match_failed")
     def note_volunteer(self, envelope):
-        now = utcnow()
+        now = self.clock.now()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
@@ -74,23 +135,42 @@ class DispatchService:
                 note = f"{offer['volunteer_name']} ({offer['volunteer_id']}, team {offer['team_id']})"
             elif envelope["event"] == "match_failed":
                 note = read_data(envelope, MatchFailedIn)["reason"]
-            else:  # the volunteer's answer, for the history
+            else:  # the volunteer's answer, or their silence, for the history
                 note = read_data(envelope, VolunteerAnsweredIn)["volunteer_id"]
-            s.add(HistoryEntry(ticket_id=case.id, at=now, event=envelope["event"], state=case.state,
-                               actor="volunteer", note=note))
+            self._note(s, case, envelope["event"], "volunteer", note, now)
+
+    # --- timers ---------------------------------------------------------------------------
+
+    @timer(interval=TICK_SECONDS)
+    def watch_deadlines(self):
+        """Fire what is due: each deadline in its own transaction, claimed so one instance fires it."""
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            due = s.scalars(select(Deadline.id).where(Deadline.fired_at.is_(None), Deadline.due_at <= now)
+                            .order_by(Deadline.due_at).limit(200)).all()
+        for deadline_id in due:
+            with self.db.transaction() as s:
+                claimed = claim_due(s, select(Deadline).where(Deadline.id == deadline_id,
+                                                              Deadline.fired_at.is_(None)))
+                if claimed:
+                    self._fire(s, claimed[0], now)
+        return len(due)
 
     @timer(interval=3600, eager=True)
     def forget_old_contacts(self):
         """Retention, hourly: addresses and residents' words of cases closed more than RETENTION_DAYS ago."""
-        cutoff = utcnow() - timedelta(days=float(self.config.get("RETENTION_DAYS", 180)))
+        cutoff = self.clock.now() - timedelta(days=float(self.config.get("RETENTION_DAYS", 180)))
         with self.db.transaction() as s:
             return retention.forget(s, cutoff)
+
+    # --- the console API --------------------------------------------------------------------
 
     @http("POST", "/tickets/<string:ticket_id>/accept")
     @api("Accept an offered ticket (签收): its assignee only", answers={200: CaseView, 409: None})
     def accept(self, request, ticket_id):
         who = self.staff.of(request)
-        return self._act(ticket_id, who, lambda c: access.may_work(who, c, "accept"), lifecycle.accept)
+        return self._act(ticket_id, who, lambda c: access.may_work(who, c, "accept"),
+                         lambda c, now: lifecycle.accept(c, now, self.policy))
 
     @http("POST", "/tickets/<string:ticket_id>/start")
     @api("On the way or at the door (办理中): its assignee only", answers={200: CaseView, 409: None})
@@ -106,6 +186,113 @@ class DispatchService:
         return self._act(ticket_id, who, lambda c: access.may_work(who, c, "resolve"),
                          lambda c, now: lifecycle.resolve(c, note, now), note=note)
 
+    @http("POST", "/tickets/<string:ticket_id>/return")
+    @api("Return a ticket with a reason (退单): its assignee only; a dispatcher above reassigns it",
+         body=ReturnForm, answers={200: CaseView, 409: None})
+    def return_ticket(self, request, ticket_id):
+        who = self.staff.of(request)
+        reason = read_json(request, ReturnForm())["reason"]
+        return self._act(ticket_id, who, lambda c: access.may_work(who, c, "return"), lambda c, now: (
+            lifecycle.return_ticket(c, reason, up_to(2, c.village_code, c.county_code, self.areas, now), now,
+                                    self.policy)), note=reason)
+
+    @http("POST", "/tickets/<string:ticket_id>/reassign")
+    @api("Reassign to a grid's worker on duty or to a named grid worker: a dispatcher of the area",
+         body=ReassignForm, answers={200: CaseView, 409: None})
+    def reassign(self, request, ticket_id):
+        who = self.staff.of(request)
+        form = read_json(request, ReassignForm())
+        def step(case, now):
+            target = to_worker(form["grid_code"], form["assignee_id"], self.areas, now)
+            who.require(access.DISPATCHERS, target.grid_code, "reassign to that grid")
+            case.village_code = target.area_path[3]
+            case.handling = "grid" if case.handling == "department" else case.handling
+            return lifecycle.reassign(case, target, form["reason"], now, self.policy)
+        return self._act(ticket_id, who, lambda c: access.may_dispatch(who, c, "reassign"), step,
+                         note=form["reason"])
+
+    @http("POST", "/tickets/<string:ticket_id>/transfer")
+    @api("Transfer to a department's desk in the county (转办): a dispatcher of the area",
+         body=TransferForm, answers={200: CaseView, 409: None})
+    def transfer(self, request, ticket_id):
+        who = self.staff.of(request)
+        form = read_json(request, TransferForm())
+        return self._act(ticket_id, who, lambda c: access.may_dispatch(who, c, "transfer"), lambda c, now: (
+            lifecycle.transfer(c, form["department"], to_department(form["department"], c.county_code, self.areas),
+                               form["reason"], now, self.policy)), note=form["reason"])
+
+    @http("POST", "/tickets/<string:ticket_id>/cancel")
+    @api("Cancel with a reason: a dispatcher of the area (a resident withdraws through intake)",
+         body=CancelForm, answers={200: CaseView, 409: None})
+    def cancel(self, request, ticket_id):
+        who = self.staff.of(request)
+        reason = read_json(request, CancelForm())["reason"]
+        return self._act(ticket_id, who, lambda c: access.may_dispatch(who, c, "cancel"),
+                         lambda c, now: lifecycle.cancel(c, "dispatcher", reason, now), note=reason)
+
+    @http("POST", "/tickets/<string:ticket_id>/file")
+    @api("Filed with the department on the resident's behalf (代办): its assignee (the proxy clerk)",
+         body=FileForm, answers={200: CaseView, 409: None})
+    def file(self, request, ticket_id):
+        who = self.staff.of(request)
+        note = read_json(request, FileForm())["note"]
+        return self._act(ticket_id, who, lambda c: access.may_work(who, c, "file with the department"),
+                         lambda c, now: lifecycle.file_with_department(
+                             c, note, now, self.policy, department_key(c.department, c.county_code)), note=note)
+
+    @http("POST", "/tickets/<string:ticket_id>/decide")
+    @api("The department's decision on a filed item: that department's staff in the county",
+         body=DecideForm, answers={200: CaseView, 409: None})
+    def decide(self, request, ticket_id):
+        who = self.staff.of(request)
+        form = read_json(request, DecideForm())
+        return self._act(ticket_id, who, lambda c: access.may_decide(who, c),
+                         lambda c, now: lifecycle.decide(c, form["approved"], form["decision"], now),
+                         note=form["decision"])
+
+    @http("GET", "/tasks")
+    @api("Call tasks: mine, or (dispatchers, supervisors) those of an area", query=TasksQuery,
+         answers={200: TaskView}, many=True)
+    def tasks(self, request):
+        who = self.staff.of(request)
+        q = read_query(request, TasksQuery())
+        query = select(Task)
+        if q["area"] is not None or who.role not in WORKERS:
+            area = q["area"] or who.area
+            access.may_list(who, area)
+            query = query.where(Task.area_code.startswith(area, autoescape=True))
+        else:
+            query = query.where(Task.assignee_id == who.subject)
+        if q["state"] != "all":
+            query = query.where(Task.done_at.is_(None) if q["state"] == "open" else Task.done_at.is_not(None))
+        with self.db.transaction() as s:
+            return json_response([task_view(t) for t in s.scalars(query.order_by(Task.due_at).limit(500))])
+
+    @http("POST", "/tasks/<int:task_id>/done")
+    @api("Record a call's outcome: the task's assignee (回访: satisfied closes, unsatisfied reopens)",
+         body=TaskDoneForm, answers={200: TaskView, 409: None})
+    def task_done(self, request, task_id):
+        who = self.staff.of(request)
+        form = read_json(request, TaskDoneForm())
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            task = s.get(Task, task_id)
+            if task is None:
+                raise HttpError(404, f"task {task_id} not found")
+            access.may_call(who, task)
+            case = self._case(s, task.ticket_id, http=True)
+            try:
+                events = [calls.complete(task, form["outcome"], form["note"], who.subject, now)]
+                events += self._call_outcome(case, task, form["note"], now)
+            except (calls.TaskDone, lifecycle.InvalidTransition) as exc:
+                raise HttpError(409, str(exc)) from None
+            except calls.BadOutcome as exc:
+                raise HttpError(400, str(exc)) from None
+            self._record(s, case, events, actor=who.subject, note=form["note"])
+            if case.state == "reopened":
+                self._after_follow_up(s, case, now)
+            return json_response(task_view(task))
+
     @http("POST", "/tickets/<string:ticket_id>/place")
     @api("Place a request known only by a map point in its village: a dispatcher of its county",
          body=PlaceForm, answers={200: CaseView, 409: None})
@@ -113,10 +300,10 @@ class DispatchService:
         who = self.staff.of(request)
         village = read_json(request, PlaceForm())["village_code"]
         return self._act(ticket_id, who, lambda c: access.may_place(who, c), lambda c, now: lifecycle.place(
-            c, village, route(village, address_key(c), self.areas, now), now), note=f"placed in {village}")
+            c, village, self._assignment_in(village, c, now), now, self.policy), note=f"placed in {village}")
 
     @http("GET", "/tickets/<string:ticket_id>")
-    @api("A ticket with its history: staff of its area, and its assignee", answers={200: TicketView})
+    @api("A ticket with its history: staff of its area, its assignee and supervisor", answers={200: TicketView})
     def ticket(self, request, ticket_id):
         who = self.staff.of(request)
         with self.db.transaction() as s:
@@ -139,36 +326,108 @@ class DispatchService:
         if who.role == DEPARTMENT_STAFF:
             query = query.where(Case.department == who.department)
         with self.db.transaction() as s:
-            cases = s.scalars(query.order_by(Case.priority, Case.received_at).limit(500)).all()
+            cases = s.scalars(query.order_by(Case.priority, Case.accept_due_at, Case.received_at).limit(500)).all()
             return json_response([case_view(c) for c in cases])
 
     @http("GET", "/ledger")
-    @api("The ledger (台账) of the caller's area", answers={200: LedgerView})
+    @api("The ledger (台账) of an area inside the caller's: rates by level and period, JSON or CSV",
+         query=LedgerQuery, answers={200: LedgerView}, also_as={"text/csv": {"type": "string"}})
     def ledger(self, request):
         who = self.staff.of(request)
         who.require(STAFF, what="read the ledger")
+        q = read_query(request, LedgerQuery())
+        area = q["area"] or who.area
+        access.may_list(who, area)
         with self.db.transaction() as s:
-            return json_response(ledger_of(s, who.area))
+            ledger = ledger_of(s, area, level=q["level"], period=q["period"], now=self.clock.now(), areas=self.areas)
+        if q.get("format") == "csv":
+            return 200, {"Content-Type": "text/csv; charset=utf-8"}, ledger_csv(ledger)
+        return json_response(ledger)
 
     @http("GET", "/openapi.json")
     @api("This API, described (OpenAPI 3.1)", answers={200: {"type": "object"}}, auth=None)
     def openapi(self, request):
         return json_response(OPENAPI)
 
-    # -- helpers: persistence around the pure lifecycle rules --
+    # -- helpers: persistence around the pure rules --
+
+    def _assignment_in(self, village, case, now):
+        """Who gets a case in a village: its proxy clerk for 代办 items, else the grid's worker on duty."""
+        if case.handling == "proxy":
+            return to_proxy_clerk(village, self.areas)
+        return route(village, address_key(case), self.areas, now)
 
     def _route(self, s, case, now):
         try:
-            assignment = (route(case.village_code, address_key(case), self.areas, now) if case.village_code
-                          else route_to_county_centre(case.county_code, self.areas))
+            if case.handling == "department":
+                assignment = to_department(case.department, case.county_code, self.areas)
+            elif case.village_code:
+                assignment = self._assignment_in(case.village_code, case, now)
+            else:
+                assignment = route_to_county_centre(case.county_code, self.areas)
         except (UnknownVillage, UnknownCounty) as exc:  # retrying cannot help: park it with the reason
             raise MalformedEvent(str(exc)) from None
-        events = lifecycle.route(case, assignment, now)
+        events = lifecycle.route(case, assignment, now, self.policy)
+        self._record(s, case, events, actor="dispatch")
+        return assignment
+
+    def _after_follow_up(self, s, case, now):
+        """Reopened (重办): routed again; reopened too often, to the town's desk (a supervisor's eye)."""
+        if lifecycle.too_often_reopened(case, self.policy):
+            up = up_to(2, case.village_code, case.county_code, self.areas, now)
+            self._record(s, case, lifecycle.escalate(case, "reopened", up, now, self.policy), actor="dispatch",
+                         note=f"reopened {case.reopen_count} times")
+        else:
+            self._route(s, case, now)
+
+    def _call_outcome(self, case, task, note, now):
+        if task.kind != "follow_up":
+            return []
+        if task.outcome == "unreachable":
+            return lifecycle.close_unreached(case, note, now)
+        return lifecycle.record_follow_up(case, task.outcome == "satisfied", note, now, how="follow_up_call")
+
+    def _new_task(self, s, case, kind, who, now):
+        task = calls.new_task(Task, case, kind, who, now, self.policy)
+        s.add(task)
+        s.flush()  # its id goes into the event
+        self._record(s, case, [calls.assigned(task, now)], actor="dispatch")
+
+    def _end_tasks(self, s, case, now):
+        for task in s.scalars(select(Task).where(Task.ticket_id == case.id, Task.done_at.is_(None))):
+            task.done_at, task.outcome, task.done_by = now, "cancelled", "dispatch"
+
+    def _fire(self, s, deadline, now):
+        """A timer is due: warn, or record the overdue and climb the ladder; moot if the step moved on."""
+        deadline.fired_at = now
+        case = s.get(Case, deadline.ticket_id, with_for_update=True)
+        task = s.get(Task, deadline.task_id) if deadline.task_id else None
+        due = as_utc(deadline.deadline_at)
+        if not still_watching(deadline, case, task) or (deadline.kind == "due_soon" and now >= due):
+            deadline.outcome = "moot"  # the step moved on, or a warning would come after its deadline
+            return
+        deadline.outcome = "fired"
+        if deadline.kind == "due_soon":
+            return self._record(s, case, lifecycle.due_soon(case, deadline.what, due, now), actor="dispatch")
+        if task is not None:
+            return self._task_overdue(s, case, task, due, now)
+        events = lifecycle.overdue(case, deadline.what, due, now)
+        if not lifecycle.at_top(case):
+            up = up_to(case.level + 1, case.village_code, case.county_code, self.areas, now)
+            events += lifecycle.escalate(case, deadline.what, up, now, self.policy)
+        self._record(s, case, events, actor="dispatch")
+
+    def _task_overdue(self, s, case, task, due, now):
+        events = [lifecycle.overdue_task(case, task.kind, due, now)]
+        if task.level < TOP:
+            calls.move_up(task, up_to(task.level + 1, case.village_code, case.county_code, self.areas, now), now,
+                          self.policy)
+            events.append(calls.assigned(task, now))
         self._record(s, case, events, actor="dispatch")
 
     def _act(self, ticket_id, who, allowed, step, note=""):
         """Load the case, check the caller may (403), apply the rule (409/400), record it as the caller's."""
-        now = utcnow()
+        now = self.clock.now()
         with self.db.transaction() as s:
             case = self._case(s, ticket_id, http=True)
             allowed(case)
@@ -176,19 +435,28 @@ class DispatchService:
                 events = step(case, now)
             except (lifecycle.InvalidTransition, lifecycle.AlreadyPlaced) as exc:
                 raise HttpError(409, str(exc)) from None
-            except UnknownVillage as exc:
-                raise HttpError(400, f"village_code: {exc}") from None
+            except (UnknownVillage, UnknownGrid) as exc:
+                raise HttpError(400, f"{exc.field}: {exc}") from None
             self._record(s, case, events, actor=who.subject, note=note)
+            if case.state == "cancelled":
+                self._end_tasks(s, case, now)
             return json_response(case_view(case))
 
     def _record(self, s, case, events, actor, note=""):
+        """History (with each event's data, the ledger's evidence), outbox, work keys, and new deadlines."""
         for ev in events:
             s.add(HistoryEntry(ticket_id=case.id, at=ev.occurred_at, event=ev.name,
-                               state=ev.data.get("state", case.state), actor=actor, note=note))
+                               state=ev.data.get("state", case.state), actor=actor, note=note,
+                               data=json.dumps(ev.data, ensure_ascii=False, default=str)))
+            for timer_row in timers_for(ev, case, self.policy, ev.occurred_at):
+                s.add(Deadline(**timer_row))
         self.outbox.add(s, events)
-        for ev in events:
-            if ev.name == "ticket_offered":
-                self.outbox.add(s, [ev], exchange=WORK_EXCHANGE, routing_key=case.work_key)
+        for ev in events:  # what a console acts on goes to the work exchange too, under its area's key
+            if ev.data.get("work_key") and not (ev.name == "ticket_escalated" and ev.data["mode"] == "reassign"):
+                self.outbox.add(s, [ev], exchange=WORK_EXCHANGE, routing_key=ev.data["work_key"])
+
+    def _note(self, s, case, event, actor, note, now):
+        s.add(HistoryEntry(ticket_id=case.id, at=now, event=event, state=case.state, actor=actor, note=note))
 
     def _case(self, s, ticket_id, http=False):
         case = s.get(Case, ticket_id)
@@ -210,8 +478,16 @@ def new_case(ticket_id: str, data: dict, now) -> Case:
                 village_code=village, county_code=county, address=data["address"],
                 volunteer_skill=category.get("volunteer_skill"),
                 accept_minutes=category["accept_minutes"], resolve_hours=category["resolve_hours"],
-                follow_up_hours=category["follow_up_hours"], received_at=data["received_at"],
-                updated_at=now, reopen_count=0)
+                resolve_minutes=category["resolve_minutes"], follow_up_hours=category["follow_up_hours"],
+                received_at=data["received_at"], updated_at=now, reopen_count=0, channel=data["channel"],
+                vulnerable=data["resident"]["vulnerable"], handling=handling_of(category), level=0,
+                overdue_count=0, escalation_count=0, return_count=0, reassign_count=0, late=False)
+
+
+def handling_of(category: dict) -> str:
+    """代办 items (proxy, no volunteer needed: an application a department decides) go to the village's
+    proxy clerk; everything else to the grid worker on duty (a dispatcher may transfer it to a department)."""
+    return "proxy" if category["proxy"] and not category.get("volunteer_skill") else "grid"
 
 
 def address_key(case) -> str:
@@ -226,11 +502,21 @@ def case_view(case: Case) -> dict:
             "grid_code": case.grid_code,
             "assignee_id": case.assignee_id, "assignee_name": case.assignee_name,
             "volunteer_id": case.volunteer_id, "reopen_count": case.reopen_count,
-            "accept_due_at": _iso(case.accept_due_at), "resolve_due_at": _iso(case.resolve_due_at)}
+            "accept_due_at": _iso(case.accept_due_at), "resolve_due_at": _iso(case.resolve_due_at),
+            "decision_due_at": _iso(case.decision_due_at), "handling": case.handling, "level": case.level,
+            "supervisor_id": case.supervisor_id, "supervisor_name": case.supervisor_name, "channel": case.channel,
+            "overdue_count": case.overdue_count, "escalation_count": case.escalation_count,
+            "return_count": case.return_count}
+
+
+def task_view(task: Task) -> dict:
+    return {"task_id": task.id, "ticket_id": task.ticket_id, "kind": task.kind, "assignee_id": task.assignee_id,
+            "assignee_name": task.assignee_name, "level": task.level, "due_at": _iso(task.due_at),
+            "overdue": task.overdue, "done_at": _iso(task.done_at), "outcome": task.outcome, "note": task.note}
 
 
 def _iso(value) -> str | None:
-    return value.isoformat() if value else None
+    return as_utc(value).isoformat() if value else None
 
 
 OPENAPI = document(DispatchService, "送到家 dispatch: the console API",

@@ -47,11 +47,14 @@ def bearer(token: str) -> dict:
 def survey_waiting(fresh_vhost_uri, db_url, start_service, keys):
     """A resolved ticket whose resident has been asked how it went: (notify url, survey mail, db engine)."""
     sink = SmtpSink().start()
-    url = start_service(NotifyService, fresh_vhost_uri, db_url, CHANNEL="email",
-                        EMAIL={"host": "127.0.0.1", "port": sink.port, "sender": "s@localhost"}).url
+    # the survey goes out follow_up_hours (24) after resolution: scaled to under a second; no reminder soon
+    url = start_service(NotifyService, fresh_vhost_uri, db_url, CHANNEL="email", SLA_SCALE=0.00001,
+                        REMIND_AFTER_HOURS=10_000, EMAIL={"host": "127.0.0.1", "port": sink.port,
+                                                          "sender": "s@localhost"}).url
     feedback = Probe(fresh_vhost_uri, "notify.events")
     publish_event(fresh_vhost_uri, "intake", RECEIVED, TICKET)
-    publish_event(fresh_vhost_uri, "dispatch", dispatch_events.EXAMPLES["ticket_resolved"], TICKET)
+    publish_event(fresh_vhost_uri, "dispatch", dispatch_events.EXAMPLES["ticket_resolved"], TICKET,
+                  resolved_at=datetime.now(timezone.utc).isoformat(), follow_up_hours=24)
     mail = wait_until(lambda: [m for m in sink.messages if "请您评价" in str(m["Subject"])], timeout=20,
                       message="the survey mail")[0]
     engine = make_engine(db_url)

@@ -133,6 +133,10 @@ def test_a_console_binds_only_its_own_area_s_work(secured):
     assert refused(console, bind("area.3413.341323.#")) == 0
     assert refused(console, bind("area.3413.341324.#")) == 403  # the next county
     assert refused(console, bind("area.#")) == 403
+    assert refused(console, bind("dept.*.341323")) == 0  # the county's department desks
+    assert refused(console, bind("dept.power.341323")) == 0
+    assert refused(console, bind("dept.*.341324")) == 403
+    assert refused(console, bind("dept.#")) == 403
     assert refused(console, bind("#")) == 403
     assert refused(console, publish("dispatch.work", "area.3413.341323.x")) == 403
 
@@ -149,10 +153,12 @@ def test_each_service_publishes_only_its_own_events_and_binds_only_what_it_handl
             ch.queue_bind(queue, exchange, key)
         return act
 
-    # dispatch reads notify's feedback, not what notify tells residents; nobody but its owner declares a queue
+    # dispatch reads the notify events it handles (feedback, acknowledgements for the ledger), not the
+    # others (what failed to reach a resident); nobody but its owner declares a queue
     assert refused(dispatch, lambda ch: ch.queue_declare("dispatch.eavesdrop", durable=True)) == 0
-    assert refused(dispatch, lambda ch: ch.queue_bind("dispatch.eavesdrop", "notify.events", "resident_notified")) \
+    assert refused(dispatch, lambda ch: ch.queue_bind("dispatch.eavesdrop", "notify.events", "notification_failed")) \
         == 403
+    assert refused(dispatch, lambda ch: ch.queue_bind("dispatch.eavesdrop", "notify.events", "#")) == 403
     assert refused(dispatch, lambda ch: ch.queue_declare("intake.eavesdrop", durable=True)) == 403
     assert refused(users["monitor"], publish("dispatch.events", "ticket_closed")) == 403
     assert refused(users["monitor"], bind("intake.events", "#")) == 0  # the demo's observer

@@ -15,7 +15,7 @@ from services.dispatch.models import Case, HistoryEntry
 from services.dispatch.service import DispatchService
 from services.intake import events as intake_events
 from services.intake.client import IntakeClient
-from services.intake.models import Resident, Ticket
+from services.intake.models import GatewayCall, Resident, Ticket
 from services.intake.service import IntakeService
 from services.notify.models import Contact, Delivery
 from services.notify.service import NotifyService
@@ -71,6 +71,43 @@ def test_intake_forgets_contacts_of_tickets_closed_longer_ago_than_retention(fre
 def _closed(engine) -> int:
     with Session(engine) as s:
         return len(s.scalars(select(Ticket).where(Ticket.status == "closed")).all())
+
+
+def test_intake_forgets_contacts_of_tickets_cancelled_long_ago_as_of_closed_ones(fresh_vhost_uri, db_url,
+                                                                                 start_service):
+    service = start_service(IntakeService, fresh_vhost_uri, db_url)
+    events = Probe(fresh_vhost_uri, "intake.events")
+    with IntakeClient(fresh_vhost_uri) as client:
+        client.submit("hotline", request("13800000001", "水管爆了"))          # withdrawn long ago
+        client.submit("hotline", request("13800000002", "想咨询社保", "101"))  # withdrawn lately
+        wait_until(lambda: len(events.events("ticket_received")) == 2, message="two tickets")
+    old, recent = [e["ticket_id"] for e in events.events("ticket_received")]
+    events.close()
+    closed = dispatch_events.EXAMPLES["ticket_closed"]
+    cancelled = dispatch_events.EXAMPLES.get("ticket_cancelled") or {**closed, "event": "ticket_cancelled"}
+    for ticket, when in ((old, LONG_AGO), (recent, LATELY)):
+        publish_event(fresh_vhost_uri, "dispatch", cancelled, ticket, occurred_at=when, ticket_version=9,
+                      state="cancelled")
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        s.add(GatewayCall(signature="a" * 64, gateway="sms", at=NOW - timedelta(hours=1)))  # long past replaying
+        s.add(GatewayCall(signature="b" * 64, gateway="sms", at=NOW))
+        s.commit()
+    wait_until(lambda: _cancelled(engine) == 2, message="both cancelled")
+
+    with entrypoint_hook(service.container, "forget_old_contacts") as forget:
+        assert forget() == 1
+    with Session(engine) as s:
+        tickets = {t.id: t for t in s.scalars(select(Ticket))}
+        assert (tickets[old].contact_phone, tickets[old].address) == (None, "")
+        assert tickets[recent].contact_phone == "13800000002"
+        assert set(s.scalars(select(GatewayCall.signature))) == {"b" * 64}
+    engine.dispose()
+
+
+def _cancelled(engine) -> int:
+    with Session(engine) as s:
+        return len(s.scalars(select(Ticket).where(Ticket.status == "cancelled", Ticket.closed_at.is_not(None))).all())
 
 
 def test_notify_forgets_what_it_sent_about_tickets_closed_long_ago(fresh_vhost_uri, db_url, start_service):

@@ -19,7 +19,7 @@ WORKER = f"W-{GRID}-1"
 
 def case(**changes):
     return SimpleNamespace(**{"id": "SDJ-1", "grid_code": GRID, "village_code": GRID[:12], "county_code": "341323",
-                              "assignee_id": WORKER, "department": "civil", **changes})
+                              "assignee_id": WORKER, "supervisor_id": None, "department": "civil", **changes})
 
 
 def who(role, area, subject="someone", department=None):

@@ -48,16 +48,24 @@ CONSUMER_SCHEMAS: dict[tuple[str, str, str, str], type[Schema] | None] = {
     ("dispatch", "note_volunteer", "volunteer", "match_failed"): _dispatch.MatchFailedIn,
     ("dispatch", "note_volunteer", "volunteer", "volunteer_accepted"): _dispatch.VolunteerAnsweredIn,
     ("dispatch", "note_volunteer", "volunteer", "volunteer_declined"): _dispatch.VolunteerAnsweredIn,
+    ("dispatch", "note_volunteer", "volunteer", "offer_expired"): _dispatch.VolunteerAnsweredIn,
+    ("dispatch", "withdraw", "intake", "ticket_cancelled"): _dispatch.CancelledIn,
+    ("dispatch", "call_back_unanswered", "notify", "survey_unanswered"): _dispatch.SurveyUnansweredIn,
+    ("dispatch", "note_acknowledged", "notify", "resident_notified"): _dispatch.NotifiedIn,
     **{("intake", "track_status", "dispatch", name): _intake.TicketStatusChange
        for name in ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
-                    "ticket_reopened")},
+                    "ticket_reopened", "ticket_escalated", "ticket_returned", "ticket_cancelled", "ticket_filed",
+                    "ticket_decided")},
     ("notify", "acknowledge", "intake", "ticket_received"): _notify.TicketReceivedIn,
     ("notify", "tell_merged", "intake", "ticket_merged"): _notify.TicketMergedIn,
     ("notify", "ask_for_follow_up", "dispatch", "ticket_resolved"): _notify.TicketResolvedIn,
-    ("notify", "tell_outcome", "dispatch", "ticket_closed"): None,
-    ("notify", "tell_outcome", "dispatch", "ticket_reopened"): None,
+    ("notify", "tell_outcome", "dispatch", "ticket_closed"): _notify.TicketOutcomeIn,
+    ("notify", "tell_outcome", "dispatch", "ticket_reopened"): _notify.TicketOutcomeIn,
+    ("notify", "tell_cancelled", "dispatch", "ticket_cancelled"): _notify.TicketCancelledIn,
+    ("notify", "tell_escalated", "dispatch", "ticket_escalated"): _notify.TicketEscalatedIn,
     ("volunteer", "find_volunteer", "dispatch", "volunteer_requested"): _volunteer.VolunteerRequestedIn,
     ("volunteer", "finish_offers", "dispatch", "ticket_closed"): None,
+    ("volunteer", "release_offers", "dispatch", "ticket_cancelled"): None,
 }
 
 
@@ -127,7 +135,7 @@ def test_every_service_with_a_service_module_is_checked():
 def test_discovery_finds_the_known_subscriptions():
     assert ("dispatch", "open_case", "intake", "ticket_received") in SUBSCRIPTIONS
     assert ("volunteer", "finish_offers", "dispatch", "ticket_closed") in SUBSCRIPTIONS
-    assert len(SUBSCRIPTIONS) == 19
+    assert len(SUBSCRIPTIONS) == 31
 
 
 def test_every_consumer_reads_a_service_event_exchange_or_a_known_outside_input():

@@ -14,8 +14,10 @@ from services.dispatch.areas import AreaMap
 from services.dispatch.events import SCHEMAS
 from services.dispatch.roster import on_duty
 from services.dispatch.routing import Assignment, route as route_ticket, route_to_county_centre
+from services.dispatch.supervision import Policy
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
+POLICY = Policy()
 YANGDONG = "341323104214"
 GRID = f"{YANGDONG}-G10"
 WORKER, OTHER_WORKER = f"W-{GRID}-1", f"W-{GRID}-2"
@@ -52,6 +54,29 @@ class FakeCase:
     resolved_at: datetime | None = None
     updated_at: datetime = NOW
     reopen_count: int = 0
+    channel: str = "hotline"
+    vulnerable: bool = False
+    handling: str = "grid"
+    level: int = 0
+    supervisor_id: str | None = None
+    supervisor_name: str | None = None
+    resolve_minutes: int | None = None
+    filed_at: datetime | None = None
+    decision_due_at: datetime | None = None
+    decision: str | None = None
+    approved: bool | None = None
+    acknowledged_at: datetime | None = None
+    accepted_at: datetime | None = None
+    closed_at: datetime | None = None
+    accepted_on_time: bool | None = None
+    resolved_on_time: bool | None = None
+    overdue_count: int = 0
+    escalation_count: int = 0
+    return_count: int = 0
+    reassign_count: int = 0
+    satisfied: bool | None = None
+    closed_how: str | None = None
+    late: bool = False
 
 
 def at(minutes: int) -> datetime:
@@ -64,13 +89,13 @@ def names(events) -> list[str]:
 
 def offered_case(**attrs) -> FakeCase:
     case = FakeCase(**attrs)
-    lifecycle.route(case, ASSIGNMENT, NOW)
+    lifecycle.route(case, ASSIGNMENT, NOW, POLICY)
     return case
 
 
 def resolved_case() -> FakeCase:
     case = offered_case()
-    lifecycle.accept(case, at(5))
+    lifecycle.accept(case, at(5), POLICY)
     lifecycle.resolve(case, "已代购米面油送到家", at(60))
     return case
 
@@ -82,7 +107,7 @@ def test_model_and_stand_in_have_the_same_attributes():
 
 def test_routing_offers_the_ticket_to_the_worker_on_duty():
     case = FakeCase(volunteer_skill=None)
-    events = lifecycle.route(case, ASSIGNMENT, NOW)
+    events = lifecycle.route(case, ASSIGNMENT, NOW, POLICY)
     assert names(events) == ["ticket_routed", "ticket_offered"]
     assert (case.state, case.version) == ("offered", 2)
     assert (case.grid_code, case.assignee_id, case.assignee_name) == (GRID, WORKER, "李桂兰")
@@ -100,7 +125,7 @@ def test_routing_through_the_area_map_offers_the_ticket_to_the_worker_on_duty_th
     areas = AreaMap.load()
     assignment = route_ticket(YANGDONG, "杨东村三组", areas, NOW)
     case = FakeCase()
-    lifecycle.route(case, assignment, NOW)
+    lifecycle.route(case, assignment, NOW, POLICY)
     grid = areas.grid_for(YANGDONG, "杨东村三组")
     assert case.grid_code == grid.code
     assert case.assignee_id == on_duty(grid, NOW).id
@@ -108,8 +133,8 @@ def test_routing_through_the_area_map_offers_the_ticket_to_the_worker_on_duty_th
 
 
 def test_volunteer_is_requested_only_for_categories_that_need_one():
-    with_skill = lifecycle.route(FakeCase(volunteer_skill="delivery"), ASSIGNMENT, NOW)
-    without_skill = lifecycle.route(FakeCase(volunteer_skill=None), ASSIGNMENT, NOW)
+    with_skill = lifecycle.route(FakeCase(volunteer_skill="delivery"), ASSIGNMENT, NOW, POLICY)
+    without_skill = lifecycle.route(FakeCase(volunteer_skill=None), ASSIGNMENT, NOW, POLICY)
     assert names(with_skill) == ["ticket_routed", "ticket_offered", "volunteer_requested"]
     assert with_skill[-1].data == {"skill": "delivery", "village_code": YANGDONG,
                                    "town_code": "341323104", "priority": 1, "exclude": []}
@@ -119,7 +144,7 @@ def test_volunteer_is_requested_only_for_categories_that_need_one():
 def test_an_unplaced_request_waits_at_its_county_centre_and_asks_no_volunteer_yet():
     areas = AreaMap.load()
     case = FakeCase(village_code=None, volunteer_skill="delivery")
-    events = lifecycle.route(case, route_to_county_centre("341323", areas), NOW)
+    events = lifecycle.route(case, route_to_county_centre("341323", areas), NOW, POLICY)
     assert names(events) == ["ticket_routed", "ticket_offered"]  # "nearby" needs a village
     assert (case.state, case.grid_code, case.assignee_id) == ("offered", None, "centre-341323")
     assert case.assignee_name == "灵璧县调度中心"
@@ -130,23 +155,23 @@ def test_an_unplaced_request_waits_at_its_county_centre_and_asks_no_volunteer_ye
 def test_placing_routes_on_to_the_village_grid_and_now_asks_for_a_volunteer():
     areas = AreaMap.load()
     case = FakeCase(village_code=None)
-    lifecycle.route(case, route_to_county_centre("341323", areas), NOW)
-    events = lifecycle.place(case, YANGDONG, ASSIGNMENT, at(3))
+    lifecycle.route(case, route_to_county_centre("341323", areas), NOW, POLICY)
+    events = lifecycle.place(case, YANGDONG, ASSIGNMENT, at(3), POLICY)
     assert names(events) == ["ticket_routed", "ticket_offered", "volunteer_requested"]
     assert (case.village_code, case.grid_code, case.assignee_id) == (YANGDONG, GRID, WORKER)
     assert events[0].data["area_path"][3] == YANGDONG
     with pytest.raises(lifecycle.AlreadyPlaced):
-        lifecycle.place(case, YANGDONG, ASSIGNMENT, at(4))
+        lifecycle.place(case, YANGDONG, ASSIGNMENT, at(4), POLICY)
 
 
 def test_volunteer_is_not_requested_again_while_one_is_on_the_ticket():
     case = FakeCase(state="returned", version=5, volunteer_id="V004211")
-    assert "volunteer_requested" not in names(lifecycle.route(case, ASSIGNMENT, NOW))
+    assert "volunteer_requested" not in names(lifecycle.route(case, ASSIGNMENT, NOW, POLICY))
 
 
 def test_accepting_sets_the_time_to_resolve():
     case = offered_case()
-    events = lifecycle.accept(case, at(5))
+    events = lifecycle.accept(case, at(5), POLICY)
     assert names(events) == ["ticket_accepted"]
     assert (case.state, case.version) == ("accepted", 3)
     assert case.resolve_due_at == at(5) + timedelta(hours=2)
@@ -155,9 +180,9 @@ def test_accepting_sets_the_time_to_resolve():
 
 def test_a_ticket_cannot_be_accepted_twice():
     case = offered_case()
-    lifecycle.accept(case, at(5))
+    lifecycle.accept(case, at(5), POLICY)
     with pytest.raises(lifecycle.InvalidTransition, match="is accepted; it cannot become accepted"):
-        lifecycle.accept(case, at(6))
+        lifecycle.accept(case, at(6), POLICY)
     assert case.version == 3
 
 
@@ -171,7 +196,7 @@ def test_resolve_before_accept_is_refused():
 
 def test_resolving_tells_when_to_follow_up():
     case = offered_case()
-    lifecycle.accept(case, at(5))
+    lifecycle.accept(case, at(5), POLICY)
     events = lifecycle.resolve(case, "已代购米面油送到家", at(60))
     assert (case.state, case.version, case.resolved_at) == ("resolved", 4, at(60))
     assert events[0].data == {"state": "resolved", "ticket_version": 4, "assignee_id": WORKER,
@@ -183,7 +208,7 @@ def test_the_assignee_marks_the_work_started_and_then_resolves_it():
     case = offered_case()
     with pytest.raises(lifecycle.InvalidTransition, match="is offered; it cannot become in_progress"):
         lifecycle.start(case, at(4))
-    lifecycle.accept(case, at(5))
+    lifecycle.accept(case, at(5), POLICY)
     events = lifecycle.start(case, at(20))
     assert names(events) == ["ticket_in_progress"] and (case.state, case.version) == ("in_progress", 4)
     assert names(lifecycle.resolve(case, "送到了", at(40))) == ["ticket_resolved"]
@@ -195,7 +220,7 @@ def test_satisfied_follow_up_closes_the_ticket():
     assert names(events) == ["ticket_closed"]
     assert (case.state, case.version, case.reopen_count) == ("closed", 6, 0)
     assert events[0].data == {"state": "closed", "ticket_version": 6, "assignee_id": WORKER,
-                              "assignee_name": "李桂兰", "satisfied": True, "comment": "满意"}
+                              "assignee_name": "李桂兰", "satisfied": True, "comment": "满意", "how": "resident"}
 
 
 def test_unsatisfied_follow_up_reopens_and_counts():
@@ -207,17 +232,17 @@ def test_unsatisfied_follow_up_reopens_and_counts():
     assert events[0].data["comment"] == "还没送到" and events[0].data["reopen_count"] == 1
     assert case.volunteer_id is None
 
-    again = lifecycle.route(case, ASSIGNMENT, at(121))
+    again = lifecycle.route(case, ASSIGNMENT, at(121), POLICY)
     assert names(again) == ["ticket_routed", "ticket_offered", "volunteer_requested"]
-    lifecycle.accept(case, at(125))
+    lifecycle.accept(case, at(125), POLICY)
     lifecycle.resolve(case, "补送到家", at(180))
     lifecycle.record_follow_up(case, False, "还是不满意", at(240))
     assert (case.state, case.reopen_count) == ("reopened", 2)
 
 
 @pytest.mark.parametrize("step", [
-    lambda case: lifecycle.route(case, ASSIGNMENT, at(200)),
-    lambda case: lifecycle.accept(case, at(200)),
+    lambda case: lifecycle.route(case, ASSIGNMENT, at(200), POLICY),
+    lambda case: lifecycle.accept(case, at(200), POLICY),
     lambda case: lifecycle.resolve(case, "again", at(200)),
     lambda case: lifecycle.record_follow_up(case, False, "再办一次", at(200)),
 ], ids=["route", "accept", "resolve", "follow_up"])
@@ -238,12 +263,12 @@ def test_follow_up_is_refused_before_the_ticket_is_resolved():
 
 def test_every_event_s_version_increases_and_every_event_passes_the_producer_schema():
     case = FakeCase()
-    events = lifecycle.route(case, ASSIGNMENT, NOW)
-    events += lifecycle.accept(case, at(5))
+    events = lifecycle.route(case, ASSIGNMENT, NOW, POLICY)
+    events += lifecycle.accept(case, at(5), POLICY)
     events += lifecycle.resolve(case, "送到了", at(60))
     events += lifecycle.record_follow_up(case, False, "还没送到", at(120))
-    events += lifecycle.route(case, ASSIGNMENT, at(121))
-    events += lifecycle.accept(case, at(125))
+    events += lifecycle.route(case, ASSIGNMENT, at(121), POLICY)
+    events += lifecycle.accept(case, at(125), POLICY)
     events += lifecycle.start(case, at(130))
     events += lifecycle.resolve(case, "补送到家", at(180))
     events += lifecycle.record_follow_up(case, True, "满意", at(240))

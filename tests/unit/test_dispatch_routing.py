@@ -71,7 +71,7 @@ def test_each_grid_has_one_worker_of_each_role(areas):
     staff = staff_of(grid)
     assert [w.role for w in staff] == list(ROLES)
     assert [w.id for w in staff] == [f"W-{grid.code}-{n}" for n in (1, 2, 3)]
-    assert staff == staff_of(grid) and all(w.grid_code == grid.code for w in staff)
+    assert staff == staff_of(grid) and all(w.area_code == grid.code for w in staff)
 
 
 def test_duty_rotates_on_the_china_standard_time_day(areas):
