@@ -16,7 +16,8 @@ import uuid
 import pika
 
 from . import scenario
-from .demo import run_loop
+from .demo import BENCH_SLA_SCALES, run_loop
+from .loop import Habits
 from .stack import Stack
 from .vhosts import throwaway_vhost
 
@@ -76,7 +77,8 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
     with throwaway_vhost(stack.amqp_uri, prefix="songdaojia-ceiling") as scratch:
         ceiling = broker_ceiling(scratch, body, tickets * 10)
     match = matching_figures()
-    report = run_loop(stack, tickets, rate, timeout=max(300.0, tickets / 5), volunteers=volunteers, out=out)
+    report = run_loop(stack, tickets, rate, timeout=max(300.0, tickets / 5), volunteers=volunteers, out=out,
+                      habits=Habits(), silent=0.0, sla_scales=BENCH_SLA_SCALES)
     figures = {
         "tickets": tickets, "offered rate /s": rate,
         "closed loop tickets/s": round(report["closed per second"], 1),

@@ -14,17 +14,28 @@ from tqdm import tqdm
 from services.intake.client import IntakeClient
 
 from . import scenario
-from .loop import Console, Observer, Residents, percentile
+from .loop import Console, Habits, Observer, Residents, percentile
 from .peers import SmtpSink
 from .vhosts import fresh_vhost
 from .stack import Stack, prepare, process_cpu_seconds, start_all, stop_all
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
                  "closed", "reopened")
+FINAL = ("closed", "cancelled")
+# A demo compresses a county's day: deadlines of minutes to seconds (dispatch, volunteer offers), and the
+# waits of days before and after the follow-up survey (notify) harder still, so every path shows in a minute.
+DEMO_SLA_SCALES = {"dispatch": 0.002, "volunteer": 0.002, "notify": 0.0001}
+# what the demo's people do now and then (loop.Habits): supervision has something to act on
+DEMO_HABITS = Habits(miss=0.05, give_back=0.05, cancel=0.02, unreached=0.3)
+DEMO_SILENT = 0.1  # residents who never answer the follow-up: a village cadre calls them (回访)
+# the benchmark measures the loop, not supervision: nobody misses anything; only the waits are short
+BENCH_SLA_SCALES = {"notify": 0.00001}
 
 
 def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed: int = 3413,
-             keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout) -> dict:
+             keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout,
+             habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT,
+             sla_scales: dict[str, float] = DEMO_SLA_SCALES) -> dict:
     """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`)."""
     print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
           file=out, flush=True)
@@ -32,8 +43,10 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     stack.var_dir = stack.var_dir / stack.run_name
     shutil.rmtree(stack.var_dir, ignore_errors=True)
     stack.secure()
+    stack.sla_scales = dict(sla_scales)
     prepare(stack, volunteers=volunteers)
-    residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed)
+    residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed,
+                          silent_share=silent)
     sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
     stack.smtp_port = sink.port
     procs = start_all(stack)
@@ -41,8 +54,9 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     try:  # from here on, whatever fails, the services are stopped
         print("services: " + ", ".join(f"{n} {stack.http(n)}" for n in procs), file=out, flush=True)
         observer = Observer(stack.uri("monitor"))
-        console = Console(stack.uri("console-city"), stack.http("dispatch"),
-                          token=lambda worker, grid: stack.secrets.token(worker, "grid_worker", grid))
+        console = Console(stack.uri("console-city"), stack.http("dispatch"), habits=habits,
+                          token=lambda who, role, area, department=None: stack.secrets.token(
+                              who, role, area, department=department))
         observer.start(), console.start()
         requests = scenario.requests(count, seed)
         cpu_before = cpu_snapshot(procs)
@@ -53,6 +67,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         publisher.join()
         report = build_report(observer, publisher.sent, closed, console.errors + residents.errors + publisher.errors,
                               seconds=time.monotonic() - started)
+        report.update(supervision_report(stack, console, observer))
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
         cpu_after = cpu_snapshot(procs)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
@@ -118,11 +133,12 @@ class Publisher(threading.Thread):
 def wait_closed(observer: Observer, count: int, timeout: float) -> bool:
     """Until every request is closed, or merged into a ticket that is."""
     deadline = time.monotonic() + timeout
-    with tqdm(total=count, desc="submitted → closed", unit="ticket") as bar:
+    with tqdm(total=count, desc="submitted → closed or cancelled", unit="ticket") as bar:
         while time.monotonic() < deadline:
-            done = observer.count_in("closed") + len(observer.merged)
+            final = sum(observer.count_in(state) for state in FINAL)
+            done = final + len(observer.merged)
             bar.update(done - bar.n)
-            if done >= count and observer.count_in("closed") == len(observer.snapshot()):
+            if done >= count and final == len(observer.snapshot()):
                 return True
             time.sleep(0.2)
     return False
@@ -142,15 +158,37 @@ def build_report(observer: Observer, submitted: int, finished: bool, errors: lis
         "acknowledged twice": sum(1 for t in tickets.values() if t.acks > 1),
         "routed": reached("routed"), "accepted": reached("accepted"), "resolved": reached("resolved"),
         "followed up": sum(1 for t in tickets.values() if "closed" in t.states or t.reopened),
-        "closed": reached("closed"),
+        "closed": reached("closed"), "cancelled": reached("cancelled"),
         "reopened": sum(1 for t in tickets.values() if t.reopened),
         "with volunteer": sum(1 for t in tickets.values() if t.volunteer),
-        "still open": sum(1 for t in tickets.values() if t.state != "closed"),
+        "still open": sum(1 for t in tickets.values() if t.state not in FINAL),
         "missing": submitted - sum(1 for t in tickets.values() if t.submitted_at) - len(observer.merged),
         "ack p50 ms": percentile(latencies, 50), "ack p95 ms": percentile(latencies, 95),
         "ack p99 ms": percentile(latencies, 99),
         "loop seconds": seconds, "closed per second": reached("closed") / seconds if seconds else 0.0,
         "finished": finished, "errors": errors[:10],
+    }
+
+
+def supervision_report(stack: Stack, console: Console, observer: Observer) -> dict:
+    """What supervision did, as the ledger (台账) counts it, and the calls the console's people made."""
+    import requests
+    token = stack.secrets.token("demo-report", "supervisor", "3413")
+    r = requests.get(f"{stack.http('dispatch')}/ledger", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    r.raise_for_status()
+    totals = r.json()["totals"]
+    def rate(key):
+        return "n/a" if totals.get(key) is None else f"{totals[key]:.0%}"
+    return {
+        "deadlines missed": observer.counts.get("ticket_overdue", 0),
+        "escalated": totals["escalated"], "returned": totals["returned"], "reassigned": totals["reassigned"],
+        "cancelled (ledger)": totals["cancelled"],
+        "callbacks made": console.done.get("callback calls", 0),
+        "回访 calls made": console.done.get("follow_up calls", 0),
+        "proxy items handled": totals["proxy_handled"],
+        "acknowledged ≤ 10 s": rate("acknowledged_10s_rate"),
+        "accepted on time": rate("accepted_on_time_rate"), "resolved on time": rate("resolved_on_time_rate"),
+        "satisfaction": rate("satisfaction_rate"),
     }
 
 
@@ -160,7 +198,7 @@ def print_report(report: dict, out=sys.stdout) -> None:
         if key in ("errors",):
             continue
         shown = f"{value:.1f}" if isinstance(value, float) else value
-        print(f"  {key:<20} {shown}", file=out)
+        print(f"  {key:<22} {shown}", file=out)
     for err in report["errors"]:
         print(f"  error: {err}", file=out)
     out.flush()

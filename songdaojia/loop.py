@@ -1,14 +1,15 @@
 """The people around the system in a demo or benchmark run, and the one who keeps score.
 
 - `Observer` listens to every service's events and tracks each ticket.
-- `Console` is the grid workers' dispatch console: it consumes offers from the
-  work exchange and accepts and resolves them over dispatch's HTTP API, each
-  worker with their own token.
+- `Console` is the people at dispatch consoles: it consumes the work exchange and
+  accepts, resolves, returns, reassigns, files, decides and makes call tasks over
+  dispatch's HTTP API, each person with their own token, with the `Habits` of a demo.
 - `Residents` read their mail and answer the follow-up survey; their mail system
   forwards each answer to notify as a gateway does: signed, with the survey's code.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -28,7 +29,8 @@ from services.common.gateways import signature
 OBSERVED = {  # what the report needs, and no more: the observer shares the machine it measures
     "intake.events": ("ticket_received", "ticket_merged"),
     "dispatch.events": ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
-                        "ticket_reopened"),
+                        "ticket_reopened", "ticket_cancelled", "ticket_overdue", "ticket_escalated",
+                        "ticket_returned"),
     "volunteer.events": ("volunteer_offered",),
     "notify.events": ("resident_notified",),
 }
@@ -145,57 +147,167 @@ class Observer(_Listener):
                           for t in self.tickets.values() if t.acked_at and t.submitted_at)
 
 
-class Console(_Listener, _HttpClient):
-    """Grid workers on duty: accept each offer, then resolve it, each signed in as themself.
+@dataclass(frozen=True)
+class Habits:
+    """How often the demo's people do what supervision is for, decided per ticket from a seed (reproducible):
+    a grid worker lets an offer pass its deadline (`miss`), takes it and gives it back (`give_back`, 退单), a
+    dispatcher cancels it (`cancel`), a 回访 call does not reach the resident (`unreached`)."""
+    miss: float = 0.0
+    give_back: float = 0.0
+    cancel: float = 0.0
+    unreached: float = 0.0
+    seed: int = 3413
 
-    `token(subject, area)` is the worker's sign-in (a token for their grid; in the demo minted
-    with the run's key, as the county's identity provider would issue it).
+    def does(self, habit: str, ticket_id: str) -> bool:
+        share = getattr(self, habit)
+        if share <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}:{habit}:{ticket_id}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+class Console(_Listener, _HttpClient):
+    """The people at dispatch consoles, each signed in as themself, working what `dispatch.work` brings:
+    grid workers and village duty cadres accept and resolve offers, proxy clerks file 代办 items and
+    department staff decide them, town and county dispatchers work their desks and reassign returned
+    tickets, and whoever is given a call task makes the call.
+
+    `token(subject, role, area, department=None)` is a sign-in (in the demo minted with the run's key,
+    as the county's identity provider would issue it). Offers of unplaced map points are left to the
+    county centre's people (tests place them).
     """
 
-    def __init__(self, amqp_uri: str, dispatch_url: str, token: Callable[[str, str], str],
-                 binding: str = "area.3413.#", workers: int = 16):
-        super().__init__(amqp_uri, [("dispatch.work", binding)])
+    def __init__(self, amqp_uri: str, dispatch_url: str, token: Callable[..., str],
+                 binding: str = "area.3413.#", workers: int = 16, habits: Habits | None = None):
+        super().__init__(amqp_uri, [("dispatch.work", binding), ("dispatch.work", "dept.#")])
         self.url = dispatch_url
         self.token = token
+        self.habits = habits or Habits()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console")
         self.errors: list[str] = []
-        self._tokens: dict[str, str] = {}
+        self.done: dict[str, int] = {}
+        self._tokens: dict[tuple, str] = {}
         self._local = threading.local()
 
-    def handle(self, offer: dict) -> None:
-        data = offer["data"]
-        if data.get("grid_code"):  # not a map point waiting at a county's dispatch centre
-            self.pool.submit(self._work, offer["ticket_id"], data["assignee_id"], data["grid_code"])
+    def handle(self, message: dict) -> None:
+        event, data = message["event"], message["data"]
+        job = {"ticket_offered": self._offered, "ticket_returned": self._returned,
+               "task_assigned": self._call}.get(event)
+        if job and not data["work_key"].endswith(".unplaced"):
+            self.pool.submit(self._safely, job, message["ticket_id"], data)
 
-    def _work(self, ticket_id: str, worker_id: str, grid_code: str) -> None:
+    def _safely(self, job, ticket_id: str, data: dict) -> None:
         try:
-            self._accept_and_resolve(ticket_id, self._signed_in(worker_id, grid_code))
+            job(ticket_id, data)
         except Exception as exc:  # never lose a failure silently inside the thread pool
             self.errors.append(f"{ticket_id}: {exc!r}")
 
-    def _signed_in(self, worker_id: str, grid_code: str) -> str:
-        if worker_id not in self._tokens:
-            self._tokens[worker_id] = self.token(worker_id, grid_code)
-        return self._tokens[worker_id]
+    def _count(self, what: str) -> None:
+        self.done[what] = self.done.get(what, 0) + 1
 
-    def _accept_and_resolve(self, ticket_id: str, token: str) -> None:
-        status, text = self._call("POST", f"/tickets/{ticket_id}/accept", token)
-        if status == 409 and not self._is_accepted(ticket_id, token):
-            return  # a repeated offer of a ticket already past acceptance
-        if status not in (200, 409):
-            self.errors.append(f"accept {ticket_id}: {status} {text[:200]}")
+    # --- who is signed in ---------------------------------------------------------------------
+
+    def _person(self, assignee_id: str, work_key: str) -> str:
+        """The token of whoever works an assignee's offers: the person, or someone at the desk."""
+        words = work_key.split(".")
+        if assignee_id.startswith("dept-"):
+            department, _, county = assignee_id[len("dept-"):].rpartition("-")
+            return self._signed_in(f"staff-{department}-{county}", "department_staff", county, department)
+        if assignee_id.startswith("town-"):
+            return self._signed_in(f"dispatcher-{assignee_id[5:]}", "town_dispatcher", assignee_id[5:])
+        if assignee_id.startswith("centre-"):
+            return self._signed_in(f"dispatcher-{assignee_id[7:]}", "county_dispatcher", assignee_id[7:])
+        if assignee_id.startswith(("V-", "P-")):  # a village's duty cadre, its proxy clerk
+            return self._signed_in(assignee_id, "village_cadre", assignee_id[2:14])
+        return self._signed_in(assignee_id, "grid_worker", words[-1])
+
+    def _signed_in(self, subject: str, role: str, area: str, department: str | None = None) -> str:
+        key = (subject, role, area, department)
+        if key not in self._tokens:
+            self._tokens[key] = self.token(subject, role, area, department)
+        return self._tokens[key]
+
+    # --- the work -------------------------------------------------------------------------------
+
+    def _offered(self, ticket_id: str, data: dict) -> None:
+        assignee, key = data["assignee_id"], data["work_key"]
+        token = self._person(assignee, key)
+        if assignee.startswith("W-") and data["ticket_version"] <= 2:  # a grid worker's first offer
+            if self.habits.does("cancel", ticket_id):
+                county = key.split(".")[2]
+                return self._step("cancel", ticket_id, self._signed_in(f"dispatcher-{county}", "county_dispatcher",
+                                                                       county), {"reason": "居民已自行解决（重复诉求）"})
+            if self.habits.does("miss", ticket_id):
+                return self._count("missed")  # the deadline passes: dispatch escalates to the village
+            if self.habits.does("give_back", ticket_id):
+                if self._accept(ticket_id, token):
+                    self._step("return", ticket_id, token, {"reason": "不属于本网格，请改派"})
+                return
+        if not self._accept(ticket_id, token):
             return
-        # 409 on accept can be our own acceptance whose answer was lost when dispatch died: go on
-        status, text = self._call("POST", f"/tickets/{ticket_id}/resolve", token, {"note": "已上门办结"})
+        if assignee.startswith("P-"):  # 代办: filed with the department, which decides, then resolved
+            self._step("file", ticket_id, token, {"note": "材料已收齐，代为报送"})
+            department, county = self._case(ticket_id, token)
+            staff = self._person(f"dept-{department}-{county}", f"dept.{department}.{county}")
+            self._step("decide", ticket_id, staff, {"approved": True, "decision": "符合条件，准予办理"})
+        self._step("resolve", ticket_id, token, {"note": "已上门办结"})
+
+    def _returned(self, ticket_id: str, data: dict) -> None:
+        """A ticket given back waits at the town's desk: its dispatcher gives it to the village's first grid."""
+        token = self._person(data["assignee_id"], data["work_key"])
+        village = self._village(ticket_id, token)
+        grid = f"{village}-G01" if village else None
+        if grid:
+            self._step("reassign", ticket_id, token, {"grid_code": grid, "reason": "改派本村一网格"})
+
+    def _call(self, ticket_id: str, data: dict) -> None:
+        token = self._person(data["task_assignee_id"], data["work_key"])
+        if data["kind"] == "callback":
+            outcome, note = "need_confirmed", "已回拨，确认需求"
+        elif self.habits.does("unreached", ticket_id):
+            outcome, note = "unreachable", "三次电话未接通"
+        else:
+            outcome, note = "satisfied", "电话回访：满意"
+        status, text = self._call_api("POST", f"/tasks/{data['task_id']}/done", token,
+                                      {"outcome": outcome, "note": note})
+        if status == 200:
+            self._count(f"{data['kind']} calls")
+        elif status != 409:
+            self.errors.append(f"task {data['task_id']} of {ticket_id}: {status} {text[:200]}")
+
+    def _accept(self, ticket_id: str, token: str) -> bool:
+        status, text = self._call_api("POST", f"/tickets/{ticket_id}/accept", token)
+        if status == 409 and not self._is_accepted(ticket_id, token):
+            return False  # a repeated offer of a ticket already past acceptance, or one moved on
         if status not in (200, 409):
-            self.errors.append(f"resolve {ticket_id}: {status} {text[:200]}")
+            if status != 403:  # 403: the offer moved up the ladder before we got to it
+                self.errors.append(f"accept {ticket_id}: {status} {text[:200]}")
+            return False
+        # 409 on accept can be our own acceptance whose answer was lost when dispatch died: go on
+        return True
+
+    def _step(self, action: str, ticket_id: str, token: str, body: dict) -> None:
+        status, text = self._call_api("POST", f"/tickets/{ticket_id}/{action}", token, body)
+        if status == 200:
+            self._count(action)
+        elif status != 409:
+            self.errors.append(f"{action} {ticket_id}: {status} {text[:200]}")
+
+    def _case(self, ticket_id: str, token: str) -> tuple[str, str]:
+        status, text = self._call_api("GET", f"/tickets/{ticket_id}", token)
+        case = json.loads(text) if status == 200 else {}
+        return case.get("department", ""), case.get("county_code", "")
+
+    def _village(self, ticket_id: str, token: str) -> str | None:
+        status, text = self._call_api("GET", f"/tickets/{ticket_id}", token)
+        return json.loads(text).get("village_code") if status == 200 else None
 
     def _is_accepted(self, ticket_id: str, token: str) -> bool:
-        status, text = self._call("GET", f"/tickets/{ticket_id}", token)
+        status, text = self._call_api("GET", f"/tickets/{ticket_id}", token)
         return status == 200 and json.loads(text)["state"] in ("accepted", "in_progress")
 
-    def _call(self, method: str, path: str, token: str, body: dict | None = None,
-              patience: float = 120.0) -> tuple[int, str]:
+    def _call_api(self, method: str, path: str, token: str, body: dict | None = None,
+                  patience: float = 120.0) -> tuple[int, str]:
         """Keep trying while dispatch is down or restarting, as a person at a console would."""
         deadline, delay = time.monotonic() + patience, 0.2
         headers = {"Authorization": f"Bearer {token}"}
@@ -217,19 +329,22 @@ class Console(_Listener, _HttpClient):
 
 
 class Residents(_HttpClient):
-    """Residents answer the follow-up mail: most are satisfied, some are not the first time.
+    """Residents answer the follow-up mail (or its reminder): most are satisfied, some are not the first
+    time, and a `silent_share` of them never answer (a village cadre then calls them: 回访).
 
     Their mail system forwards each answer to notify as gateway `gateway` (name, secret) does:
     the survey's code, the sender's address, signed (services/common/gateways.py).
     """
 
     def __init__(self, notify_url: str, gateway: tuple[str, str], unsatisfied_share: float = 0.1,
-                 seed: int = 3413):
+                 seed: int = 3413, silent_share: float = 0.0):
         self.url = notify_url
         self.gateway, self.secret = gateway
         self.rng = random.Random(seed)
         self.share = unsatisfied_share
+        self.silent = Habits(miss=silent_share, seed=seed)
         self.asked: dict[str, int] = {}
+        self.answered: set[str] = set()
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents")
         self.errors: list[str] = []
@@ -237,13 +352,16 @@ class Residents(_HttpClient):
 
     def on_mail(self, message: EmailMessage) -> None:
         subject = str(message["Subject"] or "")
-        if "请您评价" not in subject and "how did we do" not in subject:
-            return
         match, code = TICKET_NO.search(subject), SURVEY_CODE.search(subject)
-        if not (match and code):
+        if not (match and code):  # only the survey and its reminder carry a code to answer with
             return
         ticket_id = match.group(0)
+        if self.silent.does("miss", ticket_id):
+            return
         with self.lock:
+            if code.group(1) in self.answered:  # the reminder of a survey already answered
+                return
+            self.answered.add(code.group(1))
             self.asked[ticket_id] = self.asked.get(ticket_id, 0) + 1
             first_time = self.asked[ticket_id] == 1
             satisfied = not (first_time and self.rng.random() < self.share)
@@ -259,7 +377,7 @@ class Residents(_HttpClient):
         except requests.RequestException as exc:
             self.errors.append(f"reply {ticket_id}: {exc!r}")
             return
-        if r.status_code != 200:
+        if r.status_code not in (200, 409):  # 409: too late, the village cadre's call decides
             self.errors.append(f"reply {ticket_id}: {r.status_code} {r.text[:200]}")
 
     def stop(self) -> None:

@@ -37,6 +37,8 @@ class Stack:
     sms_url: str = ""
     secrets: object = None  # security.Secrets, once secured
     users: dict[str, str] = field(default_factory=dict)  # broker user -> its AMQP URI, once secured
+    # SLA_SCALE per service (services/common/clock.py): a demo compresses deadlines of minutes and waits of days
+    sla_scales: dict[str, float] = field(default_factory=dict)
 
     @property
     def vhost(self) -> str:
@@ -77,6 +79,8 @@ class Stack:
                    PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::DeprecationWarning",
                    SDJ_BROKER_PREFIX=self.vhost, **self.secrets.service_env())
         env["AMQP_URI"] = self.uri(service) if service else self.uri("admin")
+        if service in self.sla_scales:
+            env["SDJ_SLA_SCALE"] = repr(self.sla_scales[service])
         if self.sms_url:
             env["SMS_GATEWAY_URL"] = self.sms_url
         for name in SERVICES:

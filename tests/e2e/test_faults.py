@@ -35,7 +35,8 @@ def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(running_sta
     stack, sink = running_stack.stack, running_stack.sink
     observer = Observer(stack.uri("monitor"))
     console = Console(stack.uri("console-city"), stack.http("dispatch"),
-                      token=lambda worker, grid: stack.secrets.token(worker, "grid_worker", grid))
+                      token=lambda who, role, area, department=None: stack.secrets.token(
+                          who, role, area, department=department))
     residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")),
                           unsatisfied_share=0.0)  # same end state every run: closed
     sink.on_message = residents.on_mail
