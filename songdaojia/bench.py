@@ -78,7 +78,7 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
         ceiling = broker_ceiling(scratch, body, tickets * 10)
     match = matching_figures()
     report = run_loop(stack, tickets, rate, timeout=max(300.0, tickets / 5), volunteers=volunteers, out=out,
-                      habits=Habits(), silent=0.0, sla_scales=BENCH_SLA_SCALES)
+                      habits=Habits(), silent=0.0, withdraw=0.0, sla_scales=BENCH_SLA_SCALES)
     figures = {
         "tickets": tickets, "offered rate /s": rate,
         "closed loop tickets/s": round(report["closed per second"], 1),

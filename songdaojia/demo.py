@@ -26,15 +26,16 @@ FINAL = ("closed", "cancelled")
 # waits of days before and after the follow-up survey (notify) harder still, so every path shows in a minute.
 DEMO_SLA_SCALES = {"dispatch": 0.002, "volunteer": 0.002, "notify": 0.0001}
 # what the demo's people do now and then (loop.Habits): supervision has something to act on
-DEMO_HABITS = Habits(miss=0.05, give_back=0.05, cancel=0.02, unreached=0.3)
+DEMO_HABITS = Habits(miss=0.05, give_back=0.05, cancel=0.03, unreached=0.3)
 DEMO_SILENT = 0.1  # residents who never answer the follow-up: a village cadre calls them (回访)
+DEMO_WITHDRAW = 0.03  # residents who withdraw their request once acknowledged (proved through their mail system)
 # the benchmark measures the loop, not supervision: nobody misses anything; only the waits are short
 BENCH_SLA_SCALES = {"notify": 0.00001}
 
 
 def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed: int = 3413,
              keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout,
-             habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT,
+             habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT, withdraw: float = DEMO_WITHDRAW,
              sla_scales: dict[str, float] = DEMO_SLA_SCALES) -> dict:
     """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`)."""
     print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
@@ -46,7 +47,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     stack.sla_scales = dict(sla_scales)
     prepare(stack, volunteers=volunteers)
     residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed,
-                          silent_share=silent)
+                          silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw)
     sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
     stack.smtp_port = sink.port
     procs = start_all(stack)
@@ -68,6 +69,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         report = build_report(observer, publisher.sent, closed, console.errors + residents.errors + publisher.errors,
                               seconds=time.monotonic() - started)
         report.update(supervision_report(stack, console, observer))
+        report["withdrawn by residents"] = residents.withdrawn
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
         cpu_after = cpu_snapshot(procs)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
@@ -182,7 +184,7 @@ def supervision_report(stack: Stack, console: Console, observer: Observer) -> di
     return {
         "deadlines missed": observer.counts.get("ticket_overdue", 0),
         "escalated": totals["escalated"], "returned": totals["returned"], "reassigned": totals["reassigned"],
-        "cancelled (ledger)": totals["cancelled"],
+        "cancelled by dispatchers": console.done.get("cancel", 0),
         "callbacks made": console.done.get("callback calls", 0),
         "回访 calls made": console.done.get("follow_up calls", 0),
         "proxy items handled": totals["proxy_handled"],

@@ -337,12 +337,15 @@ class Residents(_HttpClient):
     """
 
     def __init__(self, notify_url: str, gateway: tuple[str, str], unsatisfied_share: float = 0.1,
-                 seed: int = 3413, silent_share: float = 0.0):
-        self.url = notify_url
+                 seed: int = 3413, silent_share: float = 0.0, intake_url: str | None = None,
+                 withdraw_share: float = 0.0):
+        self.url, self.intake_url = notify_url, intake_url
         self.gateway, self.secret = gateway
         self.rng = random.Random(seed)
         self.share = unsatisfied_share
-        self.silent = Habits(miss=silent_share, seed=seed)
+        # their own habits, drawn apart from the console's (another seed)
+        self.silent = Habits(miss=silent_share, cancel=withdraw_share if intake_url else 0.0, seed=seed + 1)
+        self.withdrawn = 0
         self.asked: dict[str, int] = {}
         self.answered: set[str] = set()
         self.lock = threading.Lock()
@@ -353,6 +356,9 @@ class Residents(_HttpClient):
     def on_mail(self, message: EmailMessage) -> None:
         subject = str(message["Subject"] or "")
         match, code = TICKET_NO.search(subject), SURVEY_CODE.search(subject)
+        if match and "已受理" in subject and self.silent.does("cancel", match.group(0)):
+            self.pool.submit(self._withdraw, match.group(0), str(message["To"]))  # solved it themselves
+            return
         if not (match and code):  # only the survey and its reminder carry a code to answer with
             return
         ticket_id = match.group(0)
@@ -366,6 +372,20 @@ class Residents(_HttpClient):
             first_time = self.asked[ticket_id] == 1
             satisfied = not (first_time and self.rng.random() < self.share)
         self.pool.submit(self._reply, ticket_id, code.group(1), str(message["To"]), satisfied)
+
+    def _withdraw(self, ticket_id: str, sender: str) -> None:
+        """The resident withdraws the request; the mail system forwards it to intake, signed."""
+        body = json.dumps({"ticket_no": ticket_id, "sender": sender, "reason": "已自行解决，撤回诉求"}).encode()
+        try:
+            r = self._session().post(f"{self.intake_url}/tickets/{ticket_id}/cancel", data=body, timeout=10,
+                                     headers=signed_headers(self.gateway, self.secret, body))
+        except requests.RequestException as exc:
+            self.errors.append(f"withdraw {ticket_id}: {exc!r}")
+            return
+        if r.status_code == 202:
+            self.withdrawn += 1
+        elif r.status_code != 409:  # 409: already resolved, too late to withdraw
+            self.errors.append(f"withdraw {ticket_id}: {r.status_code} {r.text[:200]}")
 
     def _reply(self, ticket_id: str, code: str, sender: str, satisfied: bool) -> None:
         body = json.dumps({"ticket_id": ticket_id, "survey_code": code, "sender": sender,
