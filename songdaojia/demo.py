@@ -24,7 +24,7 @@ REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "
 FINAL = ("closed", "cancelled")
 # A demo compresses a county's day: deadlines of minutes to seconds (dispatch, volunteer offers), and the
 # waits of days before and after the follow-up survey (notify) harder still, so every path shows in a minute.
-DEMO_SLA_SCALES = {"dispatch": 0.002, "volunteer": 0.002, "notify": 0.0001}
+DEMO_SLA_SCALES = {"dispatch": 0.002, "volunteer": 0.02, "notify": 0.0001}  # a volunteer offer: 18 s
 # what the demo's people do now and then (loop.Habits): supervision has something to act on
 DEMO_HABITS = Habits(miss=0.05, give_back=0.05, cancel=0.03, unreached=0.3)
 DEMO_SILENT = 0.1  # residents who never answer the follow-up: a village cadre calls them (回访)
@@ -185,6 +185,8 @@ def supervision_report(stack: Stack, console: Console, observer: Observer) -> di
         "deadlines missed": observer.counts.get("ticket_overdue", 0),
         "escalated": totals["escalated"], "returned": totals["returned"], "reassigned": totals["reassigned"],
         "cancelled by dispatchers": console.done.get("cancel", 0),
+        "volunteer offers expired": observer.counts.get("offer_expired", 0),
+        "callback tasks p99 ms": percentile(observer.callback_latencies_ms(), 99),
         "callbacks made": console.done.get("callback calls", 0),
         "回访 calls made": console.done.get("follow_up calls", 0),
         "proxy items handled": totals["proxy_handled"],

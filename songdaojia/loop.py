@@ -30,8 +30,8 @@ OBSERVED = {  # what the report needs, and no more: the observer shares the mach
     "intake.events": ("ticket_received", "ticket_merged"),
     "dispatch.events": ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
                         "ticket_reopened", "ticket_cancelled", "ticket_overdue", "ticket_escalated",
-                        "ticket_returned"),
-    "volunteer.events": ("volunteer_offered",),
+                        "ticket_returned", "task_assigned"),
+    "volunteer.events": ("volunteer_offered", "offer_expired"),
     "notify.events": ("resident_notified",),
 }
 TICKET_NO = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
@@ -46,6 +46,7 @@ class TicketTrack:
     states: list[str] = field(default_factory=list)
     reopened: int = 0
     volunteer: bool = False
+    callback_task_at: datetime | None = None  # when the hotline callback task was made (10-second promise)
 
     @property
     def state(self) -> str:
@@ -128,6 +129,9 @@ class Observer(_Listener):
                 track.acked_at = track.acked_at or datetime.fromisoformat(data["delivered_at"])
             elif name == "volunteer_offered":
                 track.volunteer = True
+            elif name == "task_assigned":
+                if data.get("kind") == "callback" and track.callback_task_at is None:
+                    track.callback_task_at = datetime.fromisoformat(ev["occurred_at"])
             elif name.startswith("ticket_") and "state" in data:
                 track.states.append(data["state"])
                 if name == "ticket_reopened":
@@ -140,6 +144,12 @@ class Observer(_Listener):
     def count_in(self, state: str) -> int:
         with self.lock:
             return sum(1 for t in self.tickets.values() if t.state == state)
+
+    def callback_latencies_ms(self) -> list[float]:
+        """From the hotline request's submission to its callback task, per ticket, sorted."""
+        with self.lock:
+            return sorted((t.callback_task_at - t.submitted_at).total_seconds() * 1000
+                          for t in self.tickets.values() if t.callback_task_at and t.submitted_at)
 
     def ack_latencies_ms(self) -> list[float]:
         with self.lock:

@@ -25,9 +25,10 @@ from services.common.outbox import OutboxWriter
 
 
 class Worker:
-    def __init__(self, service_cls, tmp_path, clock=None, config: dict | None = None, **dependencies):
+    def __init__(self, service_cls, tmp_path, clock=None, config: dict | None = None, db_url: str | None = None,
+                 **dependencies):
         self.service_cls = service_cls
-        url = f"sqlite:///{tmp_path}/{service_cls.name}.db"
+        url = db_url or f"sqlite:///{tmp_path}/{service_cls.name}.db"
         upgrade(service_cls.name, url)
         self.engine = make_engine(url)
         self.db = Store(sessionmaker(self.engine, expire_on_commit=False))

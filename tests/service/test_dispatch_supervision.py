@@ -180,13 +180,15 @@ def test_a_restart_in_the_middle_of_an_escalation_fires_what_is_due_once(dispatc
                                                                         Deadline.due_at <= again.clock.now())) == 0
 
 
-def test_two_schedulers_at_once_fire_each_deadline_once(dispatch, tmp_path):
+def test_two_schedulers_at_once_fire_each_deadline_once(tmp_path, db_url):
+    """Two dispatch instances on one database (SQLite, and PostgreSQL with FOR UPDATE SKIP LOCKED)."""
     from concurrent.futures import ThreadPoolExecutor
+    clock = ManualClock(T0)
+    dispatch, twin = (Worker(DispatchService, tmp_path, clock=clock, areas=AreaMap.load(), policy=POLICY,
+                             staff=Staff(), db_url=db_url) for _ in range(2))
     for n in range(20):
         dispatch.call("open_case", received(ticket_id=f"SDJ-261127-TWO{n:05d}"))
     dispatch.clock.advance(minutes=11)
-    twin = Worker(DispatchService, tmp_path, clock=dispatch.clock, areas=AreaMap.load(), policy=POLICY,
-                  staff=Staff())
     with ThreadPoolExecutor(2) as pool:
         for result in [pool.submit(tick, w) for w in (dispatch, twin, dispatch, twin)]:
             result.result()
@@ -194,6 +196,23 @@ def test_two_schedulers_at_once_fire_each_deadline_once(dispatch, tmp_path):
     assert len(overdue) == 20 and len({e["ticket_id"] for e in overdue}) == 20
     with dispatch.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Case).where(Case.level == 1)) == 20
+
+
+def test_while_one_instance_holds_due_deadlines_another_claims_none_of_them(tmp_path, postgres_url):
+    """FOR UPDATE SKIP LOCKED, interleaved by hand: the second claim comes while the first is uncommitted."""
+    from services.common.schedule import claim_due
+    dispatch = Worker(DispatchService, tmp_path, clock=ManualClock(T0), areas=AreaMap.load(), policy=POLICY,
+                      staff=Staff(), db_url=postgres_url)
+    for n in range(5):
+        dispatch.call("open_case", received(ticket_id=f"SDJ-261127-SKIP{n:04d}"))
+    due = select(Deadline).where(Deadline.fired_at.is_(None), Deadline.due_at <= T0 + timedelta(hours=1))
+    with dispatch.db.transaction() as first:
+        mine = claim_due(first, due.order_by(Deadline.id))
+        with dispatch.db.transaction() as second:
+            theirs = claim_due(second, due.order_by(Deadline.id))
+        assert len(mine) == 10 and theirs == []
+    with dispatch.db.transaction() as third:  # released at commit: claimable again (nothing was fired)
+        assert len(claim_due(third, due)) == 10
 
 
 def test_a_clock_that_jumps_back_fires_nothing_early_and_a_jump_forward_gives_each_level_its_own_time(dispatch):

@@ -281,3 +281,130 @@ def test_every_event_s_version_increases_and_every_event_passes_the_producer_sch
         assert event.ticket_id == event.correlation_id == case.id
         wire = json.loads(seal(event, SCHEMAS))  # raises when the lifecycle breaks its own published contract
         assert wire["event"] == event.name
+
+
+# --- supervision's transitions, table-driven -----------------------------------------------------
+
+DESK = Assignment(grid_code=None, assignee_id="town-341323104", assignee_name="冯庙镇调度",
+                  area_path=("3413", "341323", "341323104"), work_key="area.3413.341323.341323104.desk", level=2)
+CADRE = Assignment(grid_code=None, assignee_id=f"V-{YANGDONG}-1", assignee_name="周明", level=1,
+                   area_path=("3413", "341323", "341323104", YANGDONG),
+                   work_key=f"area.3413.341323.341323104.{YANGDONG}.duty")
+ACTIONS = {
+    "accept": lambda c: lifecycle.accept(c, at(5), POLICY),
+    "start": lambda c: lifecycle.start(c, at(6)),
+    "resolve": lambda c: lifecycle.resolve(c, "done", at(7)),
+    "return": lambda c: lifecycle.return_ticket(c, "非本网格", DESK, at(8), POLICY),
+    "reassign": lambda c: lifecycle.reassign(c, ASSIGNMENT, "改派", at(9), POLICY),
+    "file": lambda c: lifecycle.file_with_department(c, "报送", at(10), POLICY, "dept.civil.341323"),
+    "decide": lambda c: lifecycle.decide(c, True, "准予", at(11)),
+    "cancel": lambda c: lifecycle.cancel(c, "dispatcher", "重复", at(12)),
+    "escalate accept": lambda c: lifecycle.escalate(c, "accept", CADRE, at(13), POLICY),
+    "escalate resolve": lambda c: lifecycle.escalate(c, "resolve", CADRE, at(14), POLICY),
+}
+# (state the case is in, action) -> state after it, and the events it causes; None: refused (409)
+TRANSITIONS = [
+    ("offered", "accept", "accepted", ["ticket_accepted"]),
+    ("offered", "return", "returned", ["ticket_returned"]),
+    ("offered", "reassign", "offered", ["ticket_routed", "ticket_offered", "volunteer_requested"]),
+    ("offered", "cancel", "cancelled", ["ticket_cancelled"]),
+    ("offered", "escalate accept", "offered", ["ticket_escalated", "ticket_routed", "ticket_offered"]),
+    ("offered", "file", None, None),
+    ("offered", "resolve", None, None),
+    ("accepted", "start", "in_progress", ["ticket_in_progress"]),
+    ("accepted", "return", "returned", ["ticket_returned"]),
+    ("accepted", "file", "filed", ["ticket_filed"]),
+    ("accepted", "reassign", "offered", ["ticket_routed", "ticket_offered", "volunteer_requested"]),
+    ("accepted", "escalate resolve", "accepted", ["ticket_escalated"]),
+    ("accepted", "cancel", "cancelled", ["ticket_cancelled"]),
+    ("in_progress", "file", "filed", ["ticket_filed"]),
+    ("in_progress", "resolve", "resolved", ["ticket_resolved"]),
+    ("in_progress", "return", "returned", ["ticket_returned"]),
+    ("filed", "decide", "in_progress", ["ticket_decided"]),
+    ("filed", "resolve", None, None),
+    ("filed", "return", None, None),
+    ("filed", "cancel", "cancelled", ["ticket_cancelled"]),
+    ("returned", "reassign", "offered", ["ticket_routed", "ticket_offered", "volunteer_requested"]),
+    ("returned", "escalate accept", "offered", ["ticket_escalated", "ticket_routed", "ticket_offered"]),
+    ("returned", "accept", None, None),
+    ("returned", "cancel", "cancelled", ["ticket_cancelled"]),
+    ("resolved", "cancel", None, None),
+    ("resolved", "return", None, None),
+    ("resolved", "reassign", None, None),
+    ("closed", "cancel", None, None),
+    ("cancelled", "accept", None, None),
+    ("cancelled", "reassign", None, None),
+]
+
+
+def case_in_state(state: str) -> FakeCase:
+    case = offered_case(resolve_minutes=120)
+    path = {"offered": [], "accepted": ["accept"], "in_progress": ["accept", "start"],
+            "filed": ["accept", "file"], "returned": ["return"], "resolved": ["accept", "resolve"],
+            "cancelled": ["cancel"]}
+    if state == "closed":
+        case = resolved_case()
+        lifecycle.record_follow_up(case, True, "满意", at(100))
+        return case
+    for action in path[state]:
+        ACTIONS[action](case)
+    assert case.state == state
+    return case
+
+
+@pytest.mark.parametrize("state, action, after, events", TRANSITIONS)
+def test_supervision_transitions(state, action, after, events):
+    case = case_in_state(state)
+    version = case.version
+    if after is None:
+        with pytest.raises(lifecycle.InvalidTransition):
+            ACTIONS[action](case)
+        assert (case.state, case.version) == (state, version)  # refused: nothing changed
+        return
+    caused = ACTIONS[action](case)
+    assert (case.state, names(caused)) == (after, events)
+    for event in caused:  # every event is what the producer contract allows
+        if event.name in SCHEMAS:
+            json.loads(seal(event, SCHEMAS))
+
+
+def test_a_missed_accept_is_counted_late_even_if_the_next_level_accepts_in_its_time():
+    case = offered_case()
+    lifecycle.overdue(case, "accept", case.accept_due_at, at(11))
+    lifecycle.escalate(case, "accept", CADRE, at(11), POLICY)
+    lifecycle.accept(case, at(12), POLICY)
+    assert (case.accepted_on_time, case.overdue_count, case.escalation_count, case.level) == (False, 1, 1, 1)
+    lifecycle.resolve(case, "done", at(20))
+    assert case.resolved_on_time is True  # resolving is a step of its own
+
+
+def test_supervising_keeps_the_assignee_and_sets_a_new_deadline_of_the_level():
+    case = offered_case()
+    lifecycle.accept(case, at(5), POLICY)
+    [escalated] = lifecycle.escalate(case, "resolve", CADRE, at(40), POLICY)
+    assert (case.assignee_id, case.supervisor_id) == (WORKER, CADRE.assignee_id)
+    assert case.resolve_due_at == at(40) + timedelta(minutes=30)
+    assert escalated.data["mode"] == "supervise" and escalated.data["due_at"] == case.resolve_due_at.isoformat()
+
+
+def test_an_escalated_offer_names_the_new_assignee_who_is_told():
+    case = offered_case()
+    escalated = lifecycle.escalate(case, "accept", CADRE, at(11), POLICY)[0]
+    assert (escalated.data["state"], escalated.data["assignee_id"]) == ("escalated", CADRE.assignee_id)
+
+
+def test_the_department_s_time_does_not_count_against_the_village():
+    case = offered_case(resolve_minutes=60)
+    lifecycle.accept(case, at(0), POLICY)
+    lifecycle.file_with_department(case, "", at(30), POLICY, "dept.civil.341323")
+    lifecycle.decide(case, True, "准予", at(30 + 2 * 24 * 60))
+    assert case.resolve_due_at == at(60 + 2 * 24 * 60)
+
+
+def test_unreached_closes_with_no_satisfaction_and_too_many_reopens_are_noticed():
+    case = resolved_case()
+    events = lifecycle.close_unreached(case, "三次未接", at(200))
+    assert (case.state, case.closed_how, events[0].data["satisfied"], events[0].data["how"]) == (
+        "closed", "unreached", None, "unreached")
+    assert not lifecycle.too_often_reopened(FakeCase(reopen_count=2), POLICY)
+    assert lifecycle.too_often_reopened(FakeCase(reopen_count=3), POLICY)
