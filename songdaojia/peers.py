@@ -1,8 +1,9 @@
-"""Real local peers for tests and the demo: an SMTP sink and an HTTP recorder.
+"""Real local peers for the demo and the tests: an SMTP sink the residents' mail arrives at.
 
-Both listen on 127.0.0.1 on an ephemeral port, record what they receive in a
-lock-protected list, and offer `wait_for(predicate, timeout)` so callers wait
-on a condition with a deadline instead of sleeping a fixed time.
+It listens on 127.0.0.1 on an ephemeral port, records what it receives in a
+lock-protected list, and offers `wait_for(predicate, timeout)` so callers wait
+on a condition with a deadline instead of sleeping a fixed time. (The tests' SMS
+gateway, an HTTP recorder, lives with the tests: tests/http_recorder.py.)
 
 `wait_for` accepts a predicate taking either no argument or one argument (a
 snapshot list of what has been received so far); it returns that snapshot as
@@ -11,16 +12,13 @@ soon as the predicate is truthy and raises TimeoutError otherwise.
 from __future__ import annotations
 
 import inspect
-import json
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as DEFAULT_POLICY
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -48,7 +46,7 @@ def _takes_snapshot(predicate: Predicate) -> bool:
     return any(p.kind in positional or p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
-def _wait_until(
+def wait_on(
     predicate: Predicate,
     snapshot: Callable[[], list],
     timeout: float,
@@ -174,7 +172,7 @@ class SmtpSink:
     def wait_for(
         self, predicate: Predicate, timeout: float = 10.0, description: str | None = None
     ) -> list[EmailMessage]:
-        return _wait_until(predicate, lambda: self.messages, timeout, self._describe, description)
+        return wait_on(predicate, lambda: self.messages, timeout, self._describe, description)
 
     def _describe(self, messages: list[EmailMessage]) -> str:
         subjects = [str(message["Subject"]) for message in messages[-_DESCRIBE_LAST:]]
@@ -186,140 +184,3 @@ class SmtpSink:
 
 def _mentions(message: EmailMessage, text: str) -> bool:
     return text in str(message["Subject"] or "") or text in body_text(message)
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any  # parsed JSON when the body is JSON, else the raw text
-    status: int  # what the recorder answered
-
-    def header(self, name: str) -> str | None:
-        """Case-insensitive header lookup (HTTP header names are not case-sensitive)."""
-        wanted = name.lower()
-        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
-
-
-def _parse_body(raw: bytes) -> Any:
-    text = raw.decode("utf-8", "replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-class _RecorderHandler(BaseHTTPRequestHandler):
-    server: _RecorderServer
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        status, reply = self.server.recorder._answer(
-            self.command, self.path, dict(self.headers.items()), _parse_body(raw)
-        )
-        payload = json.dumps(reply).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output readable; the recorder keeps the requests
-
-
-class _RecorderServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # The default backlog of 5 resets connections when a test fires a burst.
-    request_queue_size = 128
-    recorder: HttpRecorder
-
-
-class HttpRecorder:
-    """An HTTP server on 127.0.0.1 that records requests and answers like an SMS gateway."""
-
-    def __init__(self, path: str = "/sms", host: str = LOCALHOST):
-        self.path = path
-        self.host = host
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._forced_statuses: list[int] = []
-        self._replies_sent = 0  # not reset by clear(), so gateway ids stay unique
-        self._server: _RecorderServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> HttpRecorder:
-        server = _RecorderServer((self.host, 0), _RecorderHandler)
-        server.recorder = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"HttpRecorder:{self.port}", daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        self._server = self._thread = None
-
-    def __enter__(self) -> HttpRecorder:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("HttpRecorder is not started")
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}{self.path}"
-
-    def fail_next(self, n: int, status: int = 500) -> None:
-        """Answer the next `n` requests with `status` instead of 200."""
-        with self._lock:
-            self._forced_statuses.extend([status] * n)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """A snapshot copy of the requests received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def wait_for(
-        self, predicate: Predicate, timeout: float = 10.0, description: str | None = None
-    ) -> list[RecordedRequest]:
-        return _wait_until(predicate, lambda: self.requests, timeout, self._describe, description)
-
-    def _answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, dict]:
-        # Decide and record under one lock so the sequence number, the forced
-        # failure and the recorded order stay consistent across threads.
-        with self._lock:
-            status = self._forced_statuses.pop(0) if self._forced_statuses else 200
-            self._requests.append(RecordedRequest(method, path, headers, body, status))
-            self._replies_sent += 1
-            sequence = self._replies_sent
-        if 200 <= status < 300:
-            return status, {"id": f"gw-{sequence}"}
-        return status, {"error": f"forced failure {status}"}
-
-    def _describe(self, requests: list[RecordedRequest]) -> str:
-        latest = [f"{r.method} {r.path} -> {r.status}" for r in requests[-_DESCRIBE_LAST:]]
-        return f"HttpRecorder {self.url} received {len(requests)} request(s); latest {latest}"

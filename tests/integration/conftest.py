@@ -59,7 +59,11 @@ def start(keys, service_cls, amqp_uri: str, db_url: str, migrate: bool = True, a
     cfg = service_config(keys, amqp_uri, db_url, **config)
     declare_topology(service_cls, {**cfg, "AMQP_URI": admin_uri or amqp_uri})  # as `prepare` does
     container = ServiceContainer(service_cls, cfg)
-    container.start()
+    try:
+        container.start()
+    except BaseException:  # refused to start (a test may expect it): nothing left running
+        container.kill()
+        raise
     return Started(container, f"http://{cfg['WEB_SERVER_ADDRESS']}")
 
 

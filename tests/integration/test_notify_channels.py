@@ -13,7 +13,8 @@ from services.notify.channels import (
     SmsChannel,
     channel_from_config,
 )
-from songdaojia.peers import LOCALHOST, HttpRecorder, SmtpSink, body_text, free_port
+from songdaojia.peers import LOCALHOST, SmtpSink, body_text, free_port
+from tests.http_recorder import HttpRecorder
 
 SENDER = "noreply@songdaojia.example"
 RESIDENT = "li.ayi@example.org"

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 from jsonschema import Draft4Validator
-from nameko.containers import ServiceContainer
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from services.common.migrations import upgrade
 from services.intake.clients import key_hash
 from services.intake.service import IntakeService
-from tests.integration.conftest import UNHURRIED, service_config, start
+from tests.integration.conftest import UNHURRIED, start
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "open311_schemas"
 
@@ -305,12 +304,8 @@ def test_a_client_over_its_rate_is_told_when_to_come_back(amqp_uri, tmp_path, ke
 def test_intake_refuses_to_start_with_the_published_demo_key_unless_it_is_a_demo(amqp_uri, tmp_path, keys):
     path = tmp_path / "clients.yaml"
     path.write_text(json.dumps({"clients": [{"name": "lazy", "key_sha256": key_hash("songdaojia-demo-key")}]}))
-    container = ServiceContainer(IntakeService, service_config(
-        keys, amqp_uri, f"sqlite:///{tmp_path / 'intake.db'}", OPEN311_CLIENTS=str(path)))
-    upgrade("intake", f"sqlite:///{tmp_path / 'intake.db'}")
     with pytest.raises(ValueError, match="demo key"):
-        container.start()
-    container.kill()
+        start(keys, IntakeService, amqp_uri, f"sqlite:///{tmp_path / 'intake.db'}", OPEN311_CLIENTS=str(path))
     demo = start(keys, IntakeService, amqp_uri, f"sqlite:///{tmp_path / 'demo.db'}", OPEN311_DEMO=True)
     try:
         r = requests.post(f"{demo.url}/open311/v2/requests.json", data=valid_form(api_key="songdaojia-demo-key"))
@@ -353,7 +348,5 @@ def test_a_changed_catalogue_with_the_same_version_is_refused_at_start(amqp_uri,
     document["categories"][0]["name_zh"] = "改了名字却没改版本"
     path = tmp_path / "catalogue.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    second = ServiceContainer(IntakeService, service_config(keys, amqp_uri, db_url, CATALOGUE_PATH=str(path)))
     with pytest.raises(ValueError, match="bump `version`"):
-        second.start()
-    second.kill()
+        start(keys, IntakeService, amqp_uri, db_url, CATALOGUE_PATH=str(path))
