@@ -43,11 +43,11 @@ class Worker:
             deps["clock"] = clock
         self.clock = clock
         self.config = config or {}
-        self._deps = deps
+        self.deps = deps
 
     def service(self, entrypoint: str = "test"):
         """A service instance as one worker sees it (its inbox named after `entrypoint`)."""
-        instance = worker_factory(self.service_cls, **self._deps,
+        instance = worker_factory(self.service_cls, **self.deps,
                                   inbox=InboxBook(self._inbox_statements, f"{self.service_cls.name}.{entrypoint}"))
         if hasattr(instance, "config"):
             instance.config = self.config

@@ -307,7 +307,7 @@ class DispatchService:
     def ticket(self, request, ticket_id):
         who = self.staff.of(request)
         with self.db.transaction() as s:
-            case = self._case(s, ticket_id, http=True)
+            case = self._case(s, ticket_id, http=True, lock=False)
             access.may_read(who, case)
             history = s.scalars(select(HistoryEntry).where(HistoryEntry.ticket_id == ticket_id)
                                 .order_by(HistoryEntry.id)).all()
@@ -458,8 +458,10 @@ class DispatchService:
     def _note(self, s, case, event, actor, note, now):
         s.add(HistoryEntry(ticket_id=case.id, at=now, event=event, state=case.state, actor=actor, note=note))
 
-    def _case(self, s, ticket_id, http=False):
-        case = s.get(Case, ticket_id)
+    def _case(self, s, ticket_id, http=False, lock=True):
+        """The case, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite has one writer): changes to
+        one case are serialised across workers and instances, each seeing the last one's result."""
+        case = s.get(Case, ticket_id, with_for_update=lock or None)
         if case is None:
             if http:
                 raise HttpError(404, f"ticket {ticket_id} not found")

@@ -41,9 +41,7 @@ class Staff:
 @pytest.fixture
 def dispatch(tmp_path):
     clock = ManualClock(T0)
-    w = Worker(DispatchService, tmp_path, clock=clock, areas=AreaMap.load(), policy=POLICY, staff=Staff())
-    w.staff = w._deps["staff"]
-    return w
+    return Worker(DispatchService, tmp_path, clock=clock, areas=AreaMap.load(), policy=POLICY, staff=Staff())
 
 
 def received(ticket_id="SDJ-261127-TEST0001", channel="wechat", code="801", proxy=False, skill="delivery",
@@ -82,7 +80,7 @@ def events_of(w, name=None):
 
 def http(w, method_name, who, body=None, **kwargs):
     """Call an HTTP entrypoint as `who` (a Principal); returns (status, json)."""
-    w.staff.who = who
+    w.deps["staff"].who = who
     request = EnvironBuilder(method="POST" if body is not None else "GET", json=body).get_request()
     status, _headers, body = getattr(w.service(method_name), method_name)(request, **kwargs)
     return status, json.loads(body)
@@ -497,3 +495,26 @@ def test_the_ledger_of_real_tickets_agrees_with_their_history(dispatch):
                   "reassigned", "reopened", "cancelled", "closed", "proxy_handled"):
         assert totals[count] > 0, count  # every path was taken
     assert totals["accepted"] > totals["accepted_on_time"]  # and some were late
+
+
+def test_changes_to_one_case_are_serialised_across_instances(tmp_path, postgres_url):
+    """Instance A holds the case mid-change; B's accept waits for it, then sees A's result (409), and no
+    change is lost (PostgreSQL: the case row is read FOR UPDATE)."""
+    import eventlet
+    from sqlalchemy import text
+    from tests.waiting import wait_until
+    a, b = (Worker(DispatchService, tmp_path, clock=ManualClock(T0), areas=AreaMap.load(), policy=POLICY,
+                   staff=Staff(), db_url=postgres_url) for _ in range(2))
+    a.call("open_case", received())
+    worker = worker_of(case_of(a))
+    with a.db.transaction() as s:
+        case = s.get(Case, "SDJ-261127-TEST0001", with_for_update=True)
+        case.state, case.version = "accepted", case.version + 1  # A's change, not committed yet
+        s.flush()
+        b_accepts = eventlet.spawn(http, b, "accept", worker, ticket_id="SDJ-261127-TEST0001")
+        with b.db.transaction() as probe:
+            wait_until(lambda: probe.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")) > 0,
+                       timeout=10, message="B waiting for A's lock")
+    status, body = b_accepts.wait()
+    assert status == 409 and "is accepted" in body["error"]
+    assert case_of(a).version == 3  # routed, offered, A's change: B changed nothing
