@@ -1,20 +1,22 @@
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
 
 from .matching import Volunteer, VolunteerIndex
-from .models import OPEN_STATES, Offer, VolunteerRow
+from .models import VolunteerRow
 
 
 class Registry(DependencyProvider):
     """The in-memory matching index, built from this service's database at start.
 
-    Loads (open offers per volunteer) are rebuilt from the offers table, so a
-    restart loses nothing; one instance per database keeps them consistent.
+    It is a cache: loads are read from `volunteers.load`, each decision is taken by the row
+    (services/volunteer/loads.py) and the index is told what the row said, so any number of
+    instances (and workers) can share one database. A volunteer added to the registry later is
+    seen after a restart.
     """
 
     def setup(self) -> None:
@@ -29,14 +31,9 @@ class Registry(DependencyProvider):
 
 
 def fill_index(index: VolunteerIndex, session) -> VolunteerIndex:
-    """Add every volunteer in the database to `index`, each loaded with their open (offered or accepted) offers."""
+    """Add every volunteer in the database to `index`, each with the load their row holds."""
     for row in session.scalars(select(VolunteerRow).order_by(VolunteerRow.id)):
-        index.add(to_volunteer(row))
-    open_offers = session.execute(select(Offer.volunteer_id, func.count()).where(
-        Offer.state.in_(OPEN_STATES)).group_by(Offer.volunteer_id)).all()
-    for volunteer_id, count in open_offers:
-        for _ in range(count):
-            index.take(volunteer_id)
+        index.add(to_volunteer(row), load=row.load)
     return index
 
 

@@ -59,13 +59,17 @@ class Match:
 
 
 class VolunteerIndex:
-    """Volunteers bucketed by (village, skill) and (town, skill), plus live loads.
+    """Volunteers bucketed by (village, skill) and (town, skill), plus their loads.
 
     A match scans at most one village bucket and one town bucket (tens to a few
     hundred volunteers in Suzhou), never the whole city. `match` does not change
-    loads: the caller `take`s when it makes an offer (an open offer holds a place,
-    so nobody is offered more tickets at once than they can carry) and `release`s
-    when that offer is declined or expires, or its ticket is closed or cancelled.
+    loads. On its own (the tests, the benchmark) the caller `take`s when it makes an
+    offer (an open offer holds a place, so nobody is offered more tickets at once
+    than they can carry) and `release`s when that offer is declined or expires, or
+    its ticket is closed or cancelled. In the service the loads that count are in
+    the database: the index only proposes, and is told each volunteer's load as
+    the database has it (`set_load`), so it is a cache that is corrected, never
+    trusted (services/volunteer/service.py).
     """
 
     def __init__(self) -> None:
@@ -80,7 +84,11 @@ class VolunteerIndex:
     def __len__(self) -> int:
         return len(self._volunteers)
 
-    def add(self, volunteer: Volunteer) -> None:
+    def __contains__(self, volunteer_id: str) -> bool:
+        return volunteer_id in self._volunteers
+
+    def add(self, volunteer: Volunteer, load: int = 0) -> None:
+        """A new volunteer, holding `load` tickets already."""
         if volunteer.id in self._volunteers:
             raise ValueError(f"duplicate volunteer id {volunteer.id}")
         if volunteer.max_load < 1:
@@ -88,8 +96,10 @@ class VolunteerIndex:
         unknown = volunteer.skills - _KNOWN_SKILLS
         if unknown:
             raise ValueError(f"{volunteer.id}: unknown skills {sorted(unknown)}")
+        if load < 0:
+            raise ValueError(f"{volunteer.id}: load cannot be negative")
         self._volunteers[volunteer.id] = volunteer
-        self._load[volunteer.id] = 0
+        self._load[volunteer.id] = load
         for skill in volunteer.skills:
             self._by_village.setdefault((volunteer.village_code, skill), []).append(volunteer)
             self._by_town.setdefault((volunteer.town_code, skill), []).append(volunteer)
@@ -108,6 +118,34 @@ class VolunteerIndex:
         volunteer no longer in the registry (an offer older than a re-seed) changes nothing."""
         if self._load.get(volunteer_id, 0) > 0:
             self._load[volunteer_id] -= 1
+
+    def set_load(self, volunteer_id: str, load: int) -> None:
+        """The volunteer holds `load` tickets (as the database says): may be at or even past max_load when
+        max_load was lowered; such a volunteer is simply not proposed. Unknown volunteers are ignored (the
+        registry is read once, at start)."""
+        if volunteer_id in self._load:
+            self._load[volunteer_id] = max(0, load)
+
+    def forget(self, volunteer_id: str) -> None:
+        """The volunteer is gone from the registry: never proposed again."""
+        volunteer = self._volunteers.pop(volunteer_id, None)
+        if volunteer is None:
+            return
+        del self._load[volunteer_id]
+        for skill in volunteer.skills:
+            for buckets, place in ((self._by_village, volunteer.village_code), (self._by_town, volunteer.town_code)):
+                bucket = buckets[(place, skill)]
+                bucket.remove(volunteer)
+                if not bucket:
+                    del buckets[(place, skill)]
+
+    def set_loads(self, busy: dict[str, int]) -> None:
+        """Every volunteer's load at once: those in `busy` hold what it says, everyone else none."""
+        for volunteer_id, load in self._load.items():
+            if load and volunteer_id not in busy:
+                self._load[volunteer_id] = 0
+        for volunteer_id, load in busy.items():
+            self.set_load(volunteer_id, load)
 
     def match(self, request: MatchRequest) -> Match | None:
         self.last_candidates_examined = 0

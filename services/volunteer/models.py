@@ -23,9 +23,12 @@ class VolunteerRow(Base):
     name: Mapped[str] = mapped_column(String(50))
     team_id: Mapped[str] = mapped_column(String(20), index=True)
     village_code: Mapped[str] = mapped_column(String(12), index=True)
-    town_code: Mapped[str] = mapped_column(String(9))
+    town_code: Mapped[str] = mapped_column(String(9), index=True)
     skills: Mapped[str] = mapped_column(String(200))  # comma-separated skill codes
     max_load: Mapped[int] = mapped_column(Integer)
+    # open (offered or accepted) offers held: the truth every instance decides on, changed only by
+    # the service's guarded UPDATEs in the transaction that makes or ends an offer (service.py)
+    load: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     service_points: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -4,6 +4,12 @@ An offer holds a place in the volunteer's load from the moment it is made. It en
 when the ticket closes), `declined` or `expired` (nobody answered in OFFER_MINUTES × SLA_SCALE: the next
 volunteer near the ticket is asked, never one already asked, else `match_failed`), or `released` when the
 ticket is cancelled. Every ending but `accepted` frees the place.
+
+Loads live in the database (`volunteers.load`), changed in the transaction that makes or ends an offer
+(loads.py), so any number of instances can share one database. The in-memory index (matching.py) proposes
+candidates in its order; the row decides (a full one sends the service back to the index for the next);
+after commit the index is told the loads that were written, and every LOAD_RESYNC_SECONDS it re-reads them
+all, so what another instance changed reaches this one's cache too.
 """
 from __future__ import annotations
 
@@ -25,11 +31,23 @@ from services.common.tokens import StaffTokens
 
 from .dependencies import Registry
 from .events import SCHEMAS
-from .matching import MatchRequest
+from .loads import busy_loads, give_back, learn, load_of, refresh_town, take_place
+from .matching import Match, MatchRequest
 from .models import OPEN_STATES, InboxRow, Offer, OutboxRow, VolunteerRow
 from .schemas import OfferAnswerView, VolunteerRequestedIn, VolunteerView
 
 DEFAULT_OFFER_MINUTES = 15  # config OFFER_MINUTES: how long an offer waits for its answer, before SLA_SCALE
+LOAD_RESYNC_SECONDS = 10  # how often each instance's index re-reads every load (what other instances changed)
+MAX_PROPOSALS = 16  # candidates tried for one offer before giving up for now (the event is retried)
+REFRESH_AFTER = 4  # full rows in a row before the town's loads are re-read at once
+
+
+class IndexBehind(RuntimeError):
+    """Every candidate the index proposed was full: it is far behind the database; try again later."""
+
+
+class Loads(dict):
+    """Loads written in one transaction, volunteer → the load the row holds: the index learns them after commit."""
 
 
 class VolunteerService:
@@ -45,14 +63,13 @@ class VolunteerService:
 
     @on_event("dispatch", "volunteer_requested")
     def find_volunteer(self, envelope):
-        req = read_data(envelope, VolunteerRequestedIn)
+        req, written = read_data(envelope, VolunteerRequestedIn), Loads()
         with self.db.transaction() as s:
             if not self.inbox.first_delivery(s, envelope):
                 return
-            offered = self._offer(s, envelope["ticket_id"], req["skill"], req["village_code"],
-                                  req["town_code"], frozenset(req["exclude"]))
-        if offered:
-            self.index.take(offered)  # after commit: the index mirrors what is stored
+            self._offer(s, envelope["ticket_id"], req["skill"], req["village_code"], req["town_code"],
+                        frozenset(req["exclude"]), written)
+        self._learn(written)  # after commit: the index learns what is stored
 
     @http("POST", "/offers/<string:ticket_id>/decline")
     @api("Decline an offer made to me: the next volunteer nearby is asked", answers={200: OfferAnswerView})
@@ -64,10 +81,10 @@ class VolunteerService:
             offer.state, offer.updated_at = "declined", self.clock.now()
             self.outbox.add(s, [Event("volunteer_declined", ticket_id, {
                 "volunteer_id": volunteer_id, "skill": offer.skill}, correlation_id=ticket_id)])
-            offered = self._pass_on(s, offer)
-        self.index.release(volunteer_id)
-        if offered:
-            self.index.take(offered)
+            written = Loads()
+            written[volunteer_id] = give_back(s, volunteer_id)
+            offered = self._pass_on(s, offer, written)
+        self._learn(written)
         return json_response({"ticket_id": ticket_id, "volunteer_id": volunteer_id, "state": "declined",
                               "offered_to": offered})
 
@@ -75,9 +92,9 @@ class VolunteerService:
     def expire_offers(self) -> int:
         """Offers nobody answered in OFFER_MINUTES: `expired`, and the next volunteer near the ticket is asked.
 
-        One offer per transaction, claimed with its row locked: marking it, its events and the next offer
-        commit together, so a second instance (or a second tick) finds it no longer `offered`; and the
-        index is brought up to date after each commit, before the next offer is matched.
+        One offer per transaction, claimed with its row locked: marking it, its events, the loads and the
+        next offer commit together, so a second instance (or a second tick) finds it no longer `offered`;
+        and the index learns the loads after each commit, before the next offer is matched.
         """
         expired = 0
         for _ in range(BATCH):
@@ -91,40 +108,81 @@ class VolunteerService:
                 offer.state, offer.updated_at = "expired", now
                 self.outbox.add(s, [Event("offer_expired", offer.ticket_id, {
                     "volunteer_id": offer.volunteer_id, "skill": offer.skill}, correlation_id=offer.ticket_id)])
-                offered = self._pass_on(s, offer)
+                written = Loads()
+                written[offer.volunteer_id] = give_back(s, offer.volunteer_id)
+                self._pass_on(s, offer, written)
             expired += 1
-            self.index.release(offer.volunteer_id)
-            if offered:
-                self.index.take(offered)
+            self._learn(written)
         return expired
 
-    def _pass_on(self, s, offer: Offer) -> str | None:
+    @timer(interval=LOAD_RESYNC_SECONDS)
+    def resync_loads(self) -> int:
+        """The index re-reads every load: what other instances changed reaches this one's cache (it would
+        anyway be corrected when it proposed a full volunteer, but it also keeps the order fair)."""
+        with self.db.transaction() as s:
+            busy = busy_loads(s)
+        self.index.set_loads(busy)
+        return len(busy)
+
+    def _pass_on(self, s, offer: Offer, written: Loads) -> str | None:
         """After `offer` was declined or expired: the next volunteer near the TICKET, never one already asked."""
         asked = frozenset(s.scalars(select(Offer.volunteer_id).where(Offer.ticket_id == offer.ticket_id)))
         village_code, town_code = offer.village_code, offer.town_code
         home = None if village_code else s.get(VolunteerRow, offer.volunteer_id)
         if home is not None:  # an offer made before offers knew their place: the best guess is its volunteer's
             village_code, town_code = home.village_code, home.town_code
-        return self._offer(s, offer.ticket_id, offer.skill, village_code, town_code, asked)
+        return self._offer(s, offer.ticket_id, offer.skill, village_code, town_code, asked, written)
 
-    def _offer(self, s, ticket_id, skill, village_code, town_code, exclude) -> str | None:
+    def _offer(self, s, ticket_id, skill, village_code, town_code, exclude, written: Loads) -> str | None:
         """Offer the ticket to the best free volunteer; record and announce the outcome."""
         now = self.clock.now()
-        match = self.index.match(MatchRequest(ticket_id, village_code, town_code, skill, exclude))
-        if match is None:
+        taken = self._take_place(s, MatchRequest(ticket_id, village_code, town_code, skill, exclude))
+        if taken is None:
             self.outbox.add(s, [Event("match_failed", ticket_id, {
                 "skill": skill, "village_code": village_code,
                 "reason": f"no volunteer with skill {skill} free in town {town_code}"},
                 correlation_id=ticket_id)])
             return None
-        volunteer = s.get(VolunteerRow, match.volunteer_id)
-        s.add(Offer(ticket_id=ticket_id, volunteer_id=volunteer.id, skill=skill, state="offered",
+        match, place = taken
+        written[match.volunteer_id] = place.load
+        s.add(Offer(ticket_id=ticket_id, volunteer_id=match.volunteer_id, skill=skill, state="offered",
                     village_code=village_code, town_code=town_code,
                     expires_at=now + self.clock.span(self._offer_minutes()), created_at=now, updated_at=now))
         self.outbox.add(s, [Event("volunteer_offered", ticket_id, {
-            "volunteer_id": volunteer.id, "volunteer_name": volunteer.name, "team_id": volunteer.team_id,
+            "volunteer_id": match.volunteer_id, "volunteer_name": place.name, "team_id": place.team_id,
             "skill": skill, "distance": match.distance}, correlation_id=ticket_id)])
-        return volunteer.id
+        return match.volunteer_id
+
+    def _take_place(self, s, request: MatchRequest):
+        """The index's best candidate whose row still has room, with the place taken in `s`; None when the
+        database says nobody near the ticket is free.
+
+        A full row (another instance or worker took the last place since this index last heard) is told
+        to the index, which then proposes its next candidate. After REFRESH_AFTER full rows, or before
+        giving up, the loads of the whole town are re-read once: `match_failed` is never the cache's word.
+        """
+        refreshed, full = False, 0
+        for _ in range(MAX_PROPOSALS):
+            match: Match | None = self.index.match(request)
+            if match is None:
+                if refreshed:
+                    return None
+                refresh_town(s, self.index, request.town_code)
+                refreshed = True
+                continue
+            place = take_place(s, match.volunteer_id)
+            if place is not None:
+                return match, place
+            learn(self.index, match.volunteer_id, load_of(s, match.volunteer_id))
+            full += 1
+            if full >= REFRESH_AFTER and not refreshed:
+                refresh_town(s, self.index, request.town_code)
+                refreshed = True
+        raise IndexBehind(f"{MAX_PROPOSALS} volunteers proposed for {request.ticket_id} were all full")
+
+    def _learn(self, written: Loads) -> None:
+        for volunteer_id, load in written.items():
+            learn(self.index, volunteer_id, load)
 
     def _offer_minutes(self) -> float:
         return float(self.config.get("OFFER_MINUTES", DEFAULT_OFFER_MINUTES))
@@ -140,7 +198,7 @@ class VolunteerService:
         self._close_offers(envelope, "released", points=0)
 
     def _close_offers(self, envelope, state: str, points: int) -> None:
-        now, released = self.clock.now(), []
+        now, written = self.clock.now(), Loads()
         with self.db.transaction() as s:
             offers = s.scalars(select(Offer).where(Offer.ticket_id == envelope["ticket_id"],
                                                    Offer.state.in_(OPEN_STATES)).with_for_update()).all()
@@ -148,10 +206,11 @@ class VolunteerService:
                 return  # most tickets never had a volunteer: nothing to record
             for offer in offers:
                 offer.state, offer.updated_at = state, now
-                s.get(VolunteerRow, offer.volunteer_id).service_points += points
-                released.append(offer.volunteer_id)
-        for volunteer_id in released:
-            self.index.release(volunteer_id)
+                volunteer = s.get(VolunteerRow, offer.volunteer_id)
+                if volunteer is not None:  # an offer older than a re-seed may name someone gone
+                    volunteer.service_points += points
+                written[offer.volunteer_id] = give_back(s, offer.volunteer_id)
+        self._learn(written)
 
     @http("POST", "/offers/<string:ticket_id>/accept")
     @api("Accept an offer made to me", answers={200: OfferAnswerView})
@@ -168,9 +227,10 @@ class VolunteerService:
                 raise HttpError(404, f"volunteer {volunteer_id[:20]} not found")
             if who.subject != row.id or who.role != VOLUNTEER:
                 who.require(STAFF, row.village_code, "read this volunteer")
+            self.index.set_load(row.id, row.load)
             return json_response({"id": row.id, "name": row.name, "team_id": row.team_id,
                                   "village_code": row.village_code, "skills": row.skills.split(","),
-                                  "load": self.index.load_of(row.id), "max_load": row.max_load,
+                                  "load": row.load, "max_load": row.max_load,
                                   "service_points": row.service_points})
 
     @http("GET", "/openapi.json")

@@ -4,6 +4,10 @@ the volunteer, and nothing happens twice, driven through the real handlers, data
 The ticket is in village A. A1 lives in A and can carry one ticket; B1 and B2 live in village B of the same
 town. While A1 is busy with another ticket, the offer goes to B1 (same town); once A1 is free again and B1
 says no, or lets the offer lapse, the next one asked must be A1 (the ticket's own village), not B2 (B1's).
+
+Loads are the database's (`volunteers.load`); the index is a cache each instance keeps. Two workers on one
+database file stand for two instances: what one changed the other's index learns from the rows, and no
+volunteer is ever offered more than max_load.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from services.common.envelope import open_envelope
 from services.common.staff import VOLUNTEER, Principal
 from services.volunteer.dependencies import fill_index
 from services.volunteer.matching import VolunteerIndex
-from services.volunteer.models import Offer, VolunteerRow
+from services.volunteer.models import OPEN_STATES, Offer, VolunteerRow
 from services.volunteer.service import VolunteerService
 from tests.service_layer import Worker
 
@@ -37,20 +41,33 @@ class SignedIn:
         return Principal(subject=request, role=VOLUNTEER, area=TOWN)
 
 
-@pytest.fixture
-def w(tmp_path) -> Worker:
+def instance(tmp_path) -> Worker:
+    """A volunteer instance on the test's database (one file per test), its index built as the Registry does."""
     index = VolunteerIndex()
     worker = Worker(VolunteerService, tmp_path, clock=ManualClock(T0, scale=SCALE), index=index, staff=SignedIn(),
                     config={"OFFER_MINUTES": OFFER_MINUTES})
+    with worker.db.transaction() as s:
+        fill_index(index, s)
+    worker.index = index
+    return worker
+
+
+@pytest.fixture
+def w(tmp_path) -> Worker:
+    worker = Worker(VolunteerService, tmp_path)
     with worker.db.transaction() as s:
         for vid, village, town, max_load in (("A1", VILLAGE_A, TOWN, 1), ("B1", VILLAGE_B, TOWN, 2),
                                              ("B2", VILLAGE_B, TOWN, 2), ("C1", OTHER_TOWN + "001", OTHER_TOWN, 2)):
             s.add(VolunteerRow(id=vid, name=f"志愿者{vid}", team_id="T1", village_code=village, town_code=town,
                                skills="errand,delivery", max_load=max_load, service_points=0))
-    with worker.db.transaction() as s:
-        fill_index(index, s)  # as the Registry builds it at start
-    worker.index = index
-    return worker
+    worker.engine.dispose()
+    return instance(tmp_path)
+
+
+@pytest.fixture
+def w2(w, tmp_path) -> Worker:
+    """A second instance on the same database."""
+    return instance(tmp_path)
 
 
 def dispatch_event(event: str, ticket_id: str, data: dict, event_id: str | None = None) -> dict:
@@ -88,8 +105,25 @@ def offered_to(w: Worker, ticket_id: str) -> list[tuple[str, str]]:
             for _, e in w.sent("volunteer_offered") if e["ticket_id"] == ticket_id]
 
 
+def stored_loads(w: Worker) -> dict[str, int]:
+    with w.db.transaction() as s:
+        return {row.id: row.load for row in s.scalars(select(VolunteerRow).order_by(VolunteerRow.id))}
+
+
+def open_offers(w: Worker) -> dict[str, int]:
+    """Open (offered or accepted) offers per volunteer, counted from the offers."""
+    with w.db.transaction() as s:
+        held = {vid: 0 for vid in s.scalars(select(VolunteerRow.id))}
+        for offer in s.scalars(select(Offer).where(Offer.state.in_(OPEN_STATES))):
+            held[offer.volunteer_id] = held.get(offer.volunteer_id, 0) + 1
+        return held
+
+
 def loads(w: Worker) -> dict[str, int]:
-    return {vid: w.index.load_of(vid) for vid in ("A1", "B1", "B2", "C1")}
+    """The loads in the instance's index, checked against the rows and against the open offers."""
+    cached = {vid: w.index.load_of(vid) for vid in ("A1", "B1", "B2", "C1")}
+    assert cached == stored_loads(w) == open_offers(w), "the cache, the rows and the offers disagree"
+    return cached
 
 
 def points(w: Worker, vid: str) -> int:
@@ -218,10 +252,84 @@ def test_offers_made_before_they_knew_their_place_are_passed_on_near_their_volun
         for ticket, vid in (("OLD", "B1"), ("ORPHAN", "GONE")):
             s.add(Offer(ticket_id=ticket, volunteer_id=vid, skill="errand", state="offered", village_code="",
                         town_code="", expires_at=T0, created_at=T0 - WAIT, updated_at=T0 - WAIT))
-    w.index.take("B1")  # as the Registry would count the open offer
+        s.get(VolunteerRow, "B1").load = 1  # as volunteer_0003 counts the open offer
+    w.index.set_load("B1", 1)  # and the Registry reads it
     assert w.call("expire_offers") == 2
     assert offers(w, "OLD") == [("B1", "expired"), ("B2", "offered")]  # B2 shares B1's village
     assert offered_to(w, "OLD") == [("B2", "village")]
     assert offers(w, "ORPHAN") == [("GONE", "expired")]
     assert [e["data"]["village_code"] for _, e in w.sent("match_failed")] == [""]
     assert loads(w) == {"A1": 0, "B1": 0, "B2": 1, "C1": 0}
+
+
+# --- two instances, one database: the rows decide, the caches learn ------------------------------------
+
+
+def test_a_place_another_instance_took_is_not_given_again_and_the_cache_learns_it(w, w2):
+    w.call("find_volunteer", requested("K1"))  # instance 1 gives A1's only place
+    assert offered_to(w, "K1") == [("A1", "village")]
+    assert w2.index.load_of("A1") == 0  # instance 2 has not heard
+
+    w2.call("find_volunteer", requested("K2"))  # its index proposes A1; the row says full
+    assert offered_to(w2, "K2") == [("B1", "town")]
+    assert loads(w2) == {"A1": 1, "B1": 1, "B2": 0, "C1": 0}
+    assert w.index.load_of("B1") == 0  # instance 1 hears at its next resync, or when its index proposes B1
+
+
+def test_nobody_free_is_the_databases_word_not_the_caches(w, w2):
+    for ticket in ("K1", "K2", "K3", "K4", "K5"):  # instance 1 fills the town: A1 1, B1 2, B2 2
+        w.call("find_volunteer", requested(ticket))
+    assert loads(w) == {"A1": 1, "B1": 2, "B2": 2, "C1": 0}
+    w2.call("find_volunteer", requested("K6"))  # instance 2 proposes each in turn, learns they are full
+    assert [e["data"]["reason"] for _, e in w2.sent("match_failed")] == [
+        f"no volunteer with skill errand free in town {TOWN}"]
+    assert loads(w2) == {"A1": 1, "B1": 2, "B2": 2, "C1": 0}
+
+    w2.call("release_offers", cancelled("K1"))  # instance 2 frees A1; instance 1's index still says full
+    assert w.index.load_of("A1") == 1
+    w.call("find_volunteer", requested("K7"))  # before saying nobody, instance 1 re-reads the town
+    assert offered_to(w, "K7") == [("A1", "village")]
+    assert len(w.sent("match_failed")) == 1  # K6's, and no other
+    assert loads(w) == {"A1": 1, "B1": 2, "B2": 2, "C1": 0}
+
+
+def test_the_resync_brings_what_other_instances_changed(w, w2):
+    w.call("find_volunteer", requested("K1"))
+    w.call("find_volunteer", requested("K2"))
+    assert (w2.index.load_of("A1"), w2.index.load_of("B1")) == (0, 0)
+    assert w2.call("resync_loads") == 2
+    assert loads(w2) == {"A1": 1, "B1": 1, "B2": 0, "C1": 0}
+    w.call("release_offers", cancelled("K1"))
+    w2.call("resync_loads")
+    assert loads(w2) == {"A1": 0, "B1": 1, "B2": 0, "C1": 0}
+
+
+def test_loads_never_pass_max_load_whichever_instance_answers(w, w2):
+    """Alternating instances, neither told of the other's offers but by the rows: the town's 5 places are given
+    once each, and every request after that fails; a place given back through one is found by the other."""
+    for number in range(8):
+        (w, w2)[number % 2].call("find_volunteer", requested(f"K{number}"))
+    offered = [e["data"]["volunteer_id"] for _, e in w.sent("volunteer_offered")]  # one outbox: one database
+    assert sorted(offered) == ["A1", "B1", "B1", "B2", "B2"]
+    assert len(w.sent("match_failed")) == 3
+    assert stored_loads(w) == open_offers(w) == {"A1": 1, "B1": 2, "B2": 2, "C1": 0}
+
+    holder = dict(offers(w, "K0"))  # K0 went to A1 (instance 1 was first)
+    assert holder == {"A1": "offered"}
+    status, _, body = w2.call("decline_offer", "A1", "K0")  # nobody else free: A1 is free, K0 unmatched
+    assert status == 200 and json.loads(body)["offered_to"] is None
+    assert loads(w2) == {"A1": 0, "B1": 2, "B2": 2, "C1": 0}
+    w.call("find_volunteer", requested("K9"))  # instance 1's index may still say A1 is full
+    assert offers(w, "K9") == [("A1", "offered")]
+    assert stored_loads(w) == open_offers(w) == {"A1": 1, "B1": 2, "B2": 2, "C1": 0}
+    for x in (w, w2):
+        x.call("resync_loads")
+        assert loads(x) == {"A1": 1, "B1": 2, "B2": 2, "C1": 0}
+
+
+def test_a_volunteer_gone_from_the_registry_is_forgotten(w):
+    with w.db.transaction() as s:
+        s.delete(s.get(VolunteerRow, "A1"))
+    w.call("find_volunteer", requested("K"))  # the index still proposes A1 first
+    assert offered_to(w, "K") == [("B1", "town")]
+    assert "A1" not in w.index

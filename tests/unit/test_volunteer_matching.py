@@ -170,3 +170,29 @@ def test_generator_covers_the_real_suzhou_villages():
     assert len(volunteers) == 10_000
     assert len({v.team_id for v in volunteers}) == 6228
     assert len({v.village_code for v in volunteers}) == 1358
+
+
+def test_the_index_is_told_loads_as_the_database_has_them():
+    index = index_of(volunteer("a", max_load=2), volunteer("b", max_load=2))
+    index.set_load("a", 2)  # another instance filled a
+    assert index.match(request()).volunteer_id == "b"
+    index.set_load("b", 3)  # past max_load (it was lowered): not proposed either
+    assert index.match(request()) is None
+    index.set_loads({"b": 1})  # everyone at once: a holds nothing now
+    assert (index.load_of("a"), index.load_of("b")) == (0, 1)
+    assert index.match(request()).volunteer_id == "a"
+    index.set_load("nobody", 1)  # not in the registry this index was built from: ignored
+    assert "nobody" not in index
+
+
+def test_a_volunteer_can_start_with_a_load_and_be_forgotten():
+    index = VolunteerIndex()
+    index.add(volunteer("a", max_load=1), load=1)
+    index.add(volunteer("b", village="V2", max_load=2))
+    assert index.match(request()) == Match("b", "T0001", "town")
+    index.forget("b")
+    index.forget("b")  # twice: nothing more
+    assert "b" not in index and len(index) == 1
+    assert index.match(request()) is None
+    with pytest.raises(ValueError):
+        index.add(volunteer("c"), load=-1)
