@@ -42,12 +42,39 @@ def cmd_demo(args) -> int:
     return 0 if ok else 1
 
 
+def _deployed(args) -> Stack:
+    """The stack as ops run it: each service's database from `<SERVICE>_DB_URL` where set (else the
+    SQLite file under --var-dir), its logins from the keys folder."""
+    from .stack import SERVICES
+    stack = _stack(args)
+    stack.db_urls = {name: os.environ[f"{name.upper()}_DB_URL"] for name in SERVICES
+                     if os.environ.get(f"{name.upper()}_DB_URL")}
+    return stack
+
+
 def cmd_prepare(args) -> int:
     from .stack import prepare
-    stack = _stack(args)
+    stack = _deployed(args)
     stack.use_secrets(_secrets(args).directory)
-    prepare(stack, volunteers=args.volunteers)
-    print("migrated and declared")
+    prepare(stack, volunteers=args.demo_volunteers)
+    print("migrated and declared" + (f"; demo volunteers up to {args.demo_volunteers:,}" if args.demo_volunteers
+                                     else ""))
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from services.common.migrations import upgrade
+
+    from .stack import SERVICES
+    unknown = set(args.services) - set(SERVICES)
+    if unknown:
+        print(f"migrate: no service {', '.join(sorted(unknown))}; the services are {', '.join(SERVICES)}",
+              file=sys.stderr)
+        return 2
+    stack = _deployed(args)
+    for name in args.services or SERVICES:
+        upgrade(name, stack.db_url(name))
+        print(f"{name}: migrated ({stack.db_url(name).split('@')[-1]})")
     return 0
 
 
@@ -217,9 +244,14 @@ def main(argv=None) -> int:
                    help="leave the services running after the report, and print where they listen")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("prepare", help="migrate the databases, declare queues, seed demo volunteers")
-    p.add_argument("--volunteers", type=int, default=100_000)
+    p = sub.add_parser("prepare", help="migrate the databases (<SERVICE>_DB_URL), declare queues")
+    p.add_argument("--demo-volunteers", type=int, default=0, metavar="N",
+                   help="also register the first N demo volunteers not registered yet (nothing is ever deleted)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("migrate", help="migrate the databases named by <SERVICE>_DB_URL (else var/<service>.db)")
+    p.add_argument("services", nargs="*", metavar="service", help="intake, dispatch, volunteer, notify (default: all)")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("submit", help="publish one request (JSON file or stdin) as an outside system")
     p.add_argument("file", nargs="?")

@@ -1,29 +1,28 @@
-"""Demo volunteers, generated reproducibly from a seed and sized like the city."""
+"""Demo volunteers, generated reproducibly from a seed and sized like the city.
+
+Seeding only adds: a generated volunteer whose id is already registered is left as it is (its
+load, service points and any edits kept), and nothing is ever deleted. Seeding twice adds nothing.
+"""
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .matching import generate_volunteers
-from .models import OPEN_STATES, Offer, VolunteerRow
+from .models import VolunteerRow
+
+CHUNK = 5_000
 
 
 def seed_volunteers(engine, villages: list[tuple[str, str]], count: int = 100_000, seed: int = 3413) -> int:
+    """Register the first `count` demo volunteers that are not registered yet; how many were added."""
     with Session(engine) as s:
-        if s.scalar(select(func.count()).select_from(VolunteerRow)) == count:
-            return count  # already seeded: the generator is deterministic
-    volunteers = generate_volunteers(villages, seed=seed, volunteers=count)
+        known = set(s.scalars(select(VolunteerRow.id)))
+    missing = [v for v in generate_volunteers(villages, seed=seed, volunteers=count) if v.id not in known]
     with Session(engine) as s, s.begin():
-        s.execute(delete(VolunteerRow))
-        s.execute(insert(VolunteerRow), [
-            {"id": v.id, "name": v.name, "team_id": v.team_id, "village_code": v.village_code,
-             "town_code": v.town_code, "skills": ",".join(sorted(v.skills)), "max_load": v.max_load,
-             "service_points": 0, "load": 0} for v in volunteers])
-        # offers made before a re-seed still hold their places (the volunteer's load is what they say)
-        open_offers = (select(func.count()).select_from(Offer)
-                       .where(Offer.volunteer_id == VolunteerRow.id, Offer.state.in_(OPEN_STATES))
-                       .scalar_subquery())
-        s.execute(update(VolunteerRow).where(VolunteerRow.id.in_(
-            select(Offer.volunteer_id).where(Offer.state.in_(OPEN_STATES)))).values(load=open_offers)
-                  .execution_options(synchronize_session=False))
-    return len(volunteers)
+        for start in range(0, len(missing), CHUNK):
+            s.execute(insert(VolunteerRow), [
+                {"id": v.id, "name": v.name, "team_id": v.team_id, "village_code": v.village_code,
+                 "town_code": v.town_code, "skills": ",".join(sorted(v.skills)), "max_load": v.max_load,
+                 "service_points": 0, "load": 0} for v in missing[start:start + CHUNK]])
+    return len(missing)
