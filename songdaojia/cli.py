@@ -36,8 +36,12 @@ def _staff_headers(args) -> dict:
 
 def cmd_demo(args) -> int:
     from .demo import run_loop
-    report = run_loop(_stack(args), args.tickets, args.rate, args.timeout, seed=args.seed,
-                      keep_running=args.keep_running, volunteers=args.volunteers)
+    try:
+        report = run_loop(_stack(args), args.tickets, args.rate, args.timeout, seed=args.seed,
+                          keep_running=args.keep_running, volunteers=args.volunteers)
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP before the report: services stopped
+        print(f"stopped ({stop or 'SIGINT'}); the services were stopped too", file=sys.stderr)
+        return 130
     ok = report["finished"] and report["missing"] == 0 and report["acknowledged twice"] == 0
     return 0 if ok else 1
 

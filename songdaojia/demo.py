@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
              habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT, withdraw: float = DEMO_WITHDRAW,
              sla_scales: dict[str, float] = DEMO_SLA_SCALES) -> dict:
     """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`)."""
+    stop_on_signals()
     print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
           file=out, flush=True)
     stack.amqp_uri = fresh_vhost(stack.amqp_uri, f"songdaojia-{stack.run_name}")
@@ -217,6 +219,15 @@ def print_listening(stack: Stack, sink: SmtpSink, out) -> None:
     print(f"  mailbox    smtp://127.0.0.1:{sink.port}", file=out)
     print(f"  secrets    {stack.secrets.directory}  (a staff token: ./sdj token --role supervisor --area 3413)",
           file=out, flush=True)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP alike end the run and stop the services it started (the `finally` of
+    run_loop). SIGINT too when started in the background by a shell that made it ignore SIGINT."""
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
 
 
 def wait_for_interrupt() -> None:
