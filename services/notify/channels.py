@@ -2,8 +2,15 @@
 
 Plain library code (no nameko), so it can be tested against local peers and
 reused by the demo. Every send carries the caller's `message_id` as an
-idempotency key: a retried delivery reaches the peer with the same key, which
-lets the peer (or a human reading the mailbox) recognise the duplicate.
+idempotency key: a retried delivery reaches the peer with the same key. An SMS
+gateway that honours `Idempotency-Key` drops the repeat; an ordinary mail server
+delivers it (the stable Message-ID only lets a mail client or a human see it is
+the same message).
+
+`deliver(...)` returns a `Receipt`: the reference (what the courier publishes in
+`resident_notified`) and the peer's own answer (SMTP reply to DATA, HTTP status
+and body), kept in the delivery log as proof of hand-over. `send(...)` returns
+the reference alone.
 """
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ import smtplib
 from collections.abc import Mapping
 from email.header import Header
 from email.utils import formatdate
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -25,6 +32,12 @@ _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")  # one plain address, no
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 
 _REASON_SNIPPET_CHARS = 200
+
+
+class Receipt(NamedTuple):
+    """A message the peer accepted: our reference for it, and what the peer answered."""
+    reference: str
+    answer: str
 
 
 class DeliveryFailed(Exception):
@@ -83,11 +96,15 @@ class EmailChannel:
         return _contact_value(contact, "email")
 
     def send(self, to: str, subject: str, body: str, message_id: str) -> str:
+        return self.deliver(to, subject, body, message_id).reference
+
+    def deliver(self, to: str, subject: str, body: str, message_id: str) -> Receipt:
+        """Hand one message to the server; the receipt carries its reply to DATA (e.g. `250 2.0.0 queued as …`)."""
         header_id = f"<{_require_text(message_id, 'message_id')}@{MESSAGE_ID_DOMAIN}>"
         recipient = (to or "").strip()
         raw = self._compose(recipient, subject, body, header_id)
-        self._transmit(raw, recipient)
-        return f"smtp:{self.host}:{self.port}:{header_id}"
+        answer = self._transmit(raw, recipient)
+        return Receipt(f"smtp:{self.host}:{self.port}:{header_id}", answer)
 
     def _compose(self, to: str, subject: str, body: str, header_id: str) -> bytes:
         """The message as bytes, built directly: the `email` package's policy machinery
@@ -107,27 +124,28 @@ class EmailChannel:
                    'Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: base64")
         return ("\r\n".join(headers) + "\r\n\r\n" + text).encode("ascii")
 
-    def _transmit(self, message: bytes, recipient: str) -> None:
+    def _transmit(self, message: bytes, recipient: str) -> str:
         if self._idle:
             try:
-                self._send_on(self._idle.pop(), message, recipient, idle=True)
+                return self._send_on(self._idle.pop(), message, recipient, idle=True)
             except _Stale:  # the server closed it while idle; nothing was sent on it
-                self._send_on(self._connect(), message, recipient)
-        else:
-            self._send_on(self._connect(), message, recipient)
+                return self._send_on(self._connect(), message, recipient)
+        return self._send_on(self._connect(), message, recipient)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP:
         try:
             # a fixed local name: smtplib would otherwise look up this host's FQDN on every connect
-            return smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname="localhost")
+            return _SMTP(self.host, self.port, timeout=self.timeout, local_hostname="localhost")
         except smtplib.SMTPResponseException as exc:
             raise self._failure(_smtp_reason("greeting", exc), _is_5xx(exc.smtp_code)) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise self._failure(f"cannot connect: {exc!r}", permanent=False) from exc
 
-    def _send_on(self, smtp: smtplib.SMTP, message: bytes, recipient: str, idle: bool = False) -> None:
-        """One recipient: refused, sendmail raises SMTPRecipientsRefused (it returns refusals only for several)."""
+    def _send_on(self, smtp: _SMTP, message: bytes, recipient: str, idle: bool = False) -> str:
+        """One recipient: refused, sendmail raises SMTPRecipientsRefused (it returns refusals only for several).
+        Returns the server's reply to DATA: it took the message."""
         try:
+            smtp.data_answer = ""
             smtp.sendmail(self.sender, [recipient], message)
         except smtplib.SMTPServerDisconnected as exc:
             smtp.close()
@@ -146,7 +164,9 @@ class EmailChannel:
         except (smtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise self._failure(f"connection broke while sending: {exc!r}", permanent=False) from exc
+        answer = smtp.data_answer
         self._keep(smtp)
+        return answer
 
     def _keep(self, smtp: smtplib.SMTP) -> None:
         if len(self._idle) < self.MAX_IDLE:
@@ -163,6 +183,17 @@ class EmailChannel:
 
     def _failure(self, reason: str, permanent: bool) -> DeliveryFailed:
         return DeliveryFailed(self.kind, self.peer, reason, permanent)
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, keeping the server's reply to DATA (sendmail drops it): the proof of hand-over."""
+
+    data_answer = ""
+
+    def data(self, msg):
+        code, text = super().data(msg)
+        self.data_answer = f"{code} {_decode(text)}"[:300]
+        return code, text
 
 
 class _Stale(Exception):
@@ -208,6 +239,10 @@ class SmsChannel:
         return _contact_value(contact, "phone")
 
     def send(self, phone: str, text: str, message_id: str) -> str:
+        return self.deliver(phone, text, message_id).reference
+
+    def deliver(self, phone: str, text: str, message_id: str) -> Receipt:
+        """Post one message; the receipt carries the gateway's answer (HTTP status and the start of its body)."""
         message_id = _require_text(message_id, "message_id")
         if not phone or not phone.strip():
             raise self._failure("no phone number", permanent=True)
@@ -217,7 +252,7 @@ class SmsChannel:
         )
         if not 200 <= response.status_code < 300:
             raise self._failure(_http_reason(response), _is_permanent_status(response.status_code))
-        return _gateway_reference(response) or f"sms:{message_id}"
+        return Receipt(_gateway_reference(response) or f"sms:{message_id}", _http_reason(response)[:300])
 
     def _headers(self, message_id: str) -> dict[str, str]:
         headers = {"Idempotency-Key": message_id}

@@ -31,7 +31,11 @@ class Contact(Base):
 
 
 class Delivery(Base):
-    """One message to one resident: written pending, sent by the courier, never twice on purpose."""
+    """One message to one resident: written pending, sent by the courier, never twice on purpose.
+
+    States: pending (due at `next_attempt_at`) -> sending (claimed: `claimed_by` sends it, nobody else
+    may before `claimed_until`) -> sent, or back to pending (a temporary failure, later), or failed.
+    `attempts` counts claims: tries begun, a try cut short by a crash included."""
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(80), unique=True)  # idempotency key at the peer
@@ -41,10 +45,13 @@ class Delivery(Base):
     address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(10), index=True)  # pending, sent, failed
+    state: Mapped[str] = mapped_column(String(10), index=True)  # pending, sending, sent, failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reference: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    answer: Mapped[str | None] = mapped_column(String(300), nullable=True)  # the peer's, when it took it
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the courier (instance) that has it
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # its lease
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

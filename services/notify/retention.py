@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from .models import Contact, Delivery, GatewayCall, Survey
 from services.common.gateways import WINDOW
@@ -26,8 +26,10 @@ def forget(session, cutoff: datetime, now: datetime) -> int:
     session.execute(update(Delivery).where(Delivery.ticket_id.in_(expired), Delivery.body != ERASED)
                     .values(address="", subject=ERASED, body=ERASED)
                     .execution_options(synchronize_session=False))
-    session.execute(update(Delivery).where(Delivery.ticket_id.in_(expired), Delivery.state == "pending")
-                    .values(state="failed", error="erased by retention before it could be sent")
+    unsent = or_(Delivery.state == "pending",  # or claimed by a courier that died sending it
+                 and_(Delivery.state == "sending", Delivery.claimed_until < now))
+    session.execute(update(Delivery).where(Delivery.ticket_id.in_(expired), unsent)
+                    .values(state="failed", error="erased by retention before it could be sent", claimed_until=None)
                     .execution_options(synchronize_session=False))
     session.execute(update(Survey).where(Survey.ticket_id.in_(expired), Survey.comment != "")
                     .values(comment="").execution_options(synchronize_session=False))

@@ -91,3 +91,4 @@ class DeliveryView(Schema):
     sent_at = fields.String(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     reference = fields.String(required=True, allow_none=True)
+    answer = fields.String(required=True, allow_none=True)  # the peer's, when it took the message

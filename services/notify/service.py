@@ -228,7 +228,7 @@ class NotifyService:
                              .order_by(Delivery.id)).all()
             return json_response([{"template": d.template, "channel": d.channel, "state": d.state,
                                    "attempts": d.attempts, "sent_at": d.sent_at and d.sent_at.isoformat(),
-                                   "error": d.error, "reference": d.reference} for d in rows])
+                                   "error": d.error, "reference": d.reference, "answer": d.answer} for d in rows])
 
     @http("GET", "/openapi.json")
     @api("This API, described (OpenAPI 3.1)", answers={200: {"type": "object"}}, auth=None)

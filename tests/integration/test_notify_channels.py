@@ -10,6 +10,7 @@ import pytest
 from services.notify.channels import (
     DeliveryFailed,
     EmailChannel,
+    Receipt,
     SmsChannel,
     channel_from_config,
 )
@@ -64,6 +65,15 @@ def test_email_is_delivered_with_chinese_text_and_idempotent_message_id(smtp_sin
     assert message["To"] == RESIDENT
     assert body_text(message) == BODY
     assert reference == f"smtp:{LOCALHOST}:{smtp_sink.port}:<notif-42@songdaojia>"
+
+
+def test_the_receipt_keeps_the_servers_answer_to_data(smtp_sink: SmtpSink) -> None:
+    """What the courier records as proof the server took the message (a kept connection answers too)."""
+    channel = email_channel(smtp_sink.port)
+    receipts = [channel.deliver(RESIDENT, SUBJECT, BODY, message_id=f"notif-{n}") for n in (20, 21)]
+
+    assert receipts == [Receipt(f"smtp:{LOCALHOST}:{smtp_sink.port}:<notif-{n}@songdaojia>",
+                                "250 Message accepted for delivery") for n in (20, 21)]
 
 
 def test_resending_the_same_notification_reuses_its_message_id(smtp_sink: SmtpSink) -> None:
@@ -155,6 +165,13 @@ def test_sms_is_posted_with_idempotency_key(gateway: HttpRecorder) -> None:
         "message_id": "notif-9",
     }
     assert reference == "gw-1"
+
+
+def test_the_sms_receipt_keeps_the_gateways_answer(gateway: HttpRecorder) -> None:
+    receipt = SmsChannel(gateway.url).deliver("13800138000", "hi", message_id="notif-16")
+
+    assert receipt.reference == "gw-1"
+    assert receipt.answer.startswith("gateway answered HTTP 200") and "gw-1" in receipt.answer
 
 
 def test_sms_without_api_key_sends_no_authorization(gateway: HttpRecorder) -> None:

@@ -1,0 +1,215 @@
+"""notify's courier claims what it sends: two instances on one database send each resident message once.
+
+A courier claims a delivery (state `sending`, `claimed_by`, a lease `claimed_until`) and commits that
+before it talks to the mail server; the other instance skips it. A claim whose lease ran out (its
+instance died mid-send) is anyone's; a claim under a live lease is nobody else's, except the same
+instance id after a restart. Counted at a real SMTP server, per ticket.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pika
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.common.database import make_engine
+from services.common.migrations import upgrade
+from services.intake import events as intake_events
+from services.notify.channels import Receipt
+from services.notify.courier import Courier
+from services.notify.models import Delivery, OutboxRow
+from services.notify.service import NotifyService
+from songdaojia.peers import SmtpSink
+from tests.amqp_helpers import connect
+from tests.waiting import wait_until
+
+TICKETS = 300
+TICKET_IN_SUBJECT = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
+
+
+def courier_of(started) -> Courier:
+    return next(d for d in started.container.dependencies if isinstance(d, Courier))
+
+
+def publish_received(uri: str, tickets: list[str]) -> None:
+    """intake's ticket_received for each ticket, on one connection under confirms (what intake would send)."""
+    connection = connect(uri)
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for ticket in tickets:
+            event = json.loads(json.dumps(intake_events.EXAMPLES["ticket_received"]))
+            event.update(event_id=str(uuid.uuid4()), ticket_id=ticket, correlation_id=ticket,
+                         occurred_at=datetime.now(timezone.utc).isoformat())
+            event["data"]["ticket_no"] = ticket
+            channel.basic_publish("intake.events", "ticket_received", json.dumps(event).encode(),
+                                  pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                       message_id=event["event_id"], user_id="guest"))
+    finally:
+        connection.close()
+
+
+def mails_per_ticket(sink: SmtpSink) -> Counter:
+    return Counter(TICKET_IN_SUBJECT.search(str(m["Subject"])).group(0) for m in sink.messages)
+
+
+def test_two_instances_send_each_acknowledgement_once(fresh_vhost_uri, postgres_url, start_service):
+    with SmtpSink() as sink:
+        email = {"host": "127.0.0.1", "port": sink.port, "sender": "s@localhost"}
+        instances = [start_service(NotifyService, fresh_vhost_uri, postgres_url, CHANNEL="email", EMAIL=email)
+                     for _ in range(2)]
+        tickets = [f"SDJ-261208-{n:08d}" for n in range(TICKETS)]
+        began = time.monotonic()
+        publish_received(fresh_vhost_uri, tickets)
+        engine = make_engine(postgres_url)
+        try:
+            def all_sent():
+                with engine.connect() as conn:
+                    return conn.scalar(select(func.count()).where(Delivery.state == "sent")) == TICKETS
+            wait_until(all_sent, timeout=120, interval=0.2, message=lambda: f"{TICKETS} acks sent, "
+                       f"{len(sink.messages)} mails so far")
+            took = time.monotonic() - began
+            # every mail the server took was marked sent first... or is a repeat: wait for the sink to hold them all
+            wait_until(lambda: len(sink.messages) >= TICKETS, timeout=10, message="every ack at the mail server")
+            with engine.connect() as conn:
+                by = dict(conn.execute(select(Delivery.claimed_by, func.count()).group_by(Delivery.claimed_by)).all())
+                tries = conn.scalar(select(func.sum(Delivery.attempts)))
+                notified = conn.scalars(select(OutboxRow.event_id).where(
+                    OutboxRow.routing_key == "resident_notified")).all()
+                answers = set(conn.scalars(select(Delivery.answer)).all())
+        finally:
+            engine.dispose()
+        per_ticket = mails_per_ticket(sink)
+        shares = [courier_of(i).sent for i in instances]
+        print(f"\n{TICKETS} acks by two instances in {took:.1f} s; sent per instance {shares}; "
+              f"claimed_by {sorted(by.values())}; tries {tries}; mails {len(sink.messages)}")
+        assert set(per_ticket) == set(tickets)
+        assert [t for t, n in per_ticket.items() if n != 1] == [], "a resident got their ack twice"
+        assert len(sink.messages) == TICKETS
+        assert len(notified) == len(set(notified)) == TICKETS  # one resident_notified per delivery
+        assert set(by) == {courier_of(i).instance for i in instances}, "both instances sent some"
+        assert sorted(by.values()) == sorted(shares) and all(shares)
+        assert tries == TICKETS  # nothing failed, nothing was taken over
+        assert answers == {"250 Message accepted for delivery"}  # the server's own answer, kept
+
+
+def _delivery(message_id: str, state: str, claimed_by: str | None = None, lease: timedelta | None = None,
+              attempts: int = 0, address: str = "wang@example.cn") -> Delivery:
+    now = datetime.now(timezone.utc)
+    ticket = f"SDJ-261208-{message_id[-8:].upper()}"
+    return Delivery(message_id=message_id, ticket_id=ticket, template="ack", channel="email",
+                    address=address, subject=f"【送到家】已受理 工单号 {ticket}", body="正文",
+                    state=state, attempts=attempts, next_attempt_at=now, created_at=now,
+                    claimed_by=claimed_by, claimed_until=None if lease is None else now + lease)
+
+
+def _rows(engine) -> dict[str, Delivery]:
+    with Session(engine) as s:
+        return {d.message_id: d for d in s.scalars(select(Delivery))}
+
+
+def test_a_lapsed_claim_is_taken_over_a_live_one_is_not(fresh_vhost_uri, db_url, start_service):
+    """`orphan`: its instance died mid-send, the lease is over. `held`: another instance is sending it now.
+    `restarted`: claimed by this very instance id before it was restarted. Then `later`, claimed by id after all
+    of them: once it is sent, the courier has claimed with `held` in view and left it."""
+    upgrade("notify", db_url)
+    engine = make_engine(db_url)
+    with Session(engine) as s, s.begin():
+        s.add_all([_delivery("dead-00000001", "sending", "notify-dead", timedelta(seconds=-1), attempts=1),
+                   _delivery("held-00000002", "sending", "notify-2", timedelta(minutes=10), attempts=1),
+                   _delivery("mine-00000003", "sending", "notify-1", timedelta(minutes=10), attempts=1)])
+    with SmtpSink() as sink:
+        email = {"host": "127.0.0.1", "port": sink.port, "sender": "s@localhost"}
+        started = start_service(NotifyService, fresh_vhost_uri, db_url, CHANNEL="email", EMAIL=email,
+                                INSTANCE_ID="notify-1")
+        with Session(engine) as s, s.begin():
+            s.add(_delivery("late-00000004", "pending"))
+        try:
+            wait_until(lambda: _rows(engine)["late-00000004"].state == "sent", timeout=20, message="the later one sent")
+            rows = _rows(engine)
+            got = Counter(str(m["Message-ID"]) for m in sink.messages)
+            assert got == Counter({"<dead-00000001@songdaojia>": 1, "<mine-00000003@songdaojia>": 1,
+                                   "<late-00000004@songdaojia>": 1})
+            for key in ("dead-00000001", "mine-00000003"):  # taken over: one try more, by this instance
+                assert (rows[key].state, rows[key].claimed_by, rows[key].attempts) == ("sent", "notify-1", 2)
+            held = rows["held-00000002"]
+            assert (held.state, held.claimed_by, held.attempts) == ("sending", "notify-2", 1)
+
+            # the lapsed claim comes back late with its outcome, and one that was never this courier's: both refused
+            courier = courier_of(started)
+            for key in ("dead-00000001", "held-00000002"):
+                claim = SimpleNamespace(id=rows[key].id, attempts=1, message_id=key, template="ack",
+                                        ticket_id=rows[key].ticket_id, channel="email")
+                courier._sent(claim, Receipt("smtp:late", "250 late"))
+            rows = _rows(engine)
+            assert rows["dead-00000001"].answer == "250 Message accepted for delivery"
+            assert rows["held-00000002"].state == "sending"
+            with engine.connect() as conn:
+                notified = conn.scalar(select(func.count()).where(OutboxRow.routing_key == "resident_notified"))
+            assert notified == 3
+        finally:
+            engine.dispose()
+
+
+def bare_courier(db_url: str, instance: str) -> Courier:
+    """A courier's claiming part, without a service around it."""
+    courier = Courier()
+    courier.engine, courier.lease, courier.instance, courier.in_flight = make_engine(db_url), timedelta(minutes=2), \
+        instance, set()
+    return courier
+
+
+def test_a_claim_takes_at_most_what_it_asks_for_and_two_take_different_rows(db_url):
+    """As `id IN (SELECT … LIMIT 20 FOR UPDATE SKIP LOCKED)` PostgreSQL claimed the whole backlog in one go."""
+    upgrade("notify", db_url)
+    couriers = [bare_courier(db_url, name) for name in ("notify-1", "notify-2")]
+    with Session(couriers[0].engine) as s, s.begin():
+        s.add_all([_delivery(f"m-{n:08d}", "pending") for n in range(60)])
+    try:
+        first, second = couriers[0].claim(20), couriers[1].claim(20)
+        couriers[0].in_flight.update(d.id for d in first)
+        third = couriers[0].claim(30)
+        assert [len(first), len(second), len(third)] == [20, 20, 20]
+        assert len({d.id for d in first + second + third}) == 60
+        assert couriers[1].claim(5) == []  # nothing due is left: every row is claimed under a live lease
+        assert {d.attempts for d in first + second + third} == {1}
+    finally:
+        for courier in couriers:
+            courier.engine.dispose()
+
+
+def test_a_refusal_fails_the_delivery_and_a_temporary_failure_waits_its_back_off(fresh_vhost_uri, db_url,
+                                                                                start_service):
+    upgrade("notify", db_url)
+    engine = make_engine(db_url)
+    with SmtpSink() as sink:
+        sink.refuse_recipient("gone@example.cn", "550 5.1.1 No such mailbox")
+        sink.refuse_recipient("busy@example.cn", "450 4.2.1 Mailbox busy")
+        email = {"host": "127.0.0.1", "port": sink.port, "sender": "s@localhost"}
+        start_service(NotifyService, fresh_vhost_uri, db_url, CHANNEL="email", EMAIL=email)
+        began = datetime.now(timezone.utc)
+        with Session(engine) as s, s.begin():
+            s.add_all([_delivery("gone-00000001", "pending", address="gone@example.cn"),
+                       _delivery("busy-00000002", "pending", address="busy@example.cn")])
+        try:
+            wait_until(lambda: _rows(engine)["gone-00000001"].state == "failed" and
+                       _rows(engine)["busy-00000002"].error, timeout=20, message="both tried")
+            gone, busy = _rows(engine)["gone-00000001"], _rows(engine)["busy-00000002"]
+            assert (gone.attempts, gone.claimed_until) == (1, None) and "550" in gone.error
+            assert (busy.state, busy.attempts, busy.claimed_until) == ("pending", 1, None) and "450" in busy.error
+            next_try = busy.next_attempt_at if busy.next_attempt_at.tzinfo else \
+                busy.next_attempt_at.replace(tzinfo=timezone.utc)
+            assert next_try - began >= timedelta(seconds=2)  # 2 ** attempts
+            with engine.connect() as conn:
+                failed = conn.execute(select(OutboxRow.body).where(OutboxRow.routing_key == "notification_failed")).all()
+            assert len(failed) == 1 and json.loads(failed[0].body)["data"]["attempts"] == 1
+            assert sink.messages == []
+        finally:
+            engine.dispose()
