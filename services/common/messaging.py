@@ -21,6 +21,7 @@ when a copy comes back from the retry queue, it is judged by its original.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +35,7 @@ from nameko.messaging import Consumer, QueueConsumer
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_user
 from .envelope import MalformedEvent, open_envelope, utcnow
 from .faults import crash_point
+from .operations import settled
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,7 @@ class ReliableConsumer(Consumer):
             self._settle(message, self._dead_letter, str(exc), "MalformedEvent")
             return
         context_data = self.unpack_message_headers(message)
+        message.sdj_started = time.monotonic()  # for the handler latency histogram
         try:
             self.container.spawn_worker(self, args, {}, context_data=context_data,
                                         handle_result=partial(self.handle_result, message))
@@ -175,6 +178,7 @@ class ReliableConsumer(Consumer):
         if exc_info is None:
             crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
             self.queue_consumer.ack_message(message)
+            self._count(message, "handled")
             return result, exc_info
         exc = exc_info[1]
         reason = f"{type(exc).__name__}: {exc}"
@@ -218,6 +222,7 @@ class ReliableConsumer(Consumer):
         delay_ms = int(self.retry_delays[attempt - 1] * 1000)
         self.publisher.publish([self._copy(message, self.parking, self.retry_queue.name, {
             "x-attempt": attempt + 1, "x-last-error": reason[:500]}, expiration=str(delay_ms))])
+        self._count(message, "retried")
 
     def _dead_letter(self, message, reason: str, kind: str, bad_input: bool = True) -> None:
         info, reason = message.delivery_info or {}, reason[:2000]
@@ -227,6 +232,10 @@ class ReliableConsumer(Consumer):
             "x-attempts": self._attempt(message), "x-dead-lettered-at": utcnow().isoformat()}),
             *self._told_of_dead_letter(message, reason, bad_input)])
         log.warning("dead-lettered a message from %s: %s", self.queue_name, reason)
+        self._count(message, "dead_lettered")
+
+    def _count(self, message, outcome: str) -> None:
+        settled(self.container.service_name, self.queue_name, outcome, getattr(message, "sdj_started", None))
 
     def _told_of_dead_letter(self, message, reason: str, bad_input: bool) -> list[Outgoing]:
         """The hook's messages; a hook that fails must not keep the message from its dead-letter queue."""

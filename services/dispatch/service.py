@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.common.clock import Time
 from services.common.database import Database
@@ -16,6 +16,7 @@ from services.common.http import HttpError, api, http, json_response, read_json,
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.openapi import document
+from services.common.operations import Operations
 from services.common.outbox import Outbox
 from services.common.schedule import TICK_SECONDS, claim_due
 from services.common.staff import DEPARTMENT_STAFF, STAFF, WORKERS
@@ -34,7 +35,7 @@ from .schemas import (CancelForm, CancelledIn, CaseView, DecideForm, FeedbackIn,
                       TransferForm, VolunteerAnsweredIn, VolunteerOfferedIn)
 from .supervision import as_utc, still_watching, timers_for
 
-class DispatchService:
+class DispatchService(Operations):
     name = "dispatch"
 
     db = Database()
@@ -348,6 +349,16 @@ class DispatchService:
     @api("This API, described (OpenAPI 3.1)", answers={200: {"type": "object"}}, auth=None)
     def openapi(self, request):
         return json_response(OPENAPI)
+
+    def gauges(self, s) -> dict:
+        """What /metrics adds for dispatch: tickets by state, deadlines missed and deadlines waiting to fire."""
+        now = self.clock.now()
+        by_state = dict(s.execute(select(Case.state, func.count()).group_by(Case.state)).all())
+        missed = s.scalar(select(func.count()).select_from(Deadline).where(Deadline.kind == "overdue",
+                                                                           Deadline.outcome == "fired"))
+        behind = s.scalar(select(func.count()).select_from(Deadline).where(Deadline.fired_at.is_(None),
+                                                                           Deadline.due_at <= now))
+        return {"tickets_by_state": by_state, "deadlines": {"missed": missed, "due_not_fired": behind}}
 
     # -- helpers: persistence around the pure rules --
 

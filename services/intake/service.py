@@ -19,6 +19,7 @@ from services.common.http import HttpError, api, http, json_response, read_json,
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.openapi import document
+from services.common.operations import Operations
 from services.common.outbox import Outbox
 from services.common.staff import Forbidden, Unauthenticated
 from services.common.tokens import StaffTokens
@@ -41,7 +42,7 @@ from .tickets import InvalidRequest
 log = logging.getLogger(__name__)
 
 
-class IntakeService:
+class IntakeService(Operations):
     name = "intake"
 
     db = Database()

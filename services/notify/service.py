@@ -25,6 +25,7 @@ from services.common.http import HttpError, api, http, json_response, read_json
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.openapi import document
+from services.common.operations import Operations
 from services.common.outbox import Outbox
 from services.common.schedule import TICK_SECONDS, claim_due
 from services.common.staff import STAFF, Forbidden, Unauthenticated
@@ -46,7 +47,7 @@ _STAFF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # what may stand f
 BEIJING = timezone(timedelta(hours=8))
 
 
-class NotifyService:
+class NotifyService(Operations):
     name = "notify"
 
     db = Database()

@@ -24,6 +24,7 @@ from services.common.http import HttpError, api, http, json_response
 from services.common.inbox import Inbox
 from services.common.messaging import on_event
 from services.common.openapi import document
+from services.common.operations import Operations
 from services.common.outbox import Outbox
 from services.common.schedule import BATCH, TICK_SECONDS, claim_due
 from services.common.staff import STAFF, VOLUNTEER
@@ -50,7 +51,7 @@ class Loads(dict):
     """Loads written in one transaction, volunteer → the load the row holds: the index learns them after commit."""
 
 
-class VolunteerService:
+class VolunteerService(Operations):
     name = "volunteer"
 
     config = Config()
