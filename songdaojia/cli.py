@@ -12,7 +12,8 @@ from services.common.staff import ROLES
 
 from .stack import ROOT, Stack
 
-STAFF_LOOKUP = ("supervisor", "3413")  # who the look-up commands act as: a city supervisor (reads only)
+STAFF_LOOKUP = ("supervisor", "3413")
+DEFAULT_POSTGRES = os.environ.get("SDJ_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")  # who the look-up commands act as: a city supervisor (reads only)
 
 
 def _stack(args) -> Stack:
@@ -38,7 +39,8 @@ def cmd_demo(args) -> int:
     from .demo import run_loop
     try:
         report = run_loop(_stack(args), args.tickets, args.rate, args.timeout, seed=args.seed,
-                          keep_running=args.keep_running, volunteers=args.volunteers)
+                          keep_running=args.keep_running, volunteers=args.volunteers, instances=args.instances,
+                          postgres=args.postgres or (DEFAULT_POSTGRES if args.instances > 1 else None))
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP before the report: services stopped
         print(f"stopped ({stop or 'SIGINT'}); the services were stopped too", file=sys.stderr)
         return 130
@@ -244,6 +246,10 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--seed", type=int, default=3413)
     p.add_argument("--volunteers", type=int, default=100_000)
+    p.add_argument("--instances", type=int, default=1, metavar="N",
+                   help="run N processes of every service, on PostgreSQL (default: one each, on SQLite)")
+    p.add_argument("--postgres", metavar="URL", help=f"PostgreSQL admin URL for the run's databases "
+                                                    f"(default with --instances: {DEFAULT_POSTGRES})")
     p.add_argument("--keep-running", action="store_true",
                    help="leave the services running after the report, and print where they listen")
     p.set_defaults(func=cmd_demo)

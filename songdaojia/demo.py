@@ -18,7 +18,7 @@ from . import scenario
 from .loop import Console, Habits, Observer, Residents, percentile
 from .peers import SmtpSink
 from .vhosts import fresh_vhost
-from .stack import Stack, prepare, process_cpu_seconds, start_all, stop_all
+from .stack import SERVICES, Stack, prepare, process_cpu_seconds, start_all, stop_all
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
                  "closed", "reopened")
@@ -37,14 +37,20 @@ BENCH_SLA_SCALES = {"notify": 0.00001}
 def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed: int = 3413,
              keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout,
              habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT, withdraw: float = DEMO_WITHDRAW,
-             sla_scales: dict[str, float] = DEMO_SLA_SCALES) -> dict:
-    """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`)."""
+             sla_scales: dict[str, float] = DEMO_SLA_SCALES, instances: int = 1,
+             postgres: str | None = None) -> dict:
+    """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`, or with
+    `postgres` (an admin URL) PostgreSQL databases `songdaojia_<run>_<service>`, which `instances` > 1 needs)."""
     stop_on_signals()
     print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
           file=out, flush=True)
     stack.amqp_uri = fresh_vhost(stack.amqp_uri, f"songdaojia-{stack.run_name}")
     stack.var_dir = stack.var_dir / stack.run_name
     shutil.rmtree(stack.var_dir, ignore_errors=True)
+    if instances > 1 and not postgres:
+        raise ValueError("several instances of a service share one database: give a PostgreSQL admin URL")
+    if postgres:
+        stack.db_urls = fresh_databases(postgres, stack.run_name)
     stack.secure()
     stack.sla_scales = dict(sla_scales)
     prepare(stack, volunteers=volunteers)
@@ -52,10 +58,10 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
                           silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw)
     sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
     stack.smtp_port = sink.port
-    procs = start_all(stack)
+    procs = start_all(stack, instances=instances)
     observer = console = None
     try:  # from here on, whatever fails, the services are stopped
-        print("services: " + ", ".join(f"{n} {stack.http(n)}" for n in procs), file=out, flush=True)
+        print("services: " + ", ".join(f"{n} {p.url}" for n, p in procs.items()), file=out, flush=True)
         observer = Observer(stack.uri("monitor"))
         console = Console(stack.uri("console-city"), stack.http("dispatch"), habits=habits,
                           token=lambda who, role, area, department=None: stack.secrets.token(
@@ -72,6 +78,8 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
                               seconds=time.monotonic() - started)
         report.update(supervision_report(stack, console, observer))
         report["withdrawn by residents"] = residents.withdrawn
+        if instances > 1:
+            report["messages handled per instance"] = work_per_instance(procs)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
         cpu_after = cpu_snapshot(procs)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
@@ -87,6 +95,41 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
                 part.stop()
         stop_all(procs)
         sink.stop()
+
+
+def fresh_databases(admin_url: str, run_name: str) -> dict[str, str]:
+    """An empty PostgreSQL database per service for this run (dropped first if a run left one)."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+    url = make_url(admin_url)
+    admin = psycopg2.connect(connect_timeout=10, **url.translate_connect_args(username="user", database="dbname"))
+    admin.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
+    urls = {}
+    try:
+        with admin.cursor() as cursor:
+            for service in SERVICES:
+                name = f"songdaojia_{run_name}_{service}"
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+                urls[service] = url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.close()
+    return urls
+
+
+def work_per_instance(procs) -> dict[str, int]:
+    """Messages each process handled, from its /metrics (services/common/operations.py)."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+    work = {}
+    for label, proc in procs.items():
+        try:
+            text = requests.get(f"{proc.url}/metrics", timeout=10).text
+        except requests.RequestException:
+            continue
+        work[label] = int(sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+                              if s.name == "sdj_messages_total" and s.labels.get("outcome") == "handled"))
+    return work
 
 
 def cpu_snapshot(procs) -> dict[str, float]:

@@ -73,6 +73,10 @@ class Stack:
     def http(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def instance_port(self, service: str, instance: int) -> int:
+        """Instance 2, 3 … of a service listen 100, 200 … above the first."""
+        return self.ports[service] + 100 * (instance - 1)
+
     def env(self, service: str | None = None) -> dict[str, str]:
         """The environment of a service's process (or, without one, what every service shares)."""
         env = dict(os.environ, SMTP_HOST="127.0.0.1", SMTP_PORT=str(self.smtp_port), NOTIFY_CHANNEL=self.channel,
@@ -101,10 +105,20 @@ class Stack:
 
 
 class ServiceProcess:
-    def __init__(self, name: str, stack: Stack, extra_env: dict[str, str] | None = None):
-        self.name, self.stack, self.extra_env = name, stack, extra_env or {}
+    """One `nameko run` of a service; instance 2, 3 … of it listen on ports of their own."""
+
+    def __init__(self, name: str, stack: Stack, extra_env: dict[str, str] | None = None, instance: int = 1):
+        self.name, self.stack, self.instance = name, stack, instance
+        self.label = name if instance == 1 else f"{name}-{instance}"
+        self.port = stack.ports[name] if instance == 1 else stack.instance_port(name, instance)
+        self.extra_env = {f"{name.upper()}_HTTP": f"127.0.0.1:{self.port}",
+                          f"{name.upper()}_INSTANCE_ID": self.label, **(extra_env or {})}
         self.proc: subprocess.Popen | None = None
-        self.log_path = stack.var_dir / "logs" / f"{name}.log"
+        self.log_path = stack.var_dir / "logs" / f"{self.label}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "ServiceProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,17 +134,17 @@ class ServiceProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        port = self.stack.ports[self.name]
+        port = self.port
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
+                raise RuntimeError(f"{self.label} exited with {self.proc.returncode}; "
                                    f"see {self.log_path}:\n{self.tail()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 return
             except OSError:
                 time.sleep(0.1)
-        raise TimeoutError(f"{self.name} did not listen on {port} within {timeout}s:\n{self.tail()}")
+        raise TimeoutError(f"{self.label} did not listen on {port} within {timeout}s:\n{self.tail()}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -191,8 +205,13 @@ def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(SERVICES)) -> N
         engine.dispose()
 
 
-def start_all(stack: Stack, names=tuple(SERVICES)) -> dict[str, ServiceProcess]:
-    procs = {name: ServiceProcess(name, stack).start() for name in names}
+def start_all(stack: Stack, names=tuple(SERVICES), instances: int = 1) -> dict[str, ServiceProcess]:
+    """Every service as `instances` processes (keyed `dispatch`, `dispatch-2`, …), once all listen."""
+    procs = {}
+    for name in names:
+        for n in range(1, instances + 1):
+            proc = ServiceProcess(name, stack, instance=n)
+            procs[proc.label] = proc.start()
     try:
         for proc in procs.values():
             proc.wait_ready()
