@@ -1,8 +1,35 @@
 """Transactional outbox: events are rows written with the state change; a relay sends them.
 
 The relay publishes unsent rows under publisher confirms and marks them sent.
-A crash after publishing but before marking re-sends them on restart: delivery
-is at least once, and consumers' inboxes turn that into exactly-once effects.
+A crash after publishing but before marking re-sends them: delivery is at
+least once, and consumers' inboxes turn that into exactly-once effects.
+
+Several instances of a service on one PostgreSQL database: each relay claims
+its batch. One transaction selects up to `BATCH` unsent rows `FOR UPDATE SKIP
+LOCKED`, publishes them, waits for the broker's confirms, marks them sent and
+commits; another instance skips the locked rows and takes the next batch, and
+a row that committed as sent is not picked up again (PostgreSQL re-checks
+`sent_at IS NULL` on the newest version of a row it locks). So, with no
+faults, every event is published once. What a batch can still send twice:
+- the instance dies, or loses its database connection, after publishing and
+  before the commit (crash point `relay.before_mark`): the lock goes with the
+  session, and whoever comes next sends the batch again;
+- the broker confirms part of a batch and then fails (nack, timeout, lost
+  connection): the transaction rolls back and the whole batch is sent again;
+- a relay that holds its claim longer than `CLAIM_SECONDS` without talking to
+  the database (frozen process, broker blocking publishers) loses its session
+  to PostgreSQL's `idle_in_transaction_session_timeout`; the rows go to the
+  next relay, and the frozen one's copies, if it wakes, are repeats.
+Order is by id within a batch; two instances' batches may overtake each other.
+
+SQLite: one instance per database file (one relay per file). Its relay reads
+unsent rows, publishes them and marks them sent in a second short transaction
+(no write lock is held while talking to the broker); two relays on one file
+would both send the same rows.
+
+Sent rows are kept `KEEP_SENT` for inspection, then purged in chunks by every
+instance (`SKIP LOCKED` on PostgreSQL, so two purges neither wait for each
+other nor deadlock).
 """
 from __future__ import annotations
 
@@ -14,7 +41,7 @@ import eventlet
 from eventlet.event import Event as GreenEvent
 from marshmallow import Schema
 from nameko.extensions import DependencyProvider
-from sqlalchemy import delete, event as sa_event, insert, select, update
+from sqlalchemy import delete, event as sa_event, insert, select, text, update
 
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
 from .database import make_engine
@@ -27,6 +54,8 @@ BATCH = 500
 POLL_SECONDS = 1.0
 KEEP_SENT = timedelta(hours=1)  # sent rows kept for inspection, then purged
 PURGE_EVERY = timedelta(minutes=1)
+PURGE_BATCH = 5000  # rows deleted per purge transaction
+CLAIM_SECONDS = 30  # PostgreSQL ends a claim whose relay is silent this long (> the publisher's confirm timeout)
 
 
 class OutboxWriter:
@@ -78,8 +107,12 @@ class Outbox(DependencyProvider):
 
 
 class Relay:
+    """Publishes this service's unsent outbox rows; see the module docstring for what is promised."""
+
     def __init__(self, engine, row_cls, publisher: ConfirmingPublisher):
         self.engine, self.row, self.publisher = engine, row_cls, publisher
+        self.claims = engine.dialect.name == "postgresql"  # row locks: other instances skip our batch
+        self.published = 0  # events this relay published and marked sent (work done by this instance)
         self._wakeup = GreenEvent()
         self._running = True
         self._purged_at = utcnow()
@@ -97,8 +130,11 @@ class Relay:
         while self._running:
             self._wakeup = GreenEvent()  # reset before draining so a wake during it is kept
             try:
-                while self._running and self.drain_once():
-                    pass
+                while self._running:
+                    more = self.drain_once()
+                    self._purge_if_due()  # also under a load that never lets the outbox run dry
+                    if not more:
+                        break
                 backoff = 0.5
             except PublishFailed as exc:
                 log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
@@ -113,25 +149,69 @@ class Relay:
             self._wakeup.wait(timeout=POLL_SECONDS)
         self.publisher.close()
 
-    def drain_once(self) -> bool:
-        """Send one batch of unsent rows; True when there may be more."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(self.row.id, self.row.event_id, self.row.exchange, self.row.routing_key,
-                       self.row.body)
-                .where(self.row.sent_at.is_(None)).order_by(self.row.id).limit(BATCH)
-            ).all()
-        if not rows:
-            return False
+    def _purge_if_due(self) -> None:
+        now = utcnow()
+        if self._running and now - self._purged_at > PURGE_EVERY:
+            self.purge(now - KEEP_SENT)
+            self._purged_at = now
+
+    def _unsent(self):
+        return (select(self.row.id, self.row.event_id, self.row.exchange, self.row.routing_key, self.row.body)
+                .where(self.row.sent_at.is_(None)).order_by(self.row.id).limit(BATCH))
+
+    def _publish(self, rows) -> None:
         self.publisher.publish([
             Outgoing(exchange=r.exchange, routing_key=r.routing_key, body=r.body.encode("utf-8"),
                      message_id=r.event_id, type=r.routing_key) for r in rows])
-        crash_point("relay.before_mark")  # published, not marked: the next relay sends them again
-        now = utcnow()
+
+    def _mark_sent(self, conn, rows) -> None:
+        conn.execute(update(self.row).where(self.row.id.in_([r.id for r in rows])).values(sent_at=utcnow()))
+
+    def drain_once(self) -> bool:
+        """Send one batch of unsent rows; True when there may be more."""
+        return self._drain_claimed() if self.claims else self._drain_unclaimed()
+
+    def _drain_claimed(self) -> bool:
+        """PostgreSQL: claim a batch (row locks), publish it, mark it sent, commit: one transaction."""
         with self.engine.begin() as conn:
-            conn.execute(update(self.row).where(self.row.id.in_([r.id for r in rows]))
-                         .values(sent_at=now))
-            if now - self._purged_at > PURGE_EVERY:
-                conn.execute(delete(self.row).where(self.row.sent_at < now - KEEP_SENT))
-                self._purged_at = now
+            conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{CLAIM_SECONDS}s'"))
+            rows = conn.execute(self._unsent().with_for_update(skip_locked=True)).all()
+            if not rows:
+                return False
+            self._publish(rows)
+            crash_point("relay.before_mark")  # published, not committed: the lock goes, the next relay re-sends
+            self._mark_sent(conn, rows)
+        self.published += len(rows)
         return len(rows) == BATCH
+
+    def _drain_unclaimed(self) -> bool:
+        """SQLite (one instance per file): no write lock is held while the broker confirms."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._unsent()).all()
+        if not rows:
+            return False
+        self._publish(rows)
+        crash_point("relay.before_mark")  # published, not marked: the next relay sends them again
+        with self.engine.begin() as conn:
+            self._mark_sent(conn, rows)
+        self.published += len(rows)
+        return len(rows) == BATCH
+
+    def purge(self, cutoff) -> int:
+        """Delete rows sent before `cutoff`, `PURGE_BATCH` at a time; return how many went.
+
+        On PostgreSQL each chunk locks what it deletes `SKIP LOCKED`: two instances purging at once
+        take different rows instead of waiting on (or deadlocking with) each other."""
+        deleted = 0
+        while self._running:
+            with self.engine.begin() as conn:
+                old = select(self.row.id).where(self.row.sent_at < cutoff).limit(PURGE_BATCH)
+                if self.claims:
+                    old = old.with_for_update(skip_locked=True)
+                ids = conn.scalars(old).all()
+                if ids:
+                    conn.execute(delete(self.row).where(self.row.id.in_(ids)))
+            deleted += len(ids)
+            if len(ids) < PURGE_BATCH:
+                return deleted
+        return deleted
