@@ -8,6 +8,7 @@ effect, so a crash before commit fires it again and a commit fires it once.
 """
 from __future__ import annotations
 
+from nameko.timer import Timer as NamekoTimer
 from sqlalchemy import Select
 
 TICK_SECONDS = 0.5  # how often due rows are looked for: deadlines are minutes, scaled ones seconds
@@ -17,3 +18,22 @@ BATCH = 100
 def claim_due(session, query: Select, limit: int = BATCH) -> list:
     """The rows of `query` (already filtered to what is due, ordered) locked for this transaction."""
     return list(session.scalars(query.limit(limit).with_for_update(skip_locked=True)))
+
+
+class Timer(NamekoTimer):
+    """nameko's timer entrypoint, safe to stop twice or before it started: a SIGTERM that arrives while
+    the container is still starting made nameko's own fail (`gt` None, or its stop event sent again)
+    and left `nameko run` hanging."""
+
+    def stop(self):
+        if not self.should_stop.ready():
+            self.should_stop.send(True)
+        if self.gt is not None:
+            self.gt.wait()
+
+    def kill(self):
+        if self.gt is not None:
+            self.gt.kill()
+
+
+timer = Timer.decorator

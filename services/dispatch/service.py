@@ -6,7 +6,6 @@ import json
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
-from nameko.timer import timer
 from sqlalchemy import func, select
 
 from services.common.clock import Time
@@ -18,7 +17,7 @@ from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
 from services.common.outbox import Outbox
-from services.common.schedule import TICK_SECONDS, claim_due
+from services.common.schedule import TICK_SECONDS, claim_due, timer
 from services.common.staff import DEPARTMENT_STAFF, STAFF, WORKERS
 from services.common.tokens import StaffTokens
 

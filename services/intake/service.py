@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
-from nameko.timer import timer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +20,7 @@ from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
 from services.common.outbox import Outbox
+from services.common.schedule import timer
 from services.common.staff import Forbidden, Unauthenticated
 from services.common.tokens import StaffTokens
 

@@ -14,7 +14,6 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from nameko.dependency_providers import Config
-from nameko.timer import timer
 from sqlalchemy import event as sa_event, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -27,7 +26,7 @@ from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
 from services.common.outbox import Outbox
-from services.common.schedule import TICK_SECONDS, claim_due
+from services.common.schedule import TICK_SECONDS, claim_due, timer
 from services.common.staff import STAFF, Forbidden, Unauthenticated
 from services.common.tokens import StaffTokens
 

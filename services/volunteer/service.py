@@ -14,7 +14,6 @@ all, so what another instance changed reaches this one's cache too.
 from __future__ import annotations
 
 from nameko.dependency_providers import Config
-from nameko.timer import timer
 from sqlalchemy import select
 
 from services.common.clock import Time
@@ -26,7 +25,7 @@ from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
 from services.common.outbox import Outbox
-from services.common.schedule import BATCH, TICK_SECONDS, claim_due
+from services.common.schedule import BATCH, TICK_SECONDS, claim_due, timer
 from services.common.staff import STAFF, VOLUNTEER
 from services.common.tokens import StaffTokens
 
