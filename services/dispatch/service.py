@@ -13,6 +13,7 @@ from services.common.database import Database
 from services.common.envelope import MalformedEvent, read_data
 from services.common.http import HttpError, api, http, json_response, read_json, read_query
 from services.common.inbox import Inbox
+from services.common.logs import LogContext
 from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
@@ -37,6 +38,7 @@ from .supervision import as_utc, still_watching, timers_for
 class DispatchService(Operations):
     name = "dispatch"
 
+    log_context = LogContext()
     db = Database()
     outbox = Outbox(OutboxRow, SCHEMAS, extra_exchanges=(WORK_EXCHANGE,))
     inbox = Inbox(InboxRow)

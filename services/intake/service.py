@@ -16,6 +16,7 @@ from services.common.envelope import MalformedEvent, read_data
 from services.common.gateways import ForgedCall, Gateways, verify_gateway
 from services.common.http import HttpError, api, http, json_response, read_json, read_query
 from services.common.inbox import Inbox
+from services.common.logs import LogContext
 from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 class IntakeService(Operations):
     name = "intake"
 
+    log_context = LogContext()
     db = Database()
     outbox = Outbox(OutboxRow, events.SCHEMAS)
     inbox = Inbox(InboxRow)

@@ -22,6 +22,7 @@ from services.common.database import Database
 from services.common.envelope import Event, read_data, utcnow
 from services.common.http import HttpError, api, http, json_response, read_json
 from services.common.inbox import Inbox
+from services.common.logs import LogContext
 from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
@@ -49,6 +50,7 @@ BEIJING = timezone(timedelta(hours=8))
 class NotifyService(Operations):
     name = "notify"
 
+    log_context = LogContext()
     db = Database()
     outbox = Outbox(OutboxRow, SCHEMAS)
     inbox = Inbox(InboxRow)

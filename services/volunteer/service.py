@@ -21,6 +21,7 @@ from services.common.database import Database
 from services.common.envelope import Event, read_data
 from services.common.http import HttpError, api, http, json_response
 from services.common.inbox import Inbox
+from services.common.logs import LogContext
 from services.common.messaging import on_event
 from services.common.openapi import document
 from services.common.operations import Operations
@@ -53,6 +54,7 @@ class Loads(dict):
 class VolunteerService(Operations):
     name = "volunteer"
 
+    log_context = LogContext()
     config = Config()
     db = Database()
     outbox = Outbox(OutboxRow, SCHEMAS)
