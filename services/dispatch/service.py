@@ -3,6 +3,7 @@ supervises it: deadlines that act, the escalation ladder, return and transfer, p
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
@@ -67,10 +68,9 @@ class DispatchService(Operations):
     def follow_up(self, envelope):
         data = read_data(envelope, FeedbackIn)
         now = self.clock.now()
-        with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
+        with self._case_of(envelope) as (s, case):
+            if case is None:
                 return
-            case = self._case(s, envelope["ticket_id"])
             try:
                 events = lifecycle.record_follow_up(case, data["satisfied"], data["comment"], now)
             except lifecycle.InvalidTransition as exc:  # e.g. the 回访 call came first: on the record, no change
@@ -84,10 +84,9 @@ class DispatchService(Operations):
         """The resident withdrew the request (intake checked their proof)."""
         data = read_data(envelope, CancelledIn)
         now = self.clock.now()
-        with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
+        with self._case_of(envelope) as (s, case):
+            if case is None:
                 return
-            case = self._case(s, envelope["ticket_id"])
             try:
                 events = lifecycle.cancel(case, "resident", data["reason"], now)
             except lifecycle.InvalidTransition as exc:  # too late to withdraw: the follow-up goes on
@@ -100,10 +99,9 @@ class DispatchService(Operations):
         """No answer to the follow-up, even after a reminder: the village's duty cadre calls (回访员)."""
         read_data(envelope, SurveyUnansweredIn)
         now = self.clock.now()
-        with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
+        with self._case_of(envelope) as (s, case):
+            if case is None:
                 return
-            case = self._case(s, envelope["ticket_id"])
             if case.state != "resolved":
                 return self._note(s, case, "survey_unanswered", "notify", f"no call needed: {case.state}", now)
             who = up_to(1, case.village_code, case.county_code, self.areas, now)
@@ -127,10 +125,9 @@ class DispatchService(Operations):
               "match_failed")
     def note_volunteer(self, envelope):
         now = self.clock.now()
-        with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
+        with self._case_of(envelope) as (s, case):
+            if case is None:
                 return
-            case = self._case(s, envelope["ticket_id"])
             if envelope["event"] == "volunteer_offered":
                 offer = read_data(envelope, VolunteerOfferedIn)
                 lifecycle.record_volunteer(case, offer["volunteer_id"])
@@ -469,6 +466,13 @@ class DispatchService(Operations):
 
     def _note(self, s, case, event, actor, note, now):
         s.add(HistoryEntry(ticket_id=case.id, at=now, event=event, state=case.state, actor=actor, note=note))
+
+    @contextmanager
+    def _case_of(self, envelope):
+        """The transaction and the (locked) case an event is about; the case is None when this handler
+        has seen the event before (the inbox): then there is nothing to do."""
+        with self.db.transaction() as s:
+            yield s, (self._case(s, envelope["ticket_id"]) if self.inbox.first_delivery(s, envelope) else None)
 
     def _case(self, s, ticket_id, http=False, lock=True):
         """The case, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite has one writer): changes to
