@@ -1,4 +1,5 @@
-"""The plumbing tables every service's database carries: outbox and inbox."""
+"""Tables several services' databases carry, each in its own database: outbox and inbox (every service),
+and the gateway calls already taken (those that accept residents' signed calls: intake, notify)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -30,3 +31,16 @@ def plumbing_tables(Base):
         received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     return OutboxRow, InboxRow
+
+
+def gateway_call_table(Base):
+    """Declare `gateway_calls` on a service's Base: a signed gateway call already taken, by its signature,
+    so the same call again is a replay (services/common/gateways.py)."""
+
+    class GatewayCall(Base):
+        __tablename__ = "gateway_calls"
+        signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+        gateway: Mapped[str] = mapped_column(String(40))
+        at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    return GatewayCall

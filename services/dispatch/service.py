@@ -20,7 +20,7 @@ from services.common.openapi import document
 from services.common.operations import Operations
 from services.common.outbox import Outbox
 from services.common.schedule import TICK_SECONDS, claim_due, timer
-from services.common.staff import DEPARTMENT_STAFF, STAFF, WORKERS
+from services.common.staff import DEPARTMENT_STAFF, DISPATCHERS, STAFF, WORKERS
 from services.common.tokens import StaffTokens
 
 from . import access, calls, lifecycle, retention
@@ -203,7 +203,7 @@ class DispatchService(Operations):
         form = read_json(request, ReassignForm())
         def step(case, now):
             target = to_worker(form["grid_code"], form["assignee_id"], self.areas, now)
-            who.require(access.DISPATCHERS, target.grid_code, "reassign to that grid")
+            who.require(DISPATCHERS, target.grid_code, "reassign to that grid")
             case.village_code = target.area_path[3]
             case.handling = "grid" if case.handling == "department" else case.handling
             return lifecycle.reassign(case, target, form["reason"], now, self.policy)

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.tables import plumbing_tables
+from services.common.tables import gateway_call_table, plumbing_tables
 
 
 class Base(DeclarativeBase):
@@ -88,13 +88,6 @@ class ContactRead(Base):
         return cls.area_code == area if "-" in area else cls.area_code.startswith(area, autoescape=True)
 
 
-class GatewayCall(Base):
-    """A signed gateway call already taken: the same signature again is a replay."""
-    __tablename__ = "gateway_calls"
-    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
-    gateway: Mapped[str] = mapped_column(String(40))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-
 
 class CancelAttempt(Base):
     """Every withdrawal a gateway forwarded, taken or refused, and why (never who sent it)."""
@@ -109,3 +102,4 @@ class CancelAttempt(Base):
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)
+GatewayCall = gateway_call_table(Base)

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.tables import plumbing_tables
+from services.common.tables import gateway_call_table, plumbing_tables
 
 
 class Base(DeclarativeBase):
@@ -83,13 +83,6 @@ class Survey(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
 
 
-class GatewayCall(Base):
-    """A signed gateway call already accepted: the same signature again is a replay."""
-    __tablename__ = "gateway_calls"
-    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
-    gateway: Mapped[str] = mapped_column(String(40))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-
 
 class ReplyAttempt(Base):
     """Every answer forwarded to us, counted or refused, and why."""
@@ -104,3 +97,4 @@ class ReplyAttempt(Base):
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)
+GatewayCall = gateway_call_table(Base)
