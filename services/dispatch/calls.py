@@ -1,4 +1,5 @@
-"""Call tasks, pure rules: the callback of a hotline request (10 秒回拨) and the 回访 call.
+"""Call tasks, pure rules: the callback of a hotline request (10 秒回拨), the 回访 call, and the call to a
+resident no message reached.
 
 - A hotline request gets, as it is routed, a `callback` task for whoever it was offered to, due
   within `callback_minutes`: they ring the resident back, asking what exactly is needed. Outcome:
@@ -6,6 +7,12 @@
 - A follow-up the resident never answered (notify reminded them, then gave up) becomes a
   `follow_up` task for the village's duty cadre as 回访员. Outcome: satisfied (closes),
   unsatisfied (reopens, 重办), unreachable (closes as not reached): no ticket stays resolved.
+- A message to the ticket's resident that notify could deliver on none of its channels (each tried for
+  hours, `notification_failed`) becomes a `reach` task: a person phones the resident and tells them
+  what the message said (the ticket's history names it). For whoever has the case while it is being
+  handled, else (resolved, closed, cancelled, unplaced) for the village's duty cadre, as the 回访 call;
+  due within `callback_minutes`. One task per failed message (`about`: its message id); while one is
+  open for the ticket, a further failure is only noted in the history. Outcome: reached, unreached.
 - A task not done in time moves one level up the ladder (supervision.py).
 """
 from __future__ import annotations
@@ -14,8 +21,11 @@ from datetime import datetime
 
 from services.common.envelope import Event
 
+from .lifecycle import OPEN_STATES
 from .routing import Assignment
 from .supervision import CALL_OUTCOMES, Policy, as_utc
+
+HANDLED = OPEN_STATES - {"received", "resolved", "followed_up"}  # someone has the case in hand
 
 
 class TaskDone(Exception):
@@ -26,11 +36,20 @@ class BadOutcome(ValueError):
     """Not an outcome of this kind of task (HTTP 400)."""
 
 
-def new_task(task_cls, case, kind: str, who: Assignment, now: datetime, policy: Policy):
+def new_task(task_cls, case, kind: str, who: Assignment, now: datetime, policy: Policy, about: str | None = None):
     return task_cls(ticket_id=case.id, kind=kind, assignee_id=who.assignee_id, assignee_name=who.assignee_name,
                     level=who.level, area_code=case.grid_code or case.village_code or case.county_code,
                     work_key=who.work_key, created_at=now, due_at=now + policy.call_within(kind), note="",
-                    overdue=False)
+                    overdue=False, about=about)
+
+
+def reach_holder(case) -> Assignment | None:
+    """Who phones a resident no message reached: whoever has the case in hand; None when nobody has (resolved,
+    closed, cancelled, or an unplaced map point): then the village's duty cadre (the county centre), as for 回访."""
+    if case.state not in HANDLED or not case.assignee_id or not case.work_key or case.work_key.endswith(".unplaced"):
+        return None
+    return Assignment(case.grid_code, case.assignee_id, case.assignee_name or case.assignee_id, (), case.work_key,
+                      case.level)
 
 
 def assigned(task, now: datetime) -> Event:

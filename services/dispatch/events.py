@@ -105,7 +105,7 @@ class TicketCancelled(Lifecycle):
 
 class TaskAssigned(Strict):
     task_id = fields.Integer(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(("callback", "follow_up")))
+    kind = fields.String(required=True, validate=validate.OneOf(("callback", "follow_up", "reach")))
     task_assignee_id = fields.String(required=True)
     task_assignee_name = fields.String(required=True)
     due_at = fields.String(required=True)

@@ -1,5 +1,5 @@
 """Dispatch's own database: cases (a ticket's lifecycle) and their history, the deadlines that watch them,
-call tasks (the 10-second callback, the 回访 call), plus outbox and inbox."""
+call tasks (the 10-second callback, the 回访 call, reaching a resident), plus outbox and inbox."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -107,11 +107,13 @@ class Deadline(Base):
 
 
 class Task(Base):
-    """A call someone must make: the 10-second callback of a hotline request, or the 回访 call."""
+    """A call someone must make: the 10-second callback of a hotline request, the 回访 call, or reaching a
+    resident no message reached (`reach`, `about` the failed message: one task per message)."""
     __tablename__ = "tasks"
+    __table_args__ = (Index("ux_tasks_about", "kind", "about", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ticket_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(12))  # callback, follow_up
+    kind: Mapped[str] = mapped_column(String(12))  # callback, follow_up, reach
     assignee_id: Mapped[str] = mapped_column(String(40), index=True)
     assignee_name: Mapped[str] = mapped_column(String(50))
     level: Mapped[int] = mapped_column(Integer, default=0)
@@ -124,6 +126,7 @@ class Task(Base):
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    about: Mapped[str | None] = mapped_column(String(80), nullable=True)  # reach: the message id that failed
 
 
 OutboxRow, InboxRow = plumbing_tables(Base)

@@ -70,6 +70,18 @@ class NotifiedIn(Tolerant):
     delivered_at = fields.AwareDateTime(required=True)
 
 
+class NotificationFailedIn(Tolerant):
+    """notify's notification_failed: a message reached its recipient on none of its channels. The fields
+    after `attempts` came later: an older notify does not send them."""
+    template = fields.String(required=True)
+    channel = fields.String(load_default="")
+    reason = fields.String(load_default="")
+    attempts = fields.Integer(load_default=0)
+    channels_tried = fields.List(fields.String(), load_default=list)
+    message_id = fields.String(load_default=None, allow_none=True)
+    recipient = fields.String(load_default=None, allow_none=True)  # resident, reporter, staff (None: older notify)
+
+
 # --- the console API: who acts is the token's subject, never a field here ---
 
 class PlaceForm(Schema):

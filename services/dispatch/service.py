@@ -31,9 +31,9 @@ from .models import Case, Deadline, HistoryEntry, InboxRow, OutboxRow, Task
 from .routing import (TOP, UnknownCounty, UnknownGrid, UnknownVillage, department_key, route, route_to_county_centre,
                       to_department, to_proxy_clerk, to_worker, up_to)
 from .schemas import (CancelForm, CancelledIn, CaseView, DecideForm, FeedbackIn, FileForm, LedgerView,
-                      MatchFailedIn, NotifiedIn, PlaceForm, QueueQuery, ReassignForm, ResolveForm, ReturnForm,
-                      SurveyUnansweredIn, TaskDoneForm, TasksQuery, TaskView, TicketReceivedIn, TicketView,
-                      TransferForm, VolunteerAnsweredIn, VolunteerOfferedIn)
+                      MatchFailedIn, NotificationFailedIn, NotifiedIn, PlaceForm, QueueQuery, ReassignForm,
+                      ResolveForm, ReturnForm, SurveyUnansweredIn, TaskDoneForm, TasksQuery, TaskView,
+                      TicketReceivedIn, TicketView, TransferForm, VolunteerAnsweredIn, VolunteerOfferedIn)
 from .supervision import as_utc, still_watching, timers_for
 
 class DispatchService(Operations):
@@ -106,6 +106,32 @@ class DispatchService(Operations):
                 return self._note(s, case, "survey_unanswered", "notify", f"no call needed: {case.state}", now)
             who = up_to(1, case.village_code, case.county_code, self.areas, now)
             self._new_task(s, case, "follow_up", who, now)
+
+    @on_event("notify", "notification_failed")
+    def reach_unnotified(self, envelope):
+        """A message reached the ticket's resident on none of notify's channels: a person phones them (`reach`,
+        calls.py), once per message; while such a call is open for the ticket, the history only notes it."""
+        data = read_data(envelope, NotificationFailedIn)
+        now = self.clock.now()
+        with self._case_of(envelope) as (s, case):
+            if case is None:
+                return
+            message = data["message_id"] or envelope["event_id"]
+            if s.scalar(select(Task.id).where(Task.kind == "reach", Task.about == message)) is not None:
+                return  # this message has its call already (the same failure reported again)
+            tried = data["channels_tried"] or [data["channel"]]
+            s.add(HistoryEntry(ticket_id=case.id, at=now, event="notification_failed", state=case.state,
+                               actor="notify", note=f"{data['template']}: {data['reason']}"[:2000],
+                               data=json.dumps({"template": data["template"], "message_id": message,
+                                                "channels_tried": tried, "recipient": data["recipient"]},
+                                               ensure_ascii=False)))
+            if _recipient(data) != "resident":  # staff, or someone whose repeat report joined this ticket
+                return
+            if s.scalar(select(Task.id).where(Task.ticket_id == case.id, Task.kind == "reach",
+                                              Task.done_at.is_(None))) is not None:
+                return  # one call tells them: the history names every message it is about
+            who = calls.reach_holder(case) or up_to(1, case.village_code, case.county_code, self.areas, now)
+            self._new_task(s, case, "reach", who, now, about=message)
 
     @on_event("notify", "resident_notified")
     def note_acknowledged(self, envelope):
@@ -396,8 +422,8 @@ class DispatchService(Operations):
             return lifecycle.close_unreached(case, note, now)
         return lifecycle.record_follow_up(case, task.outcome == "satisfied", note, now, how="follow_up_call")
 
-    def _new_task(self, s, case, kind, who, now):
-        task = calls.new_task(Task, case, kind, who, now, self.policy)
+    def _new_task(self, s, case, kind, who, now, about=None):
+        task = calls.new_task(Task, case, kind, who, now, self.policy, about=about)
         s.add(task)
         s.flush()  # its id goes into the event
         self._record(s, case, [calls.assigned(task, now)], actor="dispatch")
@@ -500,6 +526,15 @@ def new_case(ticket_id: str, data: dict, now) -> Case:
                 received_at=data["received_at"], updated_at=now, reopen_count=0, channel=data["channel"],
                 vulnerable=data["resident"]["vulnerable"], handling=handling_of(category), level=0,
                 overdue_count=0, escalation_count=0, return_count=0, reassign_count=0, late=False)
+
+
+def _recipient(failed: dict) -> str:
+    """Who a failed message was for; an older notify did not say: its staff templates are `staff_…`, a repeat
+    report's resident was told `merged`."""
+    if failed["recipient"]:
+        return failed["recipient"]
+    template = failed["template"]
+    return "staff" if template.startswith("staff_") else "reporter" if template == "merged" else "resident"
 
 
 def handling_of(category: dict) -> str:

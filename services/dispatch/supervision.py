@@ -7,7 +7,8 @@ Deadlines
 - A department deciding a filed proxy item: `decision_hours`; the resolve clock stops meanwhile
   (the catalogue's resolve time excludes the department's own approval time).
 - Each level of the escalation ladder has its own time to act (`ladder_minutes`).
-- Call tasks: the callback of a hotline request (`callback_minutes`), the 回访 call (`follow_up_call_hours`).
+- Call tasks: the callback of a hotline request and the call to a resident no message reached
+  (`callback_minutes`), the 回访 call (`follow_up_call_hours`).
 Every span is scaled by the deployment's SLA_SCALE (services/common/clock.py).
 
 Timers: each deadline gets a `due_soon` warning at `due_soon_share` of its time and an `overdue`
@@ -38,7 +39,8 @@ WATCHED = {  # what a deadline watches: the case states in which it runs, and th
     "decision": (("filed",), "decision_due_at"),
 }
 CALL_OUTCOMES = {"callback": ("reached", "not_reached", "need_confirmed"),
-                 "follow_up": ("satisfied", "unsatisfied", "unreachable")}
+                 "follow_up": ("satisfied", "unsatisfied", "unreachable"),
+                 "reach": ("reached", "unreached")}
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Policy:
         return self.span(self.ladder_minutes[LEVELS[min(level, TOP)]])
 
     def call_within(self, kind: str) -> timedelta:
-        return self.span(self.callback_minutes if kind == "callback" else self.follow_up_call_hours * 60)
+        return self.span(self.callback_minutes if kind in ("callback", "reach") else self.follow_up_call_hours * 60)
 
     def _factor(self, case) -> float:
         return self.vulnerable_factor if case.vulnerable else 1.0

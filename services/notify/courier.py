@@ -1,42 +1,58 @@
-"""The courier: claims due deliveries, sends them through the channel, records how each went.
+"""The courier: claims due deliveries, sends them through their channel, records how each went.
 
 A handler only writes a pending `Delivery` in its transaction (and wakes the courier once that
-commits). The courier of every notify instance then, for each delivery:
+commits), on the first channel of CHANNELS (NOTIFY_CHANNELS, e.g. `email,sms`: the order is the
+preference) the recipient has an address for. The courier of every notify instance then, for each
+delivery:
 
 1. claims it, in a short transaction of its own, committed before anything is sent: up to as many
    due deliveries as it has free slots (IN_PARALLEL per instance) go from `pending` to `sending`,
    with `claimed_by` (this instance's id), a lease `claimed_until` (now + COURIER_LEASE_SECONDS,
-   120 s by default) and `attempts` + 1. On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`,
-   so two couriers take different rows without waiting for each other; the UPDATE re-checks that
-   each row is still due, which is also what keeps two couriers on one SQLite file apart (one writer
-   at a time). A delivery claimed under a lease that has not run out is nobody else's.
+   120 s by default), `attempts` + 1 and, the first time, `first_tried_at`. On PostgreSQL the rows are
+   picked `FOR UPDATE SKIP LOCKED`, so two couriers take different rows without waiting for each other;
+   the UPDATE re-checks that each row is still due, which is also what keeps two couriers on one SQLite
+   file apart (one writer at a time). A delivery claimed under a lease that has not run out is nobody
+   else's.
 2. sends it with its stable message id; a send that lasts half the lease is given up (a temporary
    failure), so no send outlives its claim while the instance runs;
 3. records the outcome in a second transaction, fenced on its claim (the row is still `sending`
    with this `claimed_by` and `attempts`: a claim that lapsed and was taken over records nothing):
    either `sent`, with the reference and the peer's answer (the SMTP reply to DATA, the gateway's
    HTTP status), and `resident_notified` in the outbox in the same transaction (not for a message to
-   staff: templates.STAFF_TEMPLATES); or a failed try: pending again 2**attempts seconds later, or
-   `failed` with `notification_failed` after MAX_ATTEMPTS tries, at once when the peer refused for
-   good. On PostgreSQL marking sent is one statement (UPDATE … RETURNING feeding the outbox INSERT,
+   staff: templates.STAFF_TEMPLATES); or a failed try, decided by delivery_rules.after_failure:
+   - temporary (connection refused, timeout, SMTP 4xx, gateway 5xx, 408 or 429): pending again after
+     2**attempts seconds, at most DELIVERY_MAX_BACKOFF_SECONDS (600), within ±20 %; for as long as
+     DELIVERY_PATIENCE_SECONDS (6 hours, real seconds, not scaled by SLA_SCALE) from its first try on
+     this channel;
+   - out of patience, or refused for good (SMTP 5xx, a permanent gateway 4xx): `failed` on this
+     channel and, in the same transaction, a new pending delivery on the next channel of CHANNELS the
+     recipient has an address for and that was not tried for this message (message id: the first
+     one's + `.<channel>`, `fallback_of` the failed one; the same subject and body: the templates have
+     one text for every channel); staff are written to by email only, with no fallback;
+   - no channel left: `notification_failed` (with `channels_tried`), and for the ticket's own resident
+     dispatch opens a `reach` task: a person phones them.
+   On PostgreSQL marking sent is one statement (UPDATE … RETURNING feeding the outbox INSERT,
    autocommit) on a connection taken before the send: one round trip after the peer's answer.
 
 So two instances never send one delivery at the same time, and a delivery marked sent is not sent
-again. The promise is at least once. The only repeat window: the peer took the message and the
-outcome was not committed, because the instance died (kill -9, power loss; crash point
-`courier.before_mark`), was frozen for longer than the lease, or could not reach its database for as
-long (the outcome write is retried until the lease is nearly over), between the peer's answer and
-that commit: a few milliseconds (median about 5 ms, two instances sending 300 acks; measured on
-PostgreSQL, one instance killed -9 at a random moment of a 300-mail backlog and restarted: 30
-repeated mails in 26 kills, 0 to 5 a kill, 0 without kills). Whoever claims the delivery after its
-lease ran out sends it again, with the same message id:
+again. The promise is at least once per message (on one of its channels, else a person is asked to
+call). The only repeat window: the peer took the message and the outcome was not committed, because
+the instance died (kill -9, power loss; crash point `courier.before_mark`), was frozen for longer than
+the lease, or could not reach its database for as long (the outcome write is retried until the lease
+is nearly over), between the peer's answer and that commit: a few milliseconds (median about 5 ms,
+two instances sending 300 acks; measured on PostgreSQL, one instance killed -9 at a random moment of a
+300-mail backlog and restarted: 30 repeated mails in 26 kills, 0 to 5 a kill, 0 without kills).
+Whoever claims the delivery after its lease ran out sends it again, on the same channel, with the same
+message id:
 - SMS: the gateway gets the message id as `Idempotency-Key`; a gateway that honours it (as the
-  contract asks) answers the repeat without sending it: the resident gets one SMS.
+  contract asks, remembering keys for at least DELIVERY_PATIENCE_SECONDS: a repeat after our timeout
+  comes at most that late) answers the repeat without sending it: the resident gets one SMS.
 - email: the repeat carries the same `Message-ID`, but ordinary mail servers deliver it: the
   resident gets the mail twice (a mail client that threads by Message-ID may show it once).
 A try that failed on our side after the peer took the message (the SMTP server accepted DATA but
 its answer was lost; the gateway answered after our timeout) is retried as a failure: a repeat too,
-with the same per-channel outcome.
+with the same per-channel outcome; and should that channel then run out of patience, the fallback
+sends the message once more on the next channel (the resident hears it by email and by SMS).
 
 A claim is taken over before its lease ends only by the same instance id after a restart: when it
 starts, a courier releases the claims held under its own id (what it had in hand when it died is
@@ -47,18 +63,20 @@ their lease. Instances' clocks must agree to well within the lease.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import random
 import secrets
 import socket
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import eventlet
 from eventlet.event import Event as GreenEvent
 from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, String, Text, and_, insert, literal, or_, select, update
+from sqlalchemy import DateTime, String, Text, and_, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
@@ -66,13 +84,13 @@ from services.common.envelope import Event, seal, utcnow
 from services.common.faults import crash_point
 from services.common.outbox import Outbox
 
+from . import delivery_rules as rules
 from .channels import DeliveryFailed, Receipt, channel_from_config
 from .events import SCHEMAS
 from .models import Delivery, OutboxRow
-from .templates import STAFF_TEMPLATES
+from .templates import STAFF_TEMPLATES, recipient_of
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 6
 IN_PARALLEL = 20  # sends in flight per instance
 REFILL = 5  # a finished send wakes the courier once this many slots are free (else the next poll claims)
 POLL_SECONDS = 0.5
@@ -80,9 +98,18 @@ LEASE_SECONDS = 120.0
 STOP_TRYING = 5.0  # seconds an outcome write is retried once the service is stopping
 
 
-def channel_config(config: dict) -> dict:
-    kind = config.get("CHANNEL", "email")
-    return {"kind": kind, **(config.get(kind.upper()) or {})}
+def channel_configs(config: dict) -> list[dict]:
+    """The config of each channel of this instance, preferred first (CHANNELS; see delivery_rules.channel_order),
+    each from its own block (EMAIL, SMS)."""
+    return [{"kind": kind, **(config.get(kind.upper()) or {})} for kind in rules.channel_order(config)]
+
+
+def _seconds(config: dict, key: str, default: float) -> float:
+    value = config.get(key)
+    seconds = default if value in (None, "") else float(value)
+    if seconds < 0:
+        raise ValueError(f"{key}: a number of seconds, not {value!r}")
+    return seconds
 
 
 def instance_id(configured: str | None, dialect: str) -> tuple[str, bool]:
@@ -99,7 +126,10 @@ class Courier(DependencyProvider):
     def setup(self) -> None:
         config = self.container.config
         self.engine = make_engine(config["DB_URL"], pool_size=IN_PARALLEL + 2)
-        self.channel = channel_from_config(channel_config(config))
+        self.channels = {cfg["kind"]: channel_from_config(cfg) for cfg in channel_configs(config)}  # preferred first
+        self.patience = timedelta(seconds=_seconds(config, "DELIVERY_PATIENCE_SECONDS", rules.PATIENCE_SECONDS))
+        self.max_backoff = _seconds(config, "DELIVERY_MAX_BACKOFF_SECONDS", rules.MAX_BACKOFF_SECONDS)
+        self._random = random.Random()
         self.lease = timedelta(seconds=float(config.get("COURIER_LEASE_SECONDS") or LEASE_SECONDS))
         self.postgres = self.engine.dialect.name == "postgresql"
         self.instance, self.stable_id = instance_id(config.get("INSTANCE_ID"), self.engine.dialect.name)
@@ -128,6 +158,11 @@ class Courier(DependencyProvider):
         self.pool.waitall()
 
     kill = stop
+
+    @property
+    def channel(self):
+        """The preferred channel."""
+        return next(iter(self.channels.values()))
 
     def wake(self) -> None:
         if not self._wakeup.ready():
@@ -168,7 +203,7 @@ class Courier(DependencyProvider):
             rows = conn.execute(
                 update(Delivery).where(Delivery.id == picked.c.id, due)
                 .values(state="sending", claimed_by=self.instance, claimed_until=now + self.lease,
-                        attempts=Delivery.attempts + 1)
+                        attempts=Delivery.attempts + 1, first_tried_at=func.coalesce(Delivery.first_tried_at, now))
                 .returning(*CLAIMED)).all()
         return sorted(rows, key=lambda r: r.id)
 
@@ -215,10 +250,10 @@ class Courier(DependencyProvider):
             return None
 
     def _send(self, d) -> Receipt:
-        channel = self.channel
-        if d.channel != channel.kind:  # written for another channel (the configuration changed since)
-            raise DeliveryFailed(channel.kind, channel.peer,
-                                 f"written for {d.channel}, the channel is {channel.kind} now", permanent=True)
+        channel = self.channels.get(d.channel)
+        if channel is None:  # written for a channel this instance does not have (the configuration changed since)
+            raise DeliveryFailed(d.channel, "(none)", f"written for {d.channel}, this instance sends by "
+                                 f"{', '.join(self.channels)} only", permanent=True)
         limit = self.lease.total_seconds() / 2
         timeout = eventlet.Timeout(limit)
         try:
@@ -295,18 +330,69 @@ class Courier(DependencyProvider):
         return count
 
     def _failed(self, d, exc: DeliveryFailed) -> None:
-        attempts, error = d.attempts, str(exc)[:2000]
+        """A failed try: pending again after its back-off, or failed on this channel and, in the same
+        transaction, the message goes on by the next channel (a new delivery) or `notification_failed`."""
+        now, error = utcnow(), str(exc)[:2000]
+        woken = False
         with Session(self.engine) as s, s.begin():
-            if exc.permanent or attempts >= MAX_ATTEMPTS:
-                if s.execute(self._mine(d).values(state="failed", error=error, claimed_until=None)).rowcount:
-                    self.outbox.add(s, [Event("notification_failed", d.ticket_id, {
-                        "template": d.template, "channel": d.channel, "reason": error,
-                        "attempts": attempts}, correlation_id=d.ticket_id)])
-            else:
+            first, tried = self._chain(s, d)
+            step = rules.after_failure(
+                attempts=d.attempts, first_tried_at=_aware(d.first_tried_at), now=now, permanent=exc.permanent,
+                tried=tried, channels=self.channels, contact=_contact(d.contact), patience=self.patience,
+                max_backoff=self.max_backoff, rand=self._random.random())
+            if isinstance(step, rules.Retry):
                 s.execute(self._mine(d).values(state="pending", error=error, claimed_until=None,
-                                               next_attempt_at=utcnow() + timedelta(seconds=2 ** attempts)))
+                                               next_attempt_at=step.at))
+                return
+            if not s.execute(self._mine(d).values(state="failed", error=error, claimed_until=None)).rowcount:
+                return  # the claim lapsed: whoever holds it now decides
+            if isinstance(step, rules.FallBack):
+                s.add(Delivery(message_id=f"{first}.{step.channel}"[:80], ticket_id=d.ticket_id, template=d.template,
+                               channel=step.channel, address=step.address, subject=d.subject, body=d.body,
+                               state="pending", attempts=0, next_attempt_at=now, created_at=now,
+                               fallback_of=d.id, contact=d.contact))
+                log.warning("courier: %s (%s) failed by %s after %d tries, goes on by %s: %s", d.message_id,
+                            d.template, d.channel, d.attempts, step.channel, error)
+                woken = True
+            else:
+                self.outbox.add(s, [Event("notification_failed", d.ticket_id, {
+                    "template": d.template, "channel": d.channel, "reason": error, "attempts": d.attempts,
+                    "channels_tried": list(step.channels_tried), "message_id": first,
+                    "recipient": recipient_of(d.template)}, correlation_id=d.ticket_id)])
+                log.warning("courier: %s (%s) reached nobody, tried by %s: %s", first, d.template,
+                            ", ".join(step.channels_tried), error)
+        if woken:
+            self.wake()
+
+    def _chain(self, s, d) -> tuple[str, list[str]]:
+        """The message's first id, and the channels it was tried on, in order, this delivery's last."""
+        first, tried, link = d.message_id, [d.channel], d.fallback_of
+        for _ in range(len(rules.KNOWN_CHANNELS) + 1):  # a chain has a delivery per channel at most
+            if link is None:
+                break
+            before = s.execute(select(Delivery.message_id, Delivery.channel, Delivery.fallback_of)
+                               .where(Delivery.id == link)).one_or_none()
+            if before is None:
+                break
+            first, link = before.message_id, before.fallback_of
+            tried.insert(0, before.channel)
+        return first, tried
+
+
+def _aware(at):
+    """SQLite gives back naive datetimes: every time stored here is UTC."""
+    return at.replace(tzinfo=timezone.utc) if at is not None and at.tzinfo is None else at
+
+
+def _contact(stored: str | None) -> dict | None:
+    try:
+        contact = json.loads(stored) if stored else None
+    except ValueError:
+        return None
+    return contact if isinstance(contact, dict) else None
 
 
 CLAIMED = (Delivery.id, Delivery.ticket_id, Delivery.template, Delivery.channel, Delivery.address,
-           Delivery.subject, Delivery.body, Delivery.message_id, Delivery.attempts)
+           Delivery.subject, Delivery.body, Delivery.message_id, Delivery.attempts, Delivery.first_tried_at,
+           Delivery.fallback_of, Delivery.contact)
 OUTBOX_COLUMNS = ("event_id", "exchange", "routing_key", "body", "created_at")  # what OutboxWriter.add writes

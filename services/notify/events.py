@@ -1,7 +1,7 @@
 """Events notify publishes on `notify.events`: strict schemas and one example each."""
 from __future__ import annotations
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from services.common.envelope import Strict, example_envelope
 
@@ -14,10 +14,18 @@ class ResidentNotified(Strict):
 
 
 class NotificationFailed(Strict):
+    """A message reached its recipient on none of the channels it was tried on (each for up to
+    DELIVERY_PATIENCE_SECONDS, or refused for good). `channel`, `reason`, `attempts`: the last channel's.
+    Added later (readers must not require them): `channels_tried` (in order), `message_id` (the message's
+    first id: fallbacks derive theirs from it), `recipient` (resident: the ticket's own; reporter: someone
+    whose repeat report joined the ticket; staff)."""
     template = fields.String(required=True)
     channel = fields.String(required=True)
     reason = fields.String(required=True)
     attempts = fields.Integer(required=True)
+    channels_tried = fields.List(fields.String(), required=True)
+    message_id = fields.String(required=True)
+    recipient = fields.String(required=True, validate=validate.OneOf(("resident", "reporter", "staff")))
 
 
 class FeedbackReceived(Strict):
@@ -45,7 +53,8 @@ EXAMPLES = {
     "resident_notified": _example("resident_notified", {"template": "ack", "channel": "email",
         "reference": "smtp:127.0.0.1:2525:<c3f7@songdaojia>", "delivered_at": "2026-11-27T01:00:00.290000+00:00"}),
     "notification_failed": _example("notification_failed", {"template": "ack", "channel": "sms",
-        "reason": "gateway answered HTTP 400", "attempts": 1}),
+        "reason": "gateway answered HTTP 400", "attempts": 1, "channels_tried": ["email", "sms"],
+        "message_id": "c3f7f1a2-9b0e-4f51-8a43-6e2c1d9b7a54.ack", "recipient": "resident"}),
     "feedback_received": _example("feedback_received", {"satisfied": False, "comment": "还没送到",
         "round": 1}),
     "survey_unanswered": _example("survey_unanswered", {"round": 1, "asked_at": "2026-11-28T01:30:00+00:00",

@@ -31,11 +31,13 @@ class Contact(Base):
 
 
 class Delivery(Base):
-    """One message to one resident: written pending, sent by the courier, never twice on purpose.
+    """One message to one resident on one channel: written pending, sent by the courier, never twice on purpose.
 
     States: pending (due at `next_attempt_at`) -> sending (claimed: `claimed_by` sends it, nobody else
     may before `claimed_until`) -> sent, or back to pending (a temporary failure, later), or failed.
-    `attempts` counts claims: tries begun, a try cut short by a crash included."""
+    `attempts` counts claims: tries begun, a try cut short by a crash included. A message that failed on
+    its channel goes on as a new delivery on the next one (`fallback_of`: the delivery it replaces; its
+    message id is the first one's plus `.<channel>`), see delivery_rules.py."""
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(80), unique=True)  # idempotency key at the peer
@@ -55,6 +57,11 @@ class Delivery(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the first try on this channel: patience (DELIVERY_PATIENCE_SECONDS) counts from here
+    first_tried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    fallback_of: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the delivery this one goes on from
+    # the recipient's addresses ({"email", "phone"}, JSON) for a fallback; NULL: none other (staff)
+    contact: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Survey(Base):

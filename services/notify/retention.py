@@ -1,8 +1,9 @@
 """Retention: what notify knows of a resident is kept only as long as it serves them (RETENTION_DAYS).
 
 Once a ticket has been closed longer than that, its contact (name, phone, email), the address,
-subject and body of every message sent about it, and the resident's comments on the follow-up
-are erased. What was sent when, on which channel and how it went stays (the delivery log).
+subject and body of every message sent about it (and the addresses kept with it for a fallback),
+and the resident's comments on the follow-up are erased. What was sent when, on which channel and
+how it went stays (the delivery log).
 Signatures of gateway calls are kept only as long as a replay could still be attempted.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ def forget(session, cutoff: datetime, now: datetime) -> int:
                              .values(name=None, phone=None, email=None)
                              .execution_options(synchronize_session=False)).rowcount
     session.execute(update(Delivery).where(Delivery.ticket_id.in_(expired), Delivery.body != ERASED)
-                    .values(address="", subject=ERASED, body=ERASED)
+                    .values(address="", subject=ERASED, body=ERASED, contact=None)
                     .execution_options(synchronize_session=False))
     unsent = or_(Delivery.state == "pending",  # or claimed by a courier that died sending it
                  and_(Delivery.state == "sending", Delivery.claimed_until < now))

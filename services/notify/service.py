@@ -9,6 +9,7 @@ cancelled stops its pending survey.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,7 @@ from services.common.tokens import StaffTokens
 
 from . import replies, retention
 from .courier import Courier
+from .delivery_rules import first_channel
 from services.common.gateways import ForgedCall, Gateways, verify_gateway
 from .events import SCHEMAS
 from .models import Contact, Delivery, GatewayCall, InboxRow, OutboxRow, ReplyAttempt, Survey
@@ -300,10 +302,10 @@ class NotifyService(Operations):
             who, name = data["assignee_id"], data["assignee_name"]
         else:
             who, name = data["supervisor_id"], data["supervisor_name"]
-        channel = self.courier.channel
-        if channel.kind != "email":
+        if "email" not in self.courier.channels:
             log.warning("ticket %s escalated to level %s: %s not told, staff are reached by email only "
-                        "(the channel is %s)", ticket, data["level"], who or "nobody named", channel.kind)
+                        "(the channels are %s)", ticket, data["level"], who or "nobody named",
+                        ", ".join(self.courier.channels))
             return
         address = staff_address(str(self.config.get("STAFF_MAIL") or STAFF_MAIL), who)
         if address is None:
@@ -315,25 +317,28 @@ class NotifyService(Operations):
                                level_name=data["level_name"], what=data["what"], mode=data["mode"], staff_name=name,
                                assignee_name=None if data["mode"] == "reassign" else data["assignee_name"],
                                due_local=due)
-        self._deliver(s, f"{envelope['event_id']}.staff_escalated", ticket, "staff_escalated", channel.kind, address,
+        self._deliver(s, f"{envelope['event_id']}.staff_escalated", ticket, "staff_escalated", "email", address,
                       subject, body)
 
     def _queue(self, s, message_id: str, contact: Contact, template: str, **fields) -> None:
-        """A message to the ticket's resident, sent by the courier once this transaction commits."""
-        channel = self.courier.channel
-        address = channel.address_of({"phone": contact.phone, "email": contact.email})
-        if address is None:
-            return  # this resident cannot be reached on this channel; the hotline calls back
+        """A message to the ticket's resident, sent by the courier once this transaction commits: on the first
+        of the channels (CHANNELS) the resident has an address for; should it fail there, the courier goes
+        on with the next one (delivery_rules.py), to the addresses kept with the delivery."""
+        reachable = {"phone": contact.phone, "email": contact.email}
+        chosen = first_channel(self.courier.channels, reachable)
+        if chosen is None:
+            return  # this resident cannot be reached on any of our channels; the hotline calls back
         subject, body = render(template, contact.locale, ticket_no=contact.ticket_id,
                                resident_name=contact.name, **fields)
-        self._deliver(s, message_id, contact.ticket_id, template, channel.kind, address, subject, body)
+        self._deliver(s, message_id, contact.ticket_id, template, *chosen, subject, body,
+                      contact=json.dumps(reachable, ensure_ascii=False))
 
     def _deliver(self, s, message_id: str, ticket_id: str, template: str, channel: str, address: str,
-                 subject: str, body: str) -> None:
+                 subject: str, body: str, contact: str | None = None) -> None:
         now = self.clock.now()
         s.add(Delivery(message_id=message_id, ticket_id=ticket_id, template=template, channel=channel,
                        address=address, subject=subject, body=body, state="pending", attempts=0,
-                       next_attempt_at=now, created_at=now))
+                       next_attempt_at=now, created_at=now, contact=contact))
         sa_event.listen(s, "after_commit", lambda _s: self.courier.wake(), once=True)
 
 

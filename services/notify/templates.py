@@ -256,6 +256,14 @@ TEMPLATES: dict[str, dict[str, dict[str, str]]] = {
 }
 
 STAFF_TEMPLATES = frozenset({"staff_escalated"})  # to staff: no resident_notified for these
+REPORTER_TEMPLATES = frozenset({"merged"})  # to whoever reported a repeat: not the ticket's own resident
+
+
+def recipient_of(template: str) -> str:
+    """Who a template is written to: `resident` (the ticket's own), `reporter` (of a repeat report), `staff`."""
+    if template in STAFF_TEMPLATES:
+        return "staff"
+    return "reporter" if template in REPORTER_TEMPLATES else "resident"
 
 # locale -> fragment name -> (text when its fields are given, fallback text)
 FRAGMENTS: dict[str, dict[str, tuple[str, str]]] = {

@@ -153,10 +153,12 @@ def test_each_service_publishes_only_its_own_events_and_binds_only_what_it_handl
             ch.queue_bind(queue, exchange, key)
         return act
 
-    # dispatch reads the notify events it handles (feedback, acknowledgements for the ledger), not the
-    # others (what failed to reach a resident); nobody but its owner declares a queue
+    # dispatch reads the notify events it handles (feedback, acknowledgements for the ledger, messages that
+    # reached nobody: a person calls), not others; nobody but its owner declares a queue
     assert refused(dispatch, lambda ch: ch.queue_declare("dispatch.eavesdrop", durable=True)) == 0
     assert refused(dispatch, lambda ch: ch.queue_bind("dispatch.eavesdrop", "notify.events", "notification_failed")) \
+        == 0
+    assert refused(dispatch, lambda ch: ch.queue_bind("dispatch.eavesdrop", "notify.events", "reply_received")) \
         == 403
     assert refused(dispatch, lambda ch: ch.queue_bind("dispatch.eavesdrop", "notify.events", "#")) == 403
     assert refused(dispatch, lambda ch: ch.queue_declare("intake.eavesdrop", durable=True)) == 403

@@ -32,10 +32,11 @@ WORKER = {"assignee_id": "W-341323104214-G10-1", "assignee_name": "李桂兰"}
 
 
 class Courier:
-    """What notify's handlers use of the courier: its channel, and a nudge after commit."""
+    """What notify's handlers use of the courier: its channels (preferred first), and a nudge after commit."""
 
-    def __init__(self, channel=None):
-        self.channel = channel or EmailChannel("127.0.0.1", 2525, "songdaojia@localhost")
+    def __init__(self, *channels):
+        channels = channels or (EmailChannel("127.0.0.1", 2525, "songdaojia@localhost"),)
+        self.channels = {channel.kind: channel for channel in channels}
         self.woken = 0
 
     def wake(self) -> None:
@@ -358,3 +359,23 @@ def test_on_sms_the_resident_hears_of_the_escalation_and_staff_are_skipped(tmp_p
     w.call("tell_escalated", escalated(1, "reassign"))
     assert [(d.template, d.channel) for d in deliveries(w)] == [("ack", "sms"), ("escalated", "sms")]
     assert "staff are reached by email only" in caplog.text
+
+
+def test_a_message_goes_by_the_first_channel_the_resident_has_an_address_for(tmp_path, clock):
+    """CHANNELS sms,email: the resident (phone and email) gets an SMS, keeping both addresses for a fallback;
+    staff are still written to by email; a resident with an email address only gets mail."""
+    w = Worker(NotifyService, tmp_path, clock=clock,
+               courier=Courier(SmsChannel("http://127.0.0.1:2580/sms"), EmailChannel("127.0.0.1", 2525, "s@localhost")))
+    w.call("acknowledge", received())
+    w.call("tell_escalated", escalated(1, "reassign"))
+    ack, resident, staff = deliveries(w)
+    assert [(d.template, d.channel) for d in (ack, resident, staff)] == [
+        ("ack", "sms"), ("escalated", "sms"), ("staff_escalated", "email")]
+    assert ack.address == "13812341234" and json.loads(ack.contact) == {"phone": "13812341234", "email": RESIDENT_MAIL}
+    assert staff.contact is None  # staff: email only, nothing to fall back to
+
+    no_phone = copy.deepcopy(intake_events.EXAMPLES["ticket_received"])
+    no_phone["data"]["resident"]["phone"] = None
+    w.call("acknowledge", envelope("ticket_received", no_phone["data"], ticket="SDJ-261127-NOPHONE1"))
+    assert [(d.channel, d.address) for d in deliveries(w) if d.ticket_id == "SDJ-261127-NOPHONE1"] == [
+        ("email", RESIDENT_MAIL)]

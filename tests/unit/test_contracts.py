@@ -52,6 +52,7 @@ CONSUMER_SCHEMAS: dict[tuple[str, str, str, str], type[Schema] | None] = {
     ("dispatch", "withdraw", "intake", "ticket_cancelled"): _dispatch.CancelledIn,
     ("dispatch", "call_back_unanswered", "notify", "survey_unanswered"): _dispatch.SurveyUnansweredIn,
     ("dispatch", "note_acknowledged", "notify", "resident_notified"): _dispatch.NotifiedIn,
+    ("dispatch", "reach_unnotified", "notify", "notification_failed"): _dispatch.NotificationFailedIn,
     **{("intake", "track_status", "dispatch", name): _intake.TicketStatusChange
        for name in ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
                     "ticket_reopened", "ticket_escalated", "ticket_returned", "ticket_cancelled", "ticket_filed",
@@ -135,7 +136,7 @@ def test_every_service_with_a_service_module_is_checked():
 def test_discovery_finds_the_known_subscriptions():
     assert ("dispatch", "open_case", "intake", "ticket_received") in SUBSCRIPTIONS
     assert ("volunteer", "finish_offers", "dispatch", "ticket_closed") in SUBSCRIPTIONS
-    assert len(SUBSCRIPTIONS) == 31
+    assert len(SUBSCRIPTIONS) == 32
 
 
 def test_every_consumer_reads_a_service_event_exchange_or_a_known_outside_input():
