@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from services.common.amqp import broker_uris
 from services.common.tokens import write_private
 from services.intake.tickets import CHANNELS
 
@@ -80,22 +81,31 @@ def publisher_rights() -> dict:
             "topics": {"intake.submissions": {"write": _any_of(f"submit\\.{c}" for c in CHANNELS), "read": "^$"}}}
 
 
-def console_rights(area_path: tuple[str, ...]) -> dict:
+def own_queues(who: str) -> str:
+    """Queues a console or the monitor may name itself, `<who>.<anything>` (a quorum queue on a cluster must
+    be named), beside server-named ones."""
+    return re.escape(who) + r"\..*"
+
+
+def console_rights(area_path: tuple[str, ...], name: str = "city") -> dict:
     """A console bound to an area's subtree of dispatch.work (e.g. area.3413.341323.#), and to the desks of
-    departments in it: a city's console binds dept.#, a county's dept.*.<county> (town consoles none)."""
+    departments in it: a city's console binds dept.#, a county's dept.*.<county> (town consoles none).
+    Its queues: server-named, or named `console-<name>.…`."""
     prefix = r"area\." + r"\.".join(re.escape(code) for code in area_path)
     area = area_path[-1]
     departments = (r"dept(\..*)?" if len(area) == 4 else
                    rf"dept\.(\*|[a-z]+)\.{re.escape(area)}" if len(area) == 6 else "$^")
-    return {"configure": _any_of([SERVER_NAMED]), "write": _any_of([SERVER_NAMED]),
-            "read": _any_of([SERVER_NAMED, r"dispatch\.work"]),
+    own = own_queues(f"console-{name}")
+    return {"configure": _any_of([SERVER_NAMED, own]), "write": _any_of([SERVER_NAMED, own]),
+            "read": _any_of([SERVER_NAMED, own, r"dispatch\.work"]),
             "topics": {"dispatch.work": {"write": "^$", "read": f"^({prefix}(\\..*)?|{departments})$"}}}
 
 
 def monitor_rights() -> dict:
     events = [re.escape(s) + r"\.events" for s in SERVICE_CLASSES]
-    return {"configure": _any_of([SERVER_NAMED]), "write": _any_of([SERVER_NAMED]),
-            "read": _any_of([SERVER_NAMED] + events), "topics": {}}
+    own = own_queues("monitor")
+    return {"configure": _any_of([SERVER_NAMED, own]), "write": _any_of([SERVER_NAMED, own]),
+            "read": _any_of([SERVER_NAMED, own] + events), "topics": {}}
 
 
 ADMIN_RIGHTS = {"configure": ".*", "write": ".*", "read": ".*", "topics": {}}
@@ -107,7 +117,7 @@ def parties(vhost: str, publishers=("channels",), consoles: dict[str, tuple[str,
     users = {user_name(vhost, s): service_rights(s) for s in SERVICE_CLASSES}
     users[user_name(vhost, "admin")] = ADMIN_RIGHTS
     users.update({user_name(vhost, f"publisher-{p}"): publisher_rights() for p in publishers})
-    users.update({user_name(vhost, f"console-{name}"): console_rights(path)
+    users.update({user_name(vhost, f"console-{name}"): console_rights(path, name)
                   for name, path in (consoles or {}).items()})
     if monitor:
         users[user_name(vhost, "monitor")] = monitor_rights()
@@ -132,6 +142,11 @@ def definitions(vhost: str, users: dict[str, dict], passwords: dict[str, str],
 
 
 def uri_of(base: str, vhost: str, user: str, password: str) -> str:
+    """The user's URI on each broker of `base` (several, `;`-separated, on a cluster)."""
+    return ";".join(_uri_on(node, vhost, user, password) for node in broker_uris(base))
+
+
+def _uri_on(base: str, vhost: str, user: str, password: str) -> str:
     parts = urlsplit(base)
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname or '127.0.0.1'}:{parts.port or 5672}"
     return urlunsplit((parts.scheme or "amqp", netloc, "/" + quote(vhost, safe=""), "", ""))
@@ -150,7 +165,7 @@ def secure(base_uri: str, vhost: str, directory: Path, publishers=("channels",),
     for user in users:  # keep a password once made: running this again changes nothing
         path = directory / "broker" / f"{user}.uri"
         if path.exists():
-            passwords[user] = urlsplit(path.read_text(encoding="utf-8").strip()).password or ""
+            passwords[user] = urlsplit(broker_uris(path.read_text(encoding="utf-8"))[0]).password or ""
         if not passwords.get(user):
             passwords[user] = secrets.token_urlsafe(24)
         uris[user] = uri_of(base_uri, vhost, user, passwords[user])
@@ -179,7 +194,7 @@ def _wait_for_login(uri: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            pika.BlockingConnection(pika.URLParameters(uri)).close()
+            pika.BlockingConnection(pika.URLParameters(broker_uris(uri)[0])).close()
             return
         except Exception:
             if time.monotonic() > deadline:

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from services.common.amqp import broker_uris
+
 TIMEOUT = 60.0  # seconds for one rabbitmqctl call
 HINT = "is RabbitMQ up? run deploy/ensure-rabbitmq.sh (and see SDJ_RABBITMQCTL)"
 
@@ -49,6 +51,11 @@ def rabbitmqctl(*args: str) -> str:
 
 
 def vhost_uri(base: str, vhost: str) -> str:
+    """`base` with its vhost replaced (on each broker, when it names several separated by `;`)."""
+    return ";".join(_vhost_on(node, vhost) for node in broker_uris(base))
+
+
+def _vhost_on(base: str, vhost: str) -> str:
     parts = urlsplit(base)
     if not parts.hostname:
         raise RuntimeError(f"{base!r} has no host; expected amqp://user:pass@host:port/")
@@ -57,7 +64,7 @@ def vhost_uri(base: str, vhost: str) -> str:
 
 def fresh_vhost(base: str, vhost: str) -> str:
     """(Re)create `vhost` empty, give the URI's user all rights on it, return its URI."""
-    user = unquote(urlsplit(base).username or "guest")
+    user = unquote(urlsplit(broker_uris(base)[0]).username or "guest")
     try:
         rabbitmqctl("delete_vhost", vhost)
     except RuntimeError:

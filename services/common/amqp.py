@@ -34,12 +34,41 @@ class Outgoing:
     reply_to: str | None = None
 
 
+def broker_uris(amqp_uri: str) -> list[str]:
+    """The brokers (cluster nodes) of an AMQP_URI: one URI, or several separated by `;` as kombu takes them."""
+    uris = [part.strip() for part in amqp_uri.split(";") if part.strip()]
+    if not uris:
+        raise ValueError("AMQP_URI: empty; give amqp://user:password@host:port/vhost (several separated by ;)")
+    return uris
+
+
 def broker_user(amqp_uri: str) -> str:
-    """The login in an AMQP URI: what the broker checks a message's user_id against."""
-    return unquote(urlparse(amqp_uri).username or "guest")
+    """The login in an AMQP URI (the first of several): what the broker checks a message's user_id against."""
+    return unquote(urlparse(broker_uris(amqp_uri)[0]).username or "guest")
 
 
-def connect(amqp_uri: str, heartbeat: int = 0) -> amqp.Connection:
+def connect(amqp_uri: str, heartbeat: int = 0, first: int = 0) -> tuple[amqp.Connection, int]:
+    """A connection to the first broker of the list that answers, trying them in turn from `first`;
+    returns it with the index of the broker it reached (where to start next time)."""
+    uris = broker_uris(amqp_uri)
+    error: Exception | None = None
+    for step in range(len(uris)):
+        index = (first + step) % len(uris)
+        try:
+            return _connect_one(uris[index], heartbeat), index
+        except Exception as exc:  # refused, timed out, node shutting down: the next one
+            error = exc
+            log.warning("broker %s unreachable (%r)%s", _where(uris[index]), exc,
+                        "; trying the next" if step + 1 < len(uris) else "")
+    raise error
+
+
+def _where(uri: str) -> str:
+    url = urlparse(uri)
+    return f"{url.hostname}:{url.port or 5672}"
+
+
+def _connect_one(amqp_uri: str, heartbeat: int) -> amqp.Connection:
     url = urlparse(amqp_uri)
     vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
     conn = amqp.Connection(
@@ -64,6 +93,7 @@ class ConfirmingPublisher:
         self.user_id = broker_user(amqp_uri)  # every message says who sent it; the broker checks
         self.confirm_timeout = confirm_timeout
         self._conn: amqp.Connection | None = None
+        self._broker = 0  # which of the brokers (cluster nodes) to try first: the last that answered
         self._channel = None
         self._next_tag = 1
         self._acked_up_to = 0
@@ -71,7 +101,7 @@ class ConfirmingPublisher:
 
     def _ensure_channel(self):
         if self._channel is None:
-            self._conn = connect(self.amqp_uri)
+            self._conn, self._broker = connect(self.amqp_uri, first=self._broker)
             ch = self._conn.channel()
             ch.confirm_select()
             ch.events["basic_ack"].add(self._on_ack)
@@ -126,6 +156,8 @@ class ConfirmingPublisher:
         except PublishFailed:
             raise
         except Exception as exc:  # connection lost, timeout: the caller re-sends the batch
+            if self._conn is not None:  # it had answered, then failed: start with the next node next time
+                self._broker += 1
             self.close()
             raise PublishFailed(f"publish failed: {exc!r}") from exc
 

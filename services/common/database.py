@@ -21,6 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 _green_psycopg_patched = False
 
 
+MAX_OVERFLOW = 4  # connections beyond the pool in a burst: each instance's appetite stays bounded (README)
+
+
 def make_engine(url: str, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         _ensure_parent_dir(url)
@@ -30,7 +33,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         return engine
     if url.startswith("postgresql"):
         _make_psycopg_green()
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        return create_engine(url, pool_size=pool_size, max_overflow=MAX_OVERFLOW, pool_pre_ping=True,
                              hide_parameters=True)
     return create_engine(url, hide_parameters=True)
 

@@ -32,7 +32,7 @@ from marshmallow import ValidationError
 from nameko.containers import ServiceContainer
 from nameko.messaging import Consumer, QueueConsumer
 
-from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_user
+from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_uris, broker_user
 from .envelope import MalformedEvent, open_envelope, utcnow
 from .faults import crash_point
 from .operations import settled
@@ -69,22 +69,43 @@ def origin_of(message, own_user: str) -> Origin:
     return Origin(user, (message.delivery_info or {}).get("routing_key", ""))
 
 
+QUEUE_TYPES = ("auto", "quorum", "classic")
+
+
+def queue_type(config: dict) -> str:
+    """Config QUEUE_TYPE: `quorum` (replicated on a cluster's nodes: a node may stop and nothing is lost),
+    `classic`, or `auto` (the default): quorum when AMQP_URI names several brokers (a cluster), else classic.
+    A queue keeps the type it was declared with: switching an existing deployment means new queues."""
+    chosen = str(config.get("QUEUE_TYPE") or "auto").lower()
+    if chosen not in QUEUE_TYPES:
+        raise ValueError(f"QUEUE_TYPE: {chosen!r} is not one of {', '.join(QUEUE_TYPES)}")
+    if chosen == "auto":
+        return "quorum" if len(broker_uris(config["AMQP_URI"])) > 1 else "classic"
+    return chosen
+
+
 def queues_for(service: str, name: str, exchange: str, routing_keys,
-               create_source: bool = False) -> tuple[Queue, Queue, Queue]:
-    """The work queue, its retry queue (expired messages flow back) and the dead-letter queue.
+               create_source: bool = False, kind: str = "classic") -> tuple[Queue, Queue, Queue]:
+    """The work queue, its retry queue (expired messages flow back) and the dead-letter queue,
+    all of one `kind` (queue_type).
 
     Another service's exchange is only looked up (passive): declaring it needs rights on it
     that a consumer does not have; `prepare` creates every exchange first (`create_source`).
+    A quorum retry queue dead-letters at least once (a message leaves it only when the work
+    queue took it), which needs `reject-publish` overflow.
     """
     own = exchange.startswith(f"{service}.")
     source = Exchange(exchange, type="topic", durable=True, passive=not (own or create_source))
     parking = Exchange(parking_exchange(service), type="direct", durable=True)
-    work = Queue(name, durable=True, auto_delete=False,
+    typed = {"x-queue-type": "quorum"} if kind == "quorum" else {}
+    work = Queue(name, durable=True, auto_delete=False, queue_arguments=dict(typed) or None,
                  bindings=[binding(source, routing_key=k) for k in routing_keys])
-    retry = Queue(f"{name}.retry", durable=True, queue_arguments={
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": name},
-        bindings=[binding(parking, routing_key=f"{name}.retry")])
-    dead = Queue(dead_letter_queue(service), durable=True,
+    retry_arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": name, **typed}
+    if typed:
+        retry_arguments.update({"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+    retry = Queue(f"{name}.retry", durable=True, queue_arguments=retry_arguments,
+                  bindings=[binding(parking, routing_key=f"{name}.retry")])
+    dead = Queue(dead_letter_queue(service), durable=True, queue_arguments=dict(typed) or None,
                  bindings=[binding(parking, routing_key=DEAD_LETTER_KEY)])
     return work, retry, dead
 
@@ -142,7 +163,7 @@ class ReliableConsumer(Consumer):
         self.queue_name = self.queue_name or f"{service}.{self.method_name}"
         self.retry_delays = tuple(cfg.get("RETRY_DELAYS", DEFAULT_RETRY_DELAYS))
         self.queue, self.retry_queue, self.dead_letters = queues_for(
-            service, self.queue_name, self.exchange_name, self.routing_keys)
+            service, self.queue_name, self.exchange_name, self.routing_keys, kind=queue_type(cfg))
         self.parking = parking_exchange(service)
         self.own_user = broker_user(cfg["AMQP_URI"])
         self.expected_sender = None if self.source is None else expected_publisher(cfg, self.source)
@@ -172,12 +193,12 @@ class ReliableConsumer(Consumer):
             self.container.spawn_worker(self, args, {}, context_data=context_data,
                                         handle_result=partial(self.handle_result, message))
         except Exception:  # container being killed: leave the message to the broker
-            self.queue_consumer.requeue_message(message)
+            self._requeue(message)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is None:
             crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
-            self.queue_consumer.ack_message(message)
+            self._ack(message)
             self._count(message, "handled")
             return result, exc_info
         exc = exc_info[1]
@@ -203,9 +224,27 @@ class ReliableConsumer(Consumer):
             route(message, reason, kind)
         except PublishFailed:
             log.error("could not park message from %s; leaving it on the queue", self.queue_name)
-            self.queue_consumer.requeue_message(message)
+            self._requeue(message)
             return
-        self.queue_consumer.ack_message(message)
+        self._ack(message)
+
+    def _ack(self, message) -> None:
+        """Ack on the channel the message came on. When that connection is gone (a broker node restarted,
+        connections closed), the broker has put the message back already and delivers it again, to us
+        once the consumer has reconnected or to another instance: the inbox makes that harmless. Raising
+        here would stop the service (nameko kills a container whose worker failed after its handler)."""
+        try:
+            self.queue_consumer.ack_message(message)
+        except Exception as exc:
+            log.warning("%s: could not ack %s (%r); the broker delivers it again", self.queue_name,
+                        (message.properties or {}).get("message_id"), exc)
+
+    def _requeue(self, message) -> None:
+        try:
+            self.queue_consumer.requeue_message(message)
+        except Exception as exc:  # the connection is gone: the broker has requeued it already
+            log.warning("%s: could not requeue %s (%r); the broker delivers it again", self.queue_name,
+                        (message.properties or {}).get("message_id"), exc)
 
     def _attempt(self, message) -> int:
         try:  # a header from outside may say anything
@@ -296,7 +335,7 @@ def declare_topology(service_cls, config: dict) -> list[str]:
             Exchange(name, type="topic", durable=True)(conn.default_channel).declare()
         for consumer in consumers_of(service_cls):
             for queue in queues_for(service, consumer.queue, consumer.exchange, consumer.routing_keys,
-                                    create_source=True):
+                                    create_source=True, kind=queue_type(config)):
                 queue(conn.default_channel).declare()
             declared.append(consumer.queue)
     return declared

@@ -34,7 +34,8 @@ EXCHANGE = "intake.submissions"
 
 class IntakeClient:
     def __init__(self, amqp_url: str | list[str], source: str = "outside-system", patience: float = 60.0):
-        urls = [amqp_url] if isinstance(amqp_url, str) else list(amqp_url)
+        # several brokers (a cluster's nodes): a list, or one string separated by `;` as kombu takes them
+        urls = [u.strip() for u in amqp_url.split(";") if u.strip()] if isinstance(amqp_url, str) else list(amqp_url)
         self._all_params = [pika.URLParameters(url) for url in urls]
         self._next = 0
         self._params = self._all_params[0]
