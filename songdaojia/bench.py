@@ -4,22 +4,33 @@ Prints tickets/s through the whole loop, acknowledgement latency p50/p95/p99,
 the raw broker ceiling (pika publish + consume of messages of the same size,
 persistent, to a durable queue) and our throughput as a ratio of it, and the
 volunteer match decision time with 100,000 volunteers.
+
+With several instance counts (`--instances 1 2`), the loop runs once per count, with the same tickets and
+rate, every run on PostgreSQL, and a table shows them side by side: throughput, acknowledgement latency,
+CPU per ticket of each service (its instances summed), the broker and the load generator, each service's
+outbox lag under load (its /metrics gauge sampled every second), and each instance's share of the work.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import threading
 import time
 import uuid
+from typing import Callable
 
 import pika
+import requests
 
 from . import scenario
 from .demo import BENCH_SLA_SCALES, run_loop
-from .loop import Habits
-from .stack import Stack
+from .loop import Habits, percentile
+from .stack import SERVICES, ServiceProcess, Stack
 from .vhosts import throwaway_vhost
+
+OUTBOX_LAG = re.compile(r'^sdj_outbox_lag_seconds\{service="(?P<service>[^"]+)"\} (?P<value>\S+)$', re.M)
 
 
 def broker_ceiling(amqp_uri: str, body: bytes, count: int) -> float:
@@ -69,16 +80,28 @@ def matching_figures() -> dict:
     return measure(n_volunteers=100_000, n_requests=20_000, villages=villages)
 
 
-def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000, out=sys.stdout) -> dict:
-    stack.run_name = "bench"
+def _loop(stack: Stack, tickets: int, rate: float, volunteers: int, out, instances: int = 1,
+          postgres: str | None = None, watch=None) -> dict:
+    """The closed loop as the benchmark runs it: nobody misses anything, only the waits are short."""
+    return run_loop(stack, tickets, rate, timeout=max(300.0, tickets / 5), volunteers=volunteers, out=out,
+                    habits=Habits(), silent=0.0, withdraw=0.0, sla_scales=BENCH_SLA_SCALES,
+                    instances=instances, postgres=postgres, watch=watch)
+
+
+def _ceiling_and_matching(stack: Stack, tickets: int, out) -> tuple[float, dict]:
     body = json.dumps(scenario.requests(1)[0][1], ensure_ascii=False).encode()
     print(f"broker ceiling: pika publish + consume of {tickets * 10:,} messages of {len(body)} bytes …",
           file=out, flush=True)
     with throwaway_vhost(stack.amqp_uri, prefix="songdaojia-ceiling") as scratch:
         ceiling = broker_ceiling(scratch, body, tickets * 10)
-    match = matching_figures()
-    report = run_loop(stack, tickets, rate, timeout=max(300.0, tickets / 5), volunteers=volunteers, out=out,
-                      habits=Habits(), silent=0.0, withdraw=0.0, sla_scales=BENCH_SLA_SCALES)
+    return ceiling, matching_figures()
+
+
+def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000, out=sys.stdout,
+              instances: int = 1, postgres: str | None = None) -> dict:
+    stack.run_name = "bench"
+    ceiling, match = _ceiling_and_matching(stack, tickets, out)
+    report = _loop(stack, tickets, rate, volunteers, out, instances=instances, postgres=postgres)
     figures = {
         "tickets": tickets, "offered rate /s": rate,
         "closed loop tickets/s": round(report["closed per second"], 1),
@@ -90,7 +113,161 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
         "service RSS MiB": report["service RSS MiB"],
         "CPU ms per ticket": report["CPU ms per ticket"],
     }
+    if instances > 1:
+        figures["messages handled per instance"] = report.get("messages handled per instance")
     print("\nbenchmark", file=out)
     for key, value in figures.items():
         print(f"  {key:<26} {value}", file=out)
     return figures
+
+
+class OutboxLagSampler(threading.Thread):
+    """Every `every` seconds, each service's `sdj_outbox_lag_seconds` from its /metrics (services/common/
+    operations.py): the age of its oldest unsent event, read from the database its instances share, so one
+    instance answers for all; they take turns. Started as the load starts, stopped when the loop closed."""
+
+    def __init__(self, procs: dict[str, ServiceProcess], every: float = 1.0):
+        super().__init__(daemon=True, name="outbox-lag")
+        self.every = every
+        self.instances: dict[str, list[ServiceProcess]] = {}
+        for proc in procs.values():
+            self.instances.setdefault(proc.name, []).append(proc)
+        self.samples: dict[str, list[float]] = {name: [] for name in self.instances}
+        self.misses = 0
+        self._stopping = threading.Event()
+        self._result: dict | None = None
+        self.start()
+
+    def run(self) -> None:
+        session, turn = requests.Session(), 0
+        while not self._stopping.wait(self.every):
+            for name, procs in self.instances.items():
+                proc = procs[turn % len(procs)]
+                try:
+                    text = session.get(f"{proc.url}/metrics", timeout=2).text
+                except requests.RequestException:
+                    self.misses += 1
+                    continue
+                for match in OUTBOX_LAG.finditer(text):
+                    if match["service"] == name:
+                        self.samples[name].append(float(match["value"]))
+            turn += 1
+
+    def stop(self) -> dict:
+        if self._result is None:
+            self._stopping.set()
+            self.join(10)
+            self._result = {"outbox lag s": {
+                name: {"max": round(max(values), 2) if values else float("nan"),
+                       "p95": round(percentile(sorted(values), 95), 2), "samples": len(values)}
+                for name, values in self.samples.items()}}
+        return self._result
+
+
+def _service_of(label: str) -> str | None:
+    """`dispatch-2` -> dispatch; the load generator (`demo`) and the broker (`rabbitmq`) are no service."""
+    name = label.rsplit("-", 1)[0] if label.rsplit("-", 1)[-1].isdigit() else label
+    return name if name in SERVICES else None
+
+
+def _cpu_by_part(cpu: dict[str, float]) -> dict[str, float]:
+    """CPU ms per ticket of each service (its instances summed), the broker and the load generator."""
+    parts = {name: 0.0 for name in SERVICES}
+    for label, ms in cpu.items():
+        part = _service_of(label) or {"demo": "load generator"}.get(label, label)
+        parts[part] = parts.get(part, 0.0) + ms
+    return parts
+
+
+def _shares(report: dict, instances: int) -> dict[str, str]:
+    """Each instance's share of the messages its service handled (`./sdj run --instances`' figure)."""
+    handled = report.get("messages handled per instance") or {}
+    shares = {}
+    for name in SERVICES:
+        counts = [handled.get(name if n == 1 else f"{name}-{n}") for n in range(1, instances + 1)]
+        if instances == 1:
+            shares[name] = "100%"
+        elif None in counts or not sum(counts):
+            shares[name] = "n/a"
+        else:
+            shares[name] = " / ".join(f"{c / sum(counts):.0%}" for c in counts)
+    return shares
+
+
+def compare_instances(new_stack: Callable[[], Stack], tickets: int, rate: float, counts: list[int],
+                      postgres: str, volunteers: int = 100_000, out=sys.stdout) -> dict[int, dict]:
+    """The loop once per instance count, same tickets and rate, all on PostgreSQL: a table side by side."""
+    first = new_stack()
+    ceiling, match = _ceiling_and_matching(first, tickets, out)
+    reports = {}
+    for n in counts:
+        stack = new_stack()
+        stack.run_name = "bench"
+        print(f"\n=== {n} instance{'s' if n > 1 else ''} of every service (PostgreSQL) ===", file=out, flush=True)
+        reports[n] = _loop(stack, tickets, rate, volunteers, out, instances=n, postgres=postgres,
+                           watch=OutboxLagSampler)
+    print(side_by_side(reports, tickets, rate, ceiling, match), file=out, flush=True)
+    return reports
+
+
+def side_by_side(reports: dict[int, dict], tickets: int, rate: float, ceiling: float, match: dict,
+                 cores: int | None = None) -> str:
+    cores = cores or len(os.sched_getaffinity(0))
+    counts = list(reports)
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(title, values):
+        rows.append((title, [str(v) for v in values]))
+    row("closed loop tickets/s", [f"{reports[n]['closed per second']:.1f}" for n in counts])
+    row("finished, acknowledged twice", [f"{'yes' if reports[n]['finished'] else 'NO'}, "
+                                         f"{reports[n]['acknowledged twice']}" for n in counts])
+    row("still open, errors seen", [f"{reports[n]['still open']}, {len(reports[n]['errors'])}"
+                                    f"{'+' if len(reports[n]['errors']) >= 10 else ''}" for n in counts])
+    for p in (50, 99):
+        row(f"ack p{p} ms", [f"{reports[n][f'ack p{p} ms']:.0f}" for n in counts])
+    cpu = {n: _cpu_by_part(reports[n]["CPU ms per ticket"]) for n in counts}
+    parts = list(SERVICES) + [p for p in cpu[counts[0]] if p not in SERVICES]
+    for part in parts:
+        row(f"CPU ms/ticket {part}", [f"{cpu[n].get(part, float('nan')):.1f}" for n in counts])
+    row("CPU ms/ticket, all", [f"{sum(cpu[n].values()):.1f}" for n in counts])
+    for name in SERVICES:
+        row(f"outbox lag s {name} max/p95", [
+            f"{lag['max']:.2f} / {lag['p95']:.2f}" if (lag := reports[n].get("outbox lag s", {}).get(name))
+            else "n/a" for n in counts])
+    shares = {n: _shares(reports[n], n) for n in counts}
+    for name in SERVICES:
+        row(f"work share {name}", [shares[n][name] for n in counts])
+    row("service RSS MiB, all", [f"{sum(v for v in reports[n]['service RSS MiB'].values() if v == v):.0f}"
+                                 for n in counts])
+    header = [f"{n} instance{'s' if n > 1 else ''}" for n in counts]
+    width = max(len(title) for title, _ in rows)
+    columns = [max(len(header[i]), *(len(values[i]) for _, values in rows)) for i in range(len(counts))]
+    lines = [f"\nside by side: {tickets} tickets offered at {rate:g}/s, every run on PostgreSQL, {cores} CPU cores "
+             f"(broker ceiling {ceiling:,.0f} msg/s; volunteer match p50/p99 {match['p50_ms']}/{match['p99_ms']} ms; "
+             f"PostgreSQL's own CPU is not counted, the broker's counts whoever else uses it)",
+             " " * width + "  " + "  ".join(h.rjust(c) for h, c in zip(header, columns))]
+    lines += [title.ljust(width) + "  " + "  ".join(v.rjust(c) for v, c in zip(values, columns))
+              for title, values in rows]
+    lines.append(why(reports, cpu, rate, cores))
+    return "\n".join(lines)
+
+
+def why(reports: dict[int, dict], cpu: dict[int, dict[str, float]], rate: float, cores: int) -> str:
+    """One line: why more instances cannot multiply throughput on these cores, and where the CPU goes."""
+    counts = sorted(reports)
+    low, high = counts[0], counts[-1]
+    total = {n: sum(cpu[n].values()) for n in counts}
+    ceiling = cores * 1000 / total[low] if total[low] else float("nan")
+    top = sorted(((ms, part) for part, ms in cpu[low].items()), reverse=True)[:3]
+    where = ", ".join(f"{part} {ms / total[low]:.0%}" for ms, part in top)
+    growth = max(((cpu[high].get(p, 0) - cpu[low].get(p, 0), p) for p in cpu[high]), default=(0.0, "-"))
+    bound = (f"offered {rate:g}/s, below that ceiling, both runs show cost rather than capacity"
+             if rate < 0.8 * ceiling else f"offered {rate:g}/s, near or above that ceiling, the cores bound both runs")
+    extra = (f" (most in {growth[1]}, {growth[0]:+.1f}: each process polls its own timers and outbox and holds its "
+             f"own connections)" if total[high] > total[low] else "")
+    return (f"why: every instance shares the same {cores} cores: a ticket costs {total[low]:.0f} CPU ms across the "
+            f"loop ({where}), so at most ~{ceiling:.0f} tickets/s however many instances run; {high} instances "
+            f"cost {total[high] - total[low]:+.0f} ms/ticket{extra} and went {reports[low]['closed per second']:.1f}"
+            f" -> {reports[high]['closed per second']:.1f} tickets/s; {bound}"
+            + "".join(f"; {n} instance{'s' if n > 1 else ''} did not finish within the timeout (its figures cover "
+                      f"what closed; see its errors)" for n in counts if not reports[n]["finished"]) + ".")

@@ -37,13 +37,27 @@ def _staff_headers(args) -> dict:
 
 def cmd_demo(args) -> int:
     from .demo import run_loop
+    stack, cluster, started = _stack(args), None, False
     try:
-        report = run_loop(_stack(args), args.tickets, args.rate, args.timeout, seed=args.seed,
+        if args.cluster:  # three RabbitMQ nodes of our own (deploy/rabbitmq-cluster.sh), quorum queues
+            from .cluster import Cluster
+            cluster = Cluster(nodes=3)
+            started = not cluster.running()
+            print(f"broker: {'starting' if started else 'using'} a 3-node RabbitMQ cluster on 127.0.0.1:"
+                  f"{cluster.port}-{cluster.port + 2} (deploy/rabbitmq-cluster.sh) …", flush=True)
+            cluster.up()
+            os.environ["SDJ_RABBITMQCTL"] = cluster.rabbitmqctl_command()
+            stack.amqp_uri = cluster.uri()
+        postgres = args.postgres or (DEFAULT_POSTGRES if args.instances > 1 or args.cluster else None)
+        report = run_loop(stack, args.tickets, args.rate, args.timeout, seed=args.seed,
                           keep_running=args.keep_running, volunteers=args.volunteers, instances=args.instances,
-                          postgres=args.postgres or (DEFAULT_POSTGRES if args.instances > 1 else None))
+                          postgres=postgres)
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP before the report: services stopped
         print(f"stopped ({stop or 'SIGINT'}); the services were stopped too", file=sys.stderr)
         return 130
+    finally:
+        if started:  # a cluster this run started goes with it
+            cluster.down()
     ok = report["finished"] and report["missing"] == 0 and report["acknowledged twice"] == 0
     return 0 if ok else 1
 
@@ -65,6 +79,23 @@ def cmd_prepare(args) -> int:
     prepare(stack, volunteers=args.demo_volunteers)
     print("migrated and declared" + (f"; demo volunteers up to {args.demo_volunteers:,}" if args.demo_volunteers
                                      else ""))
+    return 0
+
+
+def cmd_declare(args) -> int:
+    """Declare every exchange and queue on the broker, as the vhost's admin login: prepare's broker half, for
+    a deployment whose databases are migrated one by one (deploy/compose.yaml). Idempotent."""
+    import importlib
+
+    from services.common.messaging import declare_topology
+
+    from .stack import SERVICES
+    stack = _deployed(args)
+    stack.use_secrets(_secrets(args).directory)
+    for name, cls in SERVICES.items():
+        service_cls = getattr(importlib.import_module(f"services.{name}.service"), cls)
+        queues = declare_topology(service_cls, stack.config(name))
+        print(f"{name}: declared its exchanges and {len(queues)} queues on {stack.vhost!r}")
     return 0
 
 
@@ -220,8 +251,17 @@ def _area_path(area: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
-    run_bench(_stack(args), args.tickets, args.rate, volunteers=args.volunteers)
+    from .bench import compare_instances, run_bench
+    counts = list(dict.fromkeys(args.instances))  # as given, each once
+    if min(counts) < 1:
+        raise SystemExit("bench: --instances counts are 1 or more")
+    # several instances share one database, and runs side by side compare on the same footing: PostgreSQL
+    postgres = args.postgres or (DEFAULT_POSTGRES if len(counts) > 1 or counts[0] > 1 else None)
+    if len(counts) == 1:
+        run_bench(_stack(args), args.tickets, args.rate, volunteers=args.volunteers, instances=counts[0],
+                  postgres=postgres)
+    else:
+        compare_instances(lambda: _stack(args), args.tickets, args.rate, counts, postgres, volunteers=args.volunteers)
     return 0
 
 
@@ -250,6 +290,9 @@ def main(argv=None) -> int:
                    help="run N processes of every service, on PostgreSQL (default: one each, on SQLite)")
     p.add_argument("--postgres", metavar="URL", help=f"PostgreSQL admin URL for the run's databases "
                                                     f"(default with --instances: {DEFAULT_POSTGRES})")
+    p.add_argument("--cluster", action="store_true",
+                   help="on a 3-node RabbitMQ cluster of this machine's own (deploy/rabbitmq-cluster.sh) with "
+                        "quorum queues, and PostgreSQL; a cluster the run started is stopped at its end")
     p.add_argument("--keep-running", action="store_true",
                    help="leave the services running after the report, and print where they listen")
     p.set_defaults(func=cmd_demo)
@@ -258,6 +301,9 @@ def main(argv=None) -> int:
     p.add_argument("--demo-volunteers", type=int, default=0, metavar="N",
                    help="also register the first N demo volunteers not registered yet (nothing is ever deleted)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("declare", help="declare every exchange and queue (as the vhost's admin login)")
+    p.set_defaults(func=cmd_declare)
 
     p = sub.add_parser("migrate", help="migrate the databases named by <SERVICE>_DB_URL (else var/<service>.db)")
     p.add_argument("services", nargs="*", metavar="service", help="intake, dispatch, volunteer, notify (default: all)")
@@ -314,6 +360,11 @@ def main(argv=None) -> int:
     p.add_argument("--tickets", type=int, default=2000)
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--volunteers", type=int, default=100_000)
+    p.add_argument("--instances", type=int, nargs="+", default=[1], metavar="N",
+                   help="N processes of every service; several counts (e.g. 1 2): one run each, same tickets and "
+                        "rate, all on PostgreSQL, compared side by side (default: 1, on SQLite)")
+    p.add_argument("--postgres", metavar="URL", help=f"PostgreSQL admin URL for the runs' databases "
+                                                    f"(default with --instances > 1 or several: {DEFAULT_POSTGRES})")
     p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)

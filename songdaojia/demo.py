@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 from datetime import datetime, timezone
+from typing import Callable, Protocol
 
 from tqdm import tqdm
 
@@ -38,9 +39,11 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
              keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout,
              habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT, withdraw: float = DEMO_WITHDRAW,
              sla_scales: dict[str, float] = DEMO_SLA_SCALES, instances: int = 1,
-             postgres: str | None = None) -> dict:
+             postgres: str | None = None, watch: Callable[[dict], Watch] | None = None) -> dict:
     """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`, or with
-    `postgres` (an admin URL) PostgreSQL databases `songdaojia_<run>_<service>`, which `instances` > 1 needs)."""
+    `postgres` (an admin URL) PostgreSQL databases `songdaojia_<run>_<service>`, which `instances` > 1 needs).
+    `watch(processes)`, if given, is started as the first request goes out and stopped once the last ticket
+    closed: what its `stop()` returns joins the report (the benchmark samples outbox lag so)."""
     stop_on_signals()
     print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
           file=out, flush=True)
@@ -59,7 +62,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
     stack.smtp_port = sink.port
     procs = start_all(stack, instances=instances)
-    observer = console = None
+    observer = console = watching = None
     try:  # from here on, whatever fails, the services are stopped
         print("services: " + ", ".join(f"{n} {p.url}" for n, p in procs.items()), file=out, flush=True)
         observer = Observer(stack.uri("monitor"))
@@ -68,12 +71,15 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
                               who, role, area, department=department))
         observer.start(), console.start()
         requests = scenario.requests(count, seed)
-        cpu_before = cpu_snapshot(procs)
+        broker = _broker_pid(stack.amqp_uri)  # the same process before and after, or none
+        cpu_before = cpu_snapshot(procs, broker)
+        watching = watch(procs) if watch else None
         started = time.monotonic()
         publisher = Publisher(stack.uri("publisher-channels"), requests, rate)
         publisher.start()
         closed = wait_closed(observer, count, timeout)
         publisher.join()
+        watched = watching.stop() if watching else {}
         report = build_report(observer, publisher.sent, closed, console.errors + residents.errors + publisher.errors,
                               seconds=time.monotonic() - started)
         report.update(supervision_report(stack, console, observer))
@@ -81,16 +87,17 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         if instances > 1:
             report["messages handled per instance"] = work_per_instance(procs)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
-        cpu_after = cpu_snapshot(procs)
+        cpu_after = cpu_snapshot(procs, broker)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
-                                       for n in cpu_after}
+                                       for n in cpu_after if n in cpu_before}
+        report.update(watched)
         print_report(report, out)
         if keep_running:
             print_listening(stack, sink, out)
             wait_for_interrupt()
         return report
     finally:
-        for part in (console, observer, residents):
+        for part in (watching, console, observer, residents):
             if part is not None:
                 part.stop()
         stop_all(procs)
@@ -132,25 +139,44 @@ def work_per_instance(procs) -> dict[str, int]:
     return work
 
 
-def cpu_snapshot(procs) -> dict[str, float]:
+def cpu_snapshot(procs, broker: int | None = None) -> dict[str, float]:
     """CPU seconds used so far by each service, this process (publisher, console, residents,
-    mail server) and the local broker, if it runs here."""
+    mail server) and the local broker (`broker`, its pid), if it runs here."""
     snapshot = {name: proc.cpu_seconds() for name, proc in procs.items()}
     snapshot["demo"] = process_cpu_seconds(os.getpid())
-    broker = _broker_pid()
     if broker:
         snapshot["rabbitmq"] = process_cpu_seconds(broker)
     return snapshot
 
 
-def _broker_pid() -> int | None:
-    for status in Path("/proc").glob("[0-9]*/comm"):
+def _broker_pid(amqp_uri: str) -> int | None:
+    """The process of this machine listening on the run's AMQP port (the broker's beam.smp), if any: other
+    RabbitMQ nodes may run here too (a cluster, tests), and only this one carries the run."""
+    from urllib.parse import urlsplit
+    port = urlsplit(amqp_uri.split(";")[0].strip()).port or 5672
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            if status.read_text().strip() == "beam.smp":
-                return int(status.parent.name)
+            rows = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
+        for row in rows:  # sl local_address rem_address st … inode
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                listening.add(f"socket:[{fields[9]}]")
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in listening for fd in fds.iterdir()):
+                return int(fds.parent.name)
+        except OSError:  # gone, or not ours to look at
+            continue
     return None
+
+
+class Watch(Protocol):
+    """Something that watches a run under load (run_loop's `watch`): stopped once, or again when it failed."""
+
+    def stop(self) -> dict: ...
 
 
 class Publisher(threading.Thread):

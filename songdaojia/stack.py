@@ -42,7 +42,8 @@ class Stack:
 
     @property
     def vhost(self) -> str:
-        path = urlsplit(self.amqp_uri).path
+        from services.common.amqp import broker_uris
+        path = urlsplit(broker_uris(self.amqp_uri)[0]).path
         return unquote(path[1:]) if len(path) > 1 else "/"
 
     def secure(self, consoles: dict[str, tuple[str, ...]] | None = None) -> None:
@@ -79,7 +80,9 @@ class Stack:
 
     def env(self, service: str | None = None) -> dict[str, str]:
         """The environment of a service's process (or, without one, what every service shares)."""
-        env = dict(os.environ, SMTP_HOST="127.0.0.1", SMTP_PORT=str(self.smtp_port), NOTIFY_CHANNEL=self.channel,
+        env = dict(os.environ, SMTP_HOST="127.0.0.1", SMTP_PORT=str(self.smtp_port), NOTIFY_CHANNEL="",
+                   NOTIFY_CHANNELS=",".join(dict.fromkeys((self.channel, "email", "sms")))  # preferred first
+                   if self.sms_url else self.channel,
                    PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::DeprecationWarning",
                    SDJ_BROKER_PREFIX=self.vhost, **self.secrets.service_env())
         env["AMQP_URI"] = self.uri(service) if service else self.uri("admin")
