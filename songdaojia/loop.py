@@ -6,15 +6,24 @@
   dispatch's HTTP API, each person with their own token, with the `Habits` of a demo.
 - `Residents` read their mail and answer the follow-up survey; their mail system
   forwards each answer to notify as a gateway does: signed, with the survey's code.
+
+They live through faults as the people they stand for would: the listeners (Observer, Console) connect
+again by themselves when the broker goes away (a node restarted, connections closed by the broker), with
+back-off, to the next of several brokers when given a list (or `;`-separated URIs), and keep their queue
+meanwhile; each counts an event once, by its event id. A console's HTTP call is tried again while dispatch
+is down (`Console._call_api`), a resident's a few times (`Residents._post`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 import threading
 import time
+import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +35,8 @@ import requests
 
 from services.common.gateways import signature
 
+log = logging.getLogger(__name__)
+
 OBSERVED = {  # what the report needs, and no more: the observer shares the machine it measures
     "intake.events": ("ticket_received", "ticket_merged"),
     "dispatch.events": ("ticket_routed", "ticket_accepted", "ticket_resolved", "ticket_closed",
@@ -36,6 +47,9 @@ OBSERVED = {  # what the report needs, and no more: the observer shares the mach
 }
 TICKET_NO = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
 SURVEY_CODE = re.compile(r"\[(?:评价码|code) ([0-9A-Z]+)\]")
+# the residents' mail system tries a call to a service this often, over about 20 s, a second apart at least:
+# a signature carries the second it was made, and notify refuses one it has seen before (a replay)
+HTTP_ATTEMPTS, HTTP_FIRST_DELAY, HTTP_MAX_DELAY, HTTP_TIMEOUT = 5, 1.0, 8.0, 10.0
 
 
 @dataclass
@@ -47,10 +61,16 @@ class TicketTrack:
     reopened: int = 0
     volunteer: bool = False
     callback_task_at: datetime | None = None  # when the hotline callback task was made (10-second promise)
+    version: int = 0  # the ticket_version of `latest`
+    latest: str | None = None  # the state of the newest version seen (events of two instances may overtake)
 
     @property
     def state(self) -> str:
-        return self.states[-1] if self.states else "received"
+        return self.latest or (self.states[-1] if self.states else "received")
+
+
+class _Stopped(Exception):
+    """A call given up because its client is stopping."""
 
 
 class _HttpClient:
@@ -63,51 +83,188 @@ class _HttpClient:
         return self._local.session
 
 
-class _Listener(threading.Thread):
-    """A pika consumer on its own connection and thread."""
+def _who(uri: str) -> str:
+    """The party a broker login is (`<vhost>.monitor` -> `monitor`): its own queues are named after it."""
+    from urllib.parse import unquote, urlsplit
+    parts = urlsplit(uri)
+    vhost, user = unquote(parts.path[1:]) or "/", unquote(parts.username or "guest")
+    return user[len(vhost) + 1:] if user.startswith(vhost + ".") else user
 
-    def __init__(self, amqp_uri: str, bindings: list[tuple[str, str]], queue: str = ""):
+
+def amqp_uris(amqp_uri: str | list[str] | tuple[str, ...]) -> list[str]:
+    """One URI, a list of them, or a `;`-separated string of them (as kombu takes a cluster's URIs)."""
+    uris = amqp_uri.split(";") if isinstance(amqp_uri, str) else list(amqp_uri)
+    uris = [u.strip() for u in uris if u and u.strip()]
+    if not uris:
+        raise ValueError("no AMQP URI given")
+    return uris
+
+
+QUEUE_EXPIRES_SECONDS = 300.0  # a listener's queue outlives a lost connection this long (x-expires)
+RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY = 0.2, 5.0
+RECENT_IDS = 200_000  # event ids remembered to drop repeats (a redelivery, a relay's re-send come soon after)
+
+
+class _RecentIds:
+    """The last `capacity` ids seen: `add` says whether an id is new."""
+
+    def __init__(self, capacity: int = RECENT_IDS):
+        self.capacity, self.ids, self.order = capacity, set(), deque()
+
+    def add(self, key: str) -> bool:
+        if key in self.ids:
+            return False
+        self.ids.add(key)
+        self.order.append(key)
+        if len(self.order) > self.capacity:
+            self.ids.discard(self.order.popleft())
+        return True
+
+
+class _Listener(threading.Thread):
+    """A pika consumer on its own connection and thread, that outlives its connection.
+
+    Its queue is server-named (the monitor's and consoles' broker rights allow `amq.gen-…` names only), durable,
+    not exclusive and not auto-delete, and expires `queue_expires` seconds after its last consumer went
+    (x-expires): a broker restarted, a node gone, connections closed by the broker, and the listener connects
+    again with back-off (to the next URI when given several: a list, or `;`-separated), finds its queue and
+    goes on where it stopped; what arrived meanwhile waits there. Only a queue gone for good (expired, or on a
+    node that is down) is declared anew, and bound again (`queues_lost` counts those: events were missed).
+    A message is handled once per event id (`repeats` counts those dropped): a redelivery after a lost
+    connection, or an outbox relay's re-send, does not count twice. The first connection is made at once, so
+    a wrong login or a missing exchange fails the constructor; `stop()` deletes the queue.
+    """
+
+    def __init__(self, amqp_uri: str | list[str], bindings: list[tuple[str, str]],
+                 queue_expires: float = QUEUE_EXPIRES_SECONDS):
         super().__init__(daemon=True)
-        self.params = pika.URLParameters(amqp_uri)
-        self.conn = pika.BlockingConnection(self.params)
+        self.uris = amqp_uris(amqp_uri)
+        self.bindings = bindings
+        self.queue_expires = queue_expires
+        self.queue: str | None = None
+        self.reconnects = 0  # connections made again after one was lost
+        self.queues_lost = 0
+        self.repeats = 0
+        self.connection_errors: list[str] = []  # the last few reasons a connection was lost
+        self._seen = _RecentIds()
+        self._stopping = threading.Event()
+        self._next = 0  # index into uris of the next connection to try
+        self.conn = self.channel = None
+        self._connect_any()
+
+    # --- connection -----------------------------------------------------------------------------
+
+    def _connect_any(self) -> None:
+        """Connect to the first of the URIs (from the next one on) that answers; raise the last error if none."""
+        error: Exception | None = None
+        for _ in range(len(self.uris)):
+            uri = self.uris[self._next % len(self.uris)]
+            try:
+                self._connect(uri)
+                return
+            except Exception as exc:  # noqa: BLE001 - the next URI, then the caller's back-off
+                error = exc
+                self._drop()
+                self._next += 1
+        raise error
+
+    def _connect(self, uri: str) -> None:
+        self.conn = pika.BlockingConnection(pika.URLParameters(uri))
         self.channel = self.conn.channel()
-        for exchange, _ in bindings:  # only looked up: its owner declares it
+        for exchange in dict.fromkeys(exchange for exchange, _ in self.bindings):  # only looked up: its owner's
             self.channel.exchange_declare(exchange, "topic", durable=True, passive=True)
-        self.queue = self.channel.queue_declare(queue, exclusive=True, auto_delete=True).method.queue
-        for exchange, key in bindings:
+        if self.queue is not None:
+            try:  # passive: a name `amq.gen-…` may be looked up, not declared
+                self.channel.queue_declare(self.queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+                log.warning("listener: queue %s is gone (%s); a new one from now on", self.queue, exc.reply_text)
+                self.queues_lost += 1
+                self.queue = None
+                self.channel = self.conn.channel()
+        if self.queue is None:
+            arguments = {"x-expires": int(self.queue_expires * 1000)}
+            name = ""  # server-named
+            if len(self.uris) > 1:  # a cluster: a quorum queue outlives a node; it must be named (`<who>.…`)
+                name, arguments["x-queue-type"] = f"{_who(uri)}.{uuid.uuid4().hex[:12]}", "quorum"
+            self.queue = self.channel.queue_declare(
+                name, durable=True, exclusive=False, auto_delete=False, arguments=arguments).method.queue
+        for exchange, key in self.bindings:  # binding again what is bound already changes nothing
             self.channel.queue_bind(self.queue, exchange, key)
         self.channel.basic_qos(prefetch_count=500)
         self.channel.basic_consume(self.queue, self._on_message)
 
-    def run(self) -> None:
+    def _drop(self) -> None:
         try:
-            self.channel.start_consuming()
-        except Exception:  # connection closed on stop
+            if self.conn is not None and self.conn.is_open:
+                self.conn.close()
+        except Exception:  # noqa: BLE001 - already broken: nothing to close cleanly
             pass
+        self.conn = self.channel = None
+
+    def run(self) -> None:
+        delay = RECONNECT_FIRST_DELAY
+        while not self._stopping.is_set():
+            try:
+                if self.conn is None:
+                    self._connect_any()
+                    self.reconnects += 1
+                    delay = RECONNECT_FIRST_DELAY
+                # until stopped, or the broker cancelled the consumer (its queue deleted): then connect again
+                while not self._stopping.is_set() and self.channel.consumer_tags:
+                    self.conn.process_data_events(time_limit=0.5)
+            except Exception as exc:  # noqa: BLE001 - a lost connection: connect again below
+                if self._stopping.is_set():
+                    break
+                self.connection_errors = [*self.connection_errors[-9:], repr(exc)[:300]]
+                log.warning("listener: %r; connecting again in %.1f s", exc, delay)
+            if self._stopping.is_set():
+                break
+            self._drop()
+            self._next += 1  # the next URI: this one's node may be the one that is gone
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+        self._close(delete_queue=True)
+
+    def _close(self, delete_queue: bool) -> None:
+        try:
+            if delete_queue and self.channel is not None and self.channel.is_open and self.queue:
+                self.channel.queue_delete(self.queue)
+        except Exception:  # noqa: BLE001 - it expires by itself
+            pass
+        self._drop()
+
+    # --- messages -------------------------------------------------------------------------------
 
     def _on_message(self, ch, method, props, body) -> None:
         try:
-            self.handle(json.loads(body))
-        finally:
-            ch.basic_ack(method.delivery_tag)
+            message = json.loads(body)
+            key = (message.get("event_id") if isinstance(message, dict) else None) or props.message_id
+            if key is None or self._seen.add(key):
+                self.handle(message)
+            else:
+                self.repeats += 1
+        except Exception:  # noqa: BLE001 - a message it cannot read is dropped, not redelivered forever
+            log.exception("listener: could not handle a message")
+        ch.basic_ack(method.delivery_tag)
 
     def handle(self, message: dict) -> None:
         raise NotImplementedError
 
     def stop(self) -> None:
-        try:
-            self.conn.add_callback_threadsafe(self.channel.stop_consuming)
-        except Exception:
-            pass
-        self.join(5)
-        try:
-            self.conn.close()
-        except Exception:
-            pass
+        self._stopping.set()
+        if self.ident is None:  # never started: close here
+            self._close(delete_queue=True)
+        else:
+            self.join(10)
 
 
 class Observer(_Listener):
-    def __init__(self, amqp_uri: str):
+    """Every service's events, counted once each (by event id), and where each ticket stands."""
+
+    def __init__(self, amqp_uri: str | list[str]):
         super().__init__(amqp_uri, [(exchange, key) for exchange, keys in OBSERVED.items() for key in keys])
         self.lock = threading.Lock()
         self.tickets: dict[str, TicketTrack] = {}
@@ -134,12 +291,20 @@ class Observer(_Listener):
                     track.callback_task_at = datetime.fromisoformat(ev["occurred_at"])
             elif name.startswith("ticket_") and "state" in data:
                 track.states.append(data["state"])
+                version = data.get("ticket_version") or 0
+                if version >= track.version:
+                    track.version, track.latest = version, data["state"]
                 if name == "ticket_reopened":
                     track.reopened += 1
 
     def snapshot(self) -> dict[str, TicketTrack]:
         with self.lock:
             return dict(self.tickets)
+
+    def events_seen(self) -> int:
+        """Events counted so far (each once)."""
+        with self.lock:
+            return sum(self.counts.values())
 
     def count_in(self, state: str) -> int:
         with self.lock:
@@ -187,7 +352,7 @@ class Console(_Listener, _HttpClient):
     county centre's people (tests place them).
     """
 
-    def __init__(self, amqp_uri: str, dispatch_url: str, token: Callable[..., str],
+    def __init__(self, amqp_uri: str | list[str], dispatch_url: str, token: Callable[..., str],
                  binding: str = "area.3413.#", workers: int = 16, habits: Habits | None = None):
         super().__init__(amqp_uri, [("dispatch.work", binding), ("dispatch.work", "dept.#")])
         self.url = dispatch_url
@@ -209,6 +374,8 @@ class Console(_Listener, _HttpClient):
     def _safely(self, job, ticket_id: str, data: dict) -> None:
         try:
             job(ticket_id, data)
+        except _Stopped:
+            pass
         except Exception as exc:  # never lose a failure silently inside the thread pool
             self.errors.append(f"{ticket_id}: {exc!r}")
 
@@ -274,6 +441,8 @@ class Console(_Listener, _HttpClient):
         token = self._person(data["task_assignee_id"], data["work_key"])
         if data["kind"] == "callback":
             outcome, note = "need_confirmed", "已回拨，确认需求"
+        elif data["kind"] == "reach":  # no message reached the resident: a person phones them
+            outcome, note = "reached", "已电话告知"
         elif self.habits.does("unreached", ticket_id):
             outcome, note = "unreachable", "三次电话未接通"
         else:
@@ -322,6 +491,8 @@ class Console(_Listener, _HttpClient):
         deadline, delay = time.monotonic() + patience, 0.2
         headers = {"Authorization": f"Bearer {token}"}
         while True:
+            if self._stopping.is_set():
+                raise _Stopped
             try:
                 r = self._session().request(method, self.url + path, json=body, headers=headers, timeout=10)
                 if r.status_code < 500:
@@ -330,7 +501,7 @@ class Console(_Listener, _HttpClient):
                 r = exc
             if time.monotonic() > deadline:
                 return 599, f"gave up: {r}"
-            time.sleep(delay)
+            self._stopping.wait(delay)
             delay = min(delay * 2, 2.0)
 
     def stop(self) -> None:
@@ -362,6 +533,7 @@ class Residents(_HttpClient):
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents")
         self.errors: list[str] = []
         self._local = threading.local()
+        self._stopping = threading.Event()
 
     def on_mail(self, message: EmailMessage) -> None:
         subject = str(message["Subject"] or "")
@@ -387,8 +559,7 @@ class Residents(_HttpClient):
         """The resident withdraws the request; the mail system forwards it to intake, signed."""
         body = json.dumps({"ticket_no": ticket_id, "sender": sender, "reason": "已自行解决，撤回诉求"}).encode()
         try:
-            r = self._session().post(f"{self.intake_url}/tickets/{ticket_id}/cancel", data=body, timeout=10,
-                                     headers=signed_headers(self.gateway, self.secret, body))
+            r = self._post(f"{self.intake_url}/tickets/{ticket_id}/cancel", body)
         except requests.RequestException as exc:
             self.errors.append(f"withdraw {ticket_id}: {exc!r}")
             return
@@ -402,15 +573,37 @@ class Residents(_HttpClient):
                            "answer": "1" if satisfied else "2",
                            "comment": "满意，谢谢" if satisfied else "问题还没解决"}).encode()
         try:
-            r = self._session().post(f"{self.url}/replies", data=body, timeout=10,
-                                     headers=signed_headers(self.gateway, self.secret, body))
+            r = self._post(f"{self.url}/replies", body)
         except requests.RequestException as exc:
             self.errors.append(f"reply {ticket_id}: {exc!r}")
             return
         if r.status_code not in (200, 409):  # 409: too late, the village cadre's call decides
             self.errors.append(f"reply {ticket_id}: {r.status_code} {r.text[:200]}")
 
+    def _post(self, url: str, body: bytes) -> requests.Response:
+        """POST, signed afresh each time, tried again with back-off while the service cannot be reached or answers
+        5xx (it restarts, or is frozen), `HTTP_ATTEMPTS` times in all; the last answer, or error, is the caller's.
+        An answer lost after the service took the request makes the next try a repeat: the service says 409
+        (already answered, already withdrawn), which callers take as done."""
+        delay = HTTP_FIRST_DELAY
+        for attempt in range(1, HTTP_ATTEMPTS + 1):
+            if self._stopping.is_set():
+                raise _Stopped
+            try:
+                r = self._session().post(url, data=body, timeout=HTTP_TIMEOUT,
+                                         headers=signed_headers(self.gateway, self.secret, body))
+                if r.status_code < 500 or attempt == HTTP_ATTEMPTS:
+                    return r
+            except requests.RequestException:
+                if attempt == HTTP_ATTEMPTS:
+                    raise
+                self._local.session = requests.Session()  # a broken keep-alive connection is not used again
+            self._stopping.wait(delay)
+            delay = min(delay * 2, HTTP_MAX_DELAY)
+        raise AssertionError("unreachable")
+
     def stop(self) -> None:
+        self._stopping.set()  # calls under way give up instead of trying again
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -128,9 +128,34 @@ class SmtpSink:
         raise RuntimeError("unreachable")
 
     def stop(self) -> None:
+        """Stop listening (the port is closed: connections are refused) and end open sessions; `restart()`
+        listens again on the same port."""
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def restart(self, timeout: float = 10.0) -> SmtpSink:
+        """Listen again on the port it had (a mail server back from an outage); what it received before is
+        kept. Tries until `timeout` while the port is still held, then raises OSError."""
+        if self._controller is not None:
+            return self
+        deadline = time.monotonic() + timeout
+        while True:
+            controller = Controller(_RecordingHandler(self), hostname=self.host, port=self.port)
+            try:
+                controller.start()
+            except OSError:
+                controller.loop.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
+            self._controller = controller
+            return self
+
+    @property
+    def listening(self) -> bool:
+        return self._controller is not None
 
     def __enter__(self) -> SmtpSink:
         return self.start()

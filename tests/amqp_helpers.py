@@ -35,8 +35,9 @@ class GotMessage(NamedTuple):
 
 
 def connect(uri: str) -> pika.BlockingConnection:
-    """A blocking pika connection to `uri` (amqp://user:pass@host:port/vhost)."""
-    return pika.BlockingConnection(pika.URLParameters(uri))
+    """A blocking pika connection to `uri` (amqp://user:pass@host:port/vhost; of several separated by `;`,
+    a cluster's nodes, the first that answers)."""
+    return pika.BlockingConnection([pika.URLParameters(u) for u in uri.split(";") if u.strip()])
 
 
 def amqp_queue_messages(uri: str, queue: str) -> list[GotMessage]:
@@ -112,11 +113,12 @@ class Probe:
 
 
 def publish_event(uri: str, source: str, example: dict, ticket_id: str, occurred_at: datetime | None = None,
-                  user_id: str = "guest", **data) -> dict:
+                  user_id: str = "guest", event_id: str | None = None, **data) -> dict:
     """Publish a producer's example event (from `source`'s events.EXAMPLES) about `ticket_id`, with
-    `data` changed, as `user_id`, on `<source>.events`: what that service would have sent."""
+    `data` changed, as `user_id`, on `<source>.events`: what that service would have sent.
+    `event_id`: that of an event sent before (a relay's re-send); a new one by default."""
     event = copy.deepcopy(example)
-    event.update(event_id=str(uuid.uuid4()), ticket_id=ticket_id, correlation_id=ticket_id,
+    event.update(event_id=event_id or str(uuid.uuid4()), ticket_id=ticket_id, correlation_id=ticket_id,
                  occurred_at=(occurred_at or datetime.now(timezone.utc)).isoformat())
     event["data"].update(data)
     if "ticket_no" in event["data"]:
