@@ -451,6 +451,8 @@ class Console(_Listener, _HttpClient):
                                       {"outcome": outcome, "note": note})
         if status == 200:
             self._count(f"{data['kind']} calls")
+        elif status == 403:  # the task moved up the ladder before we got to it (as an offer can): not ours now
+            self._count(f"{data['kind']} calls taken up the ladder first")
         elif status != 409:
             self.errors.append(f"task {data['task_id']} of {ticket_id}: {status} {text[:200]}")
 
