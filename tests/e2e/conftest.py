@@ -118,29 +118,31 @@ def running_stack(tmp_path, request, postgres_admin_url):
     stack = Stack(amqp_uri=vhost_uri, var_dir=tmp_path / "var", smtp_port=sink.port,
                   ports={name: free_port() for name in SERVICES},
                   sla_scales={**E2E_SLA_SCALES, **(sla.kwargs if sla else {})})
-    if instances > 1 or marked("postgres"):  # several instances of a service share one database
-        stack.run_name = f"e2e_{uuid.uuid4().hex[:8]}"
-        stack.db_urls = fresh_databases(postgres_admin_url, stack.run_name)
-    stack.secure()
-    prepare(stack, volunteers=E2E_VOLUNTEERS)
-    service_env = env.kwargs if env else {}
-    procs = start_services(stack, names, instances, service_env)
-    running = RunningStack(stack, sink, procs, broker, service_env)
-    yield running
-    for label in running.procs:  # a test that failed while a service was frozen
-        running.thaw(label)
-    stop_all(running.procs)
-    sink.stop()
-    call = getattr(request.node, "rep_call", None)
-    if call is not None and call.failed:  # show what the services said
-        for proc in running.procs.values():
-            print(f"--- {proc.label} log ---\n{proc.tail(40)}")
-    try:
-        delete_users(stack.vhost, stack.secrets.directory)
-    except RuntimeError:
-        pass  # our own node is gone already
-    if stack.db_urls:
-        drop_databases(postgres_admin_url, stack.run_name)
+    running = RunningStack(stack, sink, {}, broker, env.kwargs if env else {})
+    try:  # whatever fails, from here on everything made is undone: a failed start must not spoil later tests
+        if instances > 1 or marked("postgres"):  # several instances of a service share one database
+            stack.run_name = f"e2e_{uuid.uuid4().hex[:8]}"
+            stack.db_urls = fresh_databases(postgres_admin_url, stack.run_name)
+        stack.secure()
+        prepare(stack, volunteers=E2E_VOLUNTEERS)
+        running.procs.update(start_services(stack, names, instances, running.service_env))
+        yield running
+    finally:
+        for label in running.procs:  # a test that failed while a service was frozen
+            running.thaw(label)
+        stop_all(running.procs)
+        sink.stop()
+        call = getattr(request.node, "rep_call", None)
+        if call is not None and call.failed:  # show what the services said
+            for proc in running.procs.values():
+                print(f"--- {proc.label} log ---\n{proc.tail(40)}")
+        if stack.secrets is not None:
+            try:
+                delete_users(stack.vhost, stack.secrets.directory)
+            except RuntimeError:
+                pass  # our own node is gone already
+        if stack.db_urls:
+            drop_databases(postgres_admin_url, stack.run_name)
 
 
 def drop_databases(admin_url: str, run_name: str) -> None:
