@@ -203,9 +203,14 @@ def _wait_for_login(uri: str, timeout: float = 30.0) -> None:
 
 
 def delete_users(vhost: str, directory: Path) -> None:
-    """Remove a deployment's users (a throwaway vhost's, after tests)."""
-    for path in (directory / "broker").glob("*.uri"):
-        try:
-            rabbitmqctl("delete_user", path.stem)
-        except RuntimeError:
-            pass
+    """Remove a deployment's users (a throwaway vhost's, after tests): one rabbitmqctl call for all of them
+    (each call starts an Erlang VM, about a second)."""
+    names = sorted(path.stem for path in (directory / "broker").glob("*.uri"))
+    if not names:
+        return
+    users = ", ".join("<<" + json.dumps(name) + ">>" for name in names)  # Erlang binaries of the names
+    try:
+        rabbitmqctl("eval", f"[catch rabbit_auth_backend_internal:delete_user(U, <<\"songdaojia\">>) "
+                            f"|| U <- [{users}]].")
+    except RuntimeError:
+        pass  # the broker is gone already (a test's own node)

@@ -62,13 +62,15 @@ def _vhost_on(base: str, vhost: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
 
 
-def fresh_vhost(base: str, vhost: str) -> str:
-    """(Re)create `vhost` empty, give the URI's user all rights on it, return its URI."""
+def fresh_vhost(base: str, vhost: str, replace: bool = True) -> str:
+    """(Re)create `vhost` empty, give the URI's user all rights on it, return its URI. `replace=False`: the
+    name is new (nothing to delete first: each rabbitmqctl call costs about a second)."""
     user = unquote(urlsplit(broker_uris(base)[0]).username or "guest")
-    try:
-        rabbitmqctl("delete_vhost", vhost)
-    except RuntimeError:
-        pass  # it did not exist
+    if replace:
+        try:
+            rabbitmqctl("delete_vhost", vhost)
+        except RuntimeError:
+            pass  # it did not exist
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
     return vhost_uri(base, vhost)
@@ -78,7 +80,7 @@ def fresh_vhost(base: str, vhost: str) -> str:
 def throwaway_vhost(base: str, prefix: str = "sdj-test") -> Iterator[str]:
     """A vhost that exists for the `with` block only; deleting it closes what is still open in it."""
     vhost = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    uri = fresh_vhost(base, vhost)
+    uri = fresh_vhost(base, vhost, replace=False)
     try:
         yield uri
     finally:

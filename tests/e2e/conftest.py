@@ -111,7 +111,7 @@ def running_stack(tmp_path, request, postgres_admin_url):
     names = tuple(marked("services").args) if marked("services") else tuple(SERVICES)
     broker = request.getfixturevalue("own_broker") if marked("own_broker") else None
     if broker is not None:  # a vhost there, made with its own rabbitmqctl (SDJ_RABBITMQCTL)
-        vhost_uri = fresh_vhost(broker.uri(), f"sdj-test-{uuid.uuid4().hex[:8]}")
+        vhost_uri = fresh_vhost(broker.uri(), f"sdj-test-{uuid.uuid4().hex[:8]}", replace=False)
     else:
         vhost_uri = request.getfixturevalue("fresh_vhost_uri")
     sink = SmtpSink().start()
