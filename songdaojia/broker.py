@@ -200,17 +200,3 @@ def _wait_for_login(uri: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the broker users were not usable within {timeout:g}s") from None
             time.sleep(0.2)
-
-
-def delete_users(vhost: str, directory: Path) -> None:
-    """Remove a deployment's users (a throwaway vhost's, after tests): one rabbitmqctl call for all of them
-    (each call starts an Erlang VM, about a second)."""
-    names = sorted(path.stem for path in (directory / "broker").glob("*.uri"))
-    if not names:
-        return
-    users = ", ".join("<<" + json.dumps(name) + ">>" for name in names)  # Erlang binaries of the names
-    try:
-        rabbitmqctl("eval", f"[catch rabbit_auth_backend_internal:delete_user(U, <<\"songdaojia\">>) "
-                            f"|| U <- [{users}]].")
-    except RuntimeError:
-        pass  # the broker is gone already (a test's own node)

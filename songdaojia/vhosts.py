@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -93,3 +94,17 @@ def throwaway_vhost(base: str, prefix: str = "sdj-test") -> Iterator[str]:
         yield uri
     finally:
         rabbitmqctl("delete_vhost", vhost)
+
+
+def delete_users(vhost: str, directory: Path) -> None:
+    """Remove a throwaway deployment's broker users (made by broker.secure, their logins kept in
+    `<directory>/broker/<user>.uri`), after tests: one rabbitmqctl call for all of them."""
+    names = sorted(path.stem for path in (Path(directory) / "broker").glob("*.uri"))
+    if not names:
+        return
+    users = ", ".join(_binary(name) for name in names)
+    try:
+        rabbitmqctl("eval", f"[catch rabbit_auth_backend_internal:delete_user(U, {_binary('songdaojia')}) "
+                            f"|| U <- [{users}]].")
+    except RuntimeError:
+        pass  # the broker is gone already (a test's own node)

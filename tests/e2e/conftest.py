@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from songdaojia.broker import delete_users
+from songdaojia.vhosts import delete_users
 from songdaojia.cluster import Cluster
 from songdaojia.demo import fresh_databases
 from songdaojia.peers import SmtpSink, free_port

@@ -8,7 +8,7 @@ import pytest
 
 from services.dispatch.events import EXAMPLES as DISPATCH
 from services.intake.events import EXAMPLES as INTAKE
-from songdaojia.broker import delete_users
+from songdaojia.vhosts import delete_users
 from songdaojia.loop import Observer, amqp_uris
 from songdaojia.stack import Stack
 from songdaojia.vhosts import rabbitmqctl

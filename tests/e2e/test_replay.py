@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from songdaojia.broker import delete_users
+from songdaojia.vhosts import delete_users
 from songdaojia.peers import free_port
 from songdaojia.replay import category_of, replay
 from songdaojia.stack import SERVICES, Stack

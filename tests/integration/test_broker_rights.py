@@ -25,7 +25,7 @@ from services.notify import events as notify_events
 from services.notify.service import NotifyService
 from services.volunteer.service import VolunteerService
 from songdaojia import broker
-from songdaojia.vhosts import fresh_vhost, rabbitmqctl, vhost_uri
+from songdaojia.vhosts import delete_users, fresh_vhost, rabbitmqctl, vhost_uri
 from tests.amqp_helpers import amqp_queue_messages, connect
 from tests.conftest import DEFAULT_AMQP
 from tests.integration.conftest import start
@@ -49,7 +49,7 @@ def secured(tmp_path_factory):
         declare_topology(cls, {"AMQP_URI": users["admin"]})
     yield vhost, users, directory
     rabbitmqctl("delete_vhost", vhost)
-    broker.delete_users(vhost, directory)
+    delete_users(vhost, directory)
 
 
 def refused(uri: str, act) -> int:
