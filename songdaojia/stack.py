@@ -208,12 +208,14 @@ def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(SERVICES)) -> N
         engine.dispose()
 
 
-def start_all(stack: Stack, names=tuple(SERVICES), instances: int = 1) -> dict[str, ServiceProcess]:
-    """Every service as `instances` processes (keyed `dispatch`, `dispatch-2`, …), once all listen."""
+def start_all(stack: Stack, names=tuple(SERVICES), instances: int = 1,
+              service_env: dict[str, dict[str, str]] | None = None) -> dict[str, ServiceProcess]:
+    """Every service as `instances` processes (keyed `dispatch`, `dispatch-2`, …), once all listen;
+    `service_env` adds to a service's environment."""
     procs = {}
     for name in names:
         for n in range(1, instances + 1):
-            proc = ServiceProcess(name, stack, instance=n)
+            proc = ServiceProcess(name, stack, (service_env or {}).get(name), instance=n)
             procs[proc.label] = proc.start()
     try:
         for proc in procs.values():

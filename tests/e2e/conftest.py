@@ -14,7 +14,7 @@ from songdaojia.vhosts import delete_users
 from songdaojia.cluster import Cluster
 from songdaojia.demo import fresh_databases
 from songdaojia.peers import SmtpSink, free_port
-from songdaojia.stack import SERVICES, ServiceProcess, Stack, prepare, stop_all
+from songdaojia.stack import SERVICES, ServiceProcess, Stack, prepare, start_all, stop_all
 from songdaojia.vhosts import fresh_vhost
 
 E2E_VOLUNTEERS = 20_000  # enough for every village to have volunteers; quick to seed
@@ -50,22 +50,6 @@ class RunningStack:
     def token(self, subject: str, role: str, area: str) -> dict:
         """The headers of someone signed in (a token as the county's identity provider would issue it)."""
         return {"Authorization": f"Bearer {self.stack.secrets.token(subject, role, area)}"}
-
-
-def start_services(stack: Stack, names, instances: int, service_env: dict) -> dict[str, ServiceProcess]:
-    """stack.start_all, with each service's extra environment."""
-    procs = {}
-    for name in names:
-        for n in range(1, instances + 1):
-            proc = ServiceProcess(name, stack, service_env.get(name), instance=n)
-            procs[proc.label] = proc.start()
-    try:
-        for proc in procs.values():
-            proc.wait_ready()
-    except Exception:
-        stop_all(procs)
-        raise
-    return procs
 
 
 MARKERS = (
@@ -125,7 +109,7 @@ def running_stack(tmp_path, request, postgres_admin_url):
             stack.db_urls = fresh_databases(postgres_admin_url, stack.run_name)
         stack.secure()
         prepare(stack, volunteers=E2E_VOLUNTEERS)
-        running.procs.update(start_services(stack, names, instances, running.service_env))
+        running.procs.update(start_all(stack, names, instances, running.service_env))
         yield running
     finally:
         for label in running.procs:  # a test that failed while a service was frozen
