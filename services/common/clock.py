@@ -12,6 +12,13 @@ from datetime import datetime, timedelta, timezone
 from nameko.extensions import DependencyProvider
 
 
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes (every time we store is UTC): make them comparable with aware ones."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
 class Clock:
     def __init__(self, scale: float = 1.0):
         if not scale > 0:

@@ -12,12 +12,12 @@ They carry no personal data and need no token: expose them to the monitoring net
 from __future__ import annotations
 
 import time
-from datetime import timezone
 
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select, text
 
+from .clock import as_utc
 from .envelope import utcnow
 from .http import api, http, json_response
 
@@ -89,6 +89,4 @@ class Operations:
                                    .where(table.c.sent_at.is_(None))).one()
         if oldest is None:
             return 0.0, 0
-        if oldest.tzinfo is None:  # SQLite: stored as UTC without its zone
-            oldest = oldest.replace(tzinfo=timezone.utc)
-        return max(0.0, (utcnow() - oldest).total_seconds()), unsent
+        return max(0.0, (utcnow() - as_utc(oldest)).total_seconds()), unsent

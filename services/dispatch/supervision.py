@@ -27,8 +27,9 @@ At the county centre there is no level above: the overdue is recorded and the ce
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+from services.common.clock import as_utc
 from services.common.envelope import Event
 
 from .routing import LEVELS, TOP
@@ -92,13 +93,6 @@ class Policy:
 
     def _factor(self, case) -> float:
         return self.vulnerable_factor if case.vulnerable else 1.0
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes (stored as UTC): make them comparable with aware ones."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def timers_for(event: Event, case, policy: Policy, now: datetime) -> list[dict]:

@@ -70,7 +70,7 @@ import random
 import secrets
 import socket
 import time
-from datetime import timedelta, timezone
+from datetime import timedelta
 
 import eventlet
 from eventlet.event import Event as GreenEvent
@@ -79,6 +79,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, String, Text, and_, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from services.common.clock import as_utc
 from services.common.database import make_engine
 from services.common.envelope import Event, seal, utcnow
 from services.common.faults import crash_point
@@ -158,11 +159,6 @@ class Courier(DependencyProvider):
         self.pool.waitall()
 
     kill = stop
-
-    @property
-    def channel(self):
-        """The preferred channel."""
-        return next(iter(self.channels.values()))
 
     def wake(self) -> None:
         if not self._wakeup.ready():
@@ -337,7 +333,7 @@ class Courier(DependencyProvider):
         with Session(self.engine) as s, s.begin():
             first, tried = self._chain(s, d)
             step = rules.after_failure(
-                attempts=d.attempts, first_tried_at=_aware(d.first_tried_at), now=now, permanent=exc.permanent,
+                attempts=d.attempts, first_tried_at=as_utc(d.first_tried_at), now=now, permanent=exc.permanent,
                 tried=tried, channels=self.channels, contact=_contact(d.contact), patience=self.patience,
                 max_backoff=self.max_backoff, rand=self._random.random())
             if isinstance(step, rules.Retry):
@@ -377,11 +373,6 @@ class Courier(DependencyProvider):
             first, link = before.message_id, before.fallback_of
             tried.insert(0, before.channel)
         return first, tried
-
-
-def _aware(at):
-    """SQLite gives back naive datetimes: every time stored here is UTC."""
-    return at.replace(tzinfo=timezone.utc) if at is not None and at.tzinfo is None else at
 
 
 def _contact(stored: str | None) -> dict | None:

@@ -20,19 +20,11 @@ from services.dispatch.service import DispatchService
 from services.dispatch.supervision import Policy
 from services.intake.events import EXAMPLES as INTAKE
 from services.notify.events import EXAMPLES as NOTIFY
-from tests.service_layer import Worker
+from tests.service_layer import Staff, Worker
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)
 TICKET, VILLAGE = "SDJ-261127-REACH001", "341323104214"
 POLICY = Policy()
-
-
-class Staff:
-    def __init__(self):
-        self.who = None
-
-    def of(self, request):
-        return self.who
 
 
 @pytest.fixture

@@ -22,20 +22,11 @@ from services.dispatch.service import DispatchService
 from services.dispatch.supervision import Policy
 from services.intake.events import EXAMPLES as INTAKE
 from services.notify.events import EXAMPLES as NOTIFY
-from tests.service_layer import Worker
+from tests.service_layer import Staff, Worker
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)  # 09:00 in Suzhou
 VILLAGE, TOWN, COUNTY = "341323104214", "341323104", "341323"
 POLICY = Policy()  # real minutes: the ManualClock jumps through them
-
-
-class Staff:
-    """Stands in for the token check: the test says who is signed in."""
-    def __init__(self):
-        self.who = None
-
-    def of(self, request):
-        return self.who
 
 
 @pytest.fixture

@@ -627,20 +627,23 @@ def _fake_management_api(tmp_path, answer: int):
     return server, f"http://127.0.0.1:{port}/api", lambda: [json.loads(line) for line in log.read_text().splitlines()]
 
 
+def _serving(tmp_path, answer: int):
+    server, api, calls = _fake_management_api(tmp_path, answer)
+    try:
+        yield api, calls
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 @pytest.fixture
 def management_api(tmp_path):
-    server, api, calls = _fake_management_api(tmp_path, 204)
-    yield api, calls
-    server.terminate()
-    server.wait(10)
+    yield from _serving(tmp_path, 204)
 
 
 @pytest.fixture
 def refusing_management_api(tmp_path):
-    server, api, calls = _fake_management_api(tmp_path, 404)
-    yield api, calls
-    server.terminate()
-    server.wait(10)
+    yield from _serving(tmp_path, 404)
 
 
 def _shim(api: str, *args: str) -> subprocess.CompletedProcess:
