@@ -153,6 +153,7 @@ def judge(arrival: dict, history: list[dict], now: datetime) -> dict:
         "worker": assignee_id or "none",
         "assignee_name": assignee_name,
         "department": department,
+        "day": received_at.astimezone(CHINA).date().isoformat(),
         "area_codes": (arrival["county_code"], village, grid),
         "received": 1,
         "acknowledged_10s": int(acknowledged),

@@ -20,7 +20,8 @@ daylight saving), and in the group it belongs to now. The counts (all ticket cou
   (its `resolve_due_at`: a department's time to decide does not count against the village).
 - overdue_now: open, and a deadline of its current step is past at `now`: offered or returned (the desk's
   time to reassign) with `accept_due_at < now`; accepted or in_progress with `resolve_due_at < now`; filed with
-  `decision_due_at < now`. (Resolved, followed-up, closed and cancelled tickets are never overdue.)
+  `decision_due_at < now`. (Resolved, followed-up, closed and cancelled tickets are never overdue.) The rule is
+  `overdue_now` (SQL) and `is_overdue` (one case, in Python): the queues and the case view use them too.
 - escalated, returned, reassigned, reopened: at least once (`escalation_count`, `return_count`,
   `reassign_count`, `reopen_count` > 0).
 - cancelled, closed: in that final state.
@@ -33,7 +34,8 @@ acknowledged_10s_rate (of received), accepted_on_time_rate (of accepted), resolv
 resolved), satisfaction_rate (of answered), reopen_rate (reopened, of resolved).
 
 Groups (`level`): county (`county_code`); town (the first 9 digits of `village_code`); village; grid;
-worker (`assignee_id`, with `assignee_name`); department. A ticket not yet placed in a village is in
+worker (`assignee_id`, with `assignee_name`); department; day (the China-time day of `received_at`, a trend:
+`2026-11-27`). A ticket not yet placed in a village is in
 the town and village "unplaced"; a ticket without a grid or an assignee is in the grid or worker "none".
 The default level is one below the area's: city → county → town → village → grid → worker.
 
@@ -48,14 +50,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import Boolean, and_, case, func, literal, or_, select, true
+from sqlalchemy import Boolean, String, and_, case, func, literal, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from .models import Case
 
 CHINA = timezone(timedelta(hours=8), "China Standard Time")
-LEVELS = ("county", "town", "village", "grid", "worker", "department")
+LEVELS = ("county", "town", "village", "grid", "worker", "department", "day")
 FORMATS = ("json", "csv")
 UNPLACED = "unplaced"  # town or village of a ticket not yet placed in a village
 NONE = "none"  # grid or worker of a ticket that has none
@@ -201,12 +203,40 @@ def ledger_of(session, area: str, level: str | None = None, period: str | Period
             "unplaced": session.scalar(select(func.count()).where(*inside, Case.village_code.is_(None)))}
 
 
+# --- overdue now, escalated: one rule each, for the ledger's counts and the queues' filters ----------
+
+DEADLINE_OF_STATE = {  # the deadline of the step a case is at: overdue now once it is past
+    "offered": "accept_due_at", "returned": "accept_due_at",  # returned: the desk's time to reassign
+    "accepted": "resolve_due_at", "in_progress": "resolve_due_at",
+    "filed": "decision_due_at",
+}  # every other state (received and routed for an instant, resolved … closed, cancelled): never overdue
+
+
+def overdue_now(now: datetime):
+    """SQL: the case is overdue at `now` (`overdue_now` in the module's docstring): it is at a step of
+    DEADLINE_OF_STATE and that step's deadline is past. `is_overdue` is the same rule for one case."""
+    now = _utc(now)
+    by_deadline: dict[str, list[str]] = {}
+    for state, column in DEADLINE_OF_STATE.items():
+        by_deadline.setdefault(column, []).append(state)
+    return or_(*(and_(Case.state.in_(states), getattr(Case, column) < now) for column, states in by_deadline.items()))
+
+
+def is_overdue(case, now: datetime) -> bool:
+    """`overdue_now` for one case (anything with the attributes of models.Case), in Python."""
+    column = DEADLINE_OF_STATE.get(case.state)
+    due = getattr(case, column) if column else None
+    return due is not None and _utc(due) < _utc(now)
+
+
+def escalated():
+    """SQL: the case climbed the escalation ladder at least once (an offer reassigned up, or work given a
+    supervisor, 督办): `escalation_count > 0`, whatever its state now."""
+    return Case.escalation_count > 0
+
+
 def _measures(now: datetime) -> list:
     """One `sum(CASE WHEN … THEN 1 ELSE 0 END)` per count, labelled by its name."""
-    overdue_now = or_(
-        and_(Case.state.in_(("offered", "returned")), Case.accept_due_at < now),
-        and_(Case.state.in_(("accepted", "in_progress")), Case.resolve_due_at < now),
-        and_(Case.state == "filed", Case.decision_due_at < now))
     conditions = {
         "received": true(),
         "acknowledged_10s": and_(Case.acknowledged_at.is_not(None),
@@ -216,8 +246,8 @@ def _measures(now: datetime) -> list:
         "accepted_on_time": Case.accepted_on_time.is_(True),
         "resolved": Case.resolved_on_time.is_not(None),
         "resolved_on_time": Case.resolved_on_time.is_(True),
-        "overdue_now": overdue_now,
-        "escalated": Case.escalation_count > 0,
+        "overdue_now": overdue_now(now),
+        "escalated": escalated(),
         "returned": Case.return_count > 0,
         "reassigned": Case.reassign_count > 0,
         "reopened": Case.reopen_count > 0,
@@ -236,7 +266,8 @@ def _group_key(level: str):
             "village": Case.village_code,
             "grid": Case.grid_code,
             "worker": Case.assignee_id,
-            "department": Case.department}[level]
+            "department": Case.department,
+            "day": china_day(Case.received_at)}[level]
 
 
 def _key_text(level: str, key) -> str:
@@ -249,7 +280,7 @@ def _name(level: str, row, areas) -> str:
     key = row["key"]
     if level == "worker":
         return row["assignee_name"] or ""
-    if areas is None or key is None or level == "department":
+    if areas is None or key is None or level in ("department", "day"):
         return ""
     try:
         if level == "grid":
@@ -293,6 +324,25 @@ def _cell(value) -> str:
 
 
 # --- elapsed time in SQL, exact on both databases -------------------------------------
+
+class china_day(FunctionElement):
+    """The day (`2026-11-27`) a UTC moment falls on in China time (UTC+8, no daylight saving)."""
+    type = String()
+    name = "china_day"
+    inherit_cache = True
+
+
+@compiles(china_day)
+def _china_day_postgresql(element, compiler, **kw):
+    moment = compiler.process(element.clauses, **kw)
+    return f"to_char(({moment}) AT TIME ZONE 'UTC' + INTERVAL '8 hours', 'YYYY-MM-DD')"
+
+
+@compiles(china_day, "sqlite")
+def _china_day_sqlite(element, compiler, **kw):
+    moment = compiler.process(element.clauses, **kw)
+    return f"strftime('%Y-%m-%d', substr({moment}, 1, 19), '+8 hours')"
+
 
 class within_seconds(FunctionElement):
     """`later - earlier <= seconds`, to the microsecond, on PostgreSQL and SQLite."""

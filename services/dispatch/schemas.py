@@ -1,12 +1,12 @@
 """What dispatch reads: tolerant event readers and the HTTP forms of the console API."""
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.common.envelope import Tolerant
 
 from .ledger import LedgerRow
-from .lifecycle import ALLOWED
+from .lifecycle import ALLOWED, OPEN_STATES
 from .supervision import CALL_OUTCOMES
 
 
@@ -160,8 +160,40 @@ class TaskView(Schema):
     note = fields.String(required=True)
 
 
+OPEN = "open"  # in a queue's `state`: every state but closed and cancelled
+
+
+def queue_states(text: str) -> list[str]:
+    """A queue's `state`: one or more states of lifecycle.ALLOWED, comma-separated, or `open` (every state
+    but closed and cancelled); the states it names, sorted. ValidationError names what is not a state."""
+    named = {name.strip() for name in text.split(",")}
+    unknown = sorted(name for name in named if name != OPEN and name not in ALLOWED)
+    if unknown:
+        raise ValidationError(f"{', '.join(repr(name[:40]) for name in unknown[:5])}: not a state; give states among "
+                              f"{', '.join(sorted(ALLOWED))}, comma-separated, or {OPEN!r}")
+    return sorted(set().union(*(OPEN_STATES if name == OPEN else {name} for name in named)))
+
+
 class QueueQuery(Schema):
-    state = fields.String(load_default="offered", validate=validate.OneOf(sorted(ALLOWED)))
+    """`GET /queues/<area>?state=offered,returned&overdue=true&missed=true&escalated=true`: all optional."""
+    state = fields.String(load_default="offered", validate=queue_states, metadata={
+        "description": "one or more states, comma-separated (e.g. offered,returned), or 'open': every state but "
+                       "closed and cancelled; default: offered"})
+    overdue = fields.Boolean(load_default=False, metadata={
+        "description": "true: only cases overdue now: at a step whose deadline has passed (offered or returned: "
+                       "accept_due_at; accepted or in_progress: resolve_due_at; filed: decision_due_at), as the "
+                       "ledger counts overdue_now; default false: no filter"})
+    missed = fields.Boolean(load_default=False, metadata={
+        "description": "true: only cases that missed a deadline at least once (overdue_count > 0: on the record "
+                       "for good, whether or not a deadline is past now); default false: no filter"})
+    escalated = fields.Boolean(load_default=False, metadata={
+        "description": "true: only cases that climbed the escalation ladder at least once (escalation_count > 0: "
+                       "an offer reassigned up, or work given a supervisor, 督办), as the ledger counts escalated; "
+                       "with state=open, those still open; default false: no filter"})
+
+    @post_load
+    def named_states(self, data, **kwargs):
+        return {**data, "states": queue_states(data["state"])}
 
 
 class CaseView(Schema):
@@ -174,6 +206,12 @@ class CaseView(Schema):
     priority = fields.Integer(required=True)
     county_code = fields.String(required=True)
     village_code = fields.String(required=True, allow_none=True)
+    village_name = fields.String(required=True, allow_none=True,
+                                 metadata={"description": "None: not placed in a village yet"})
+    town_name = fields.String(required=True, allow_none=True,
+                              metadata={"description": "None: not placed in a village yet"})
+    address = fields.String(required=True, metadata={"description": "as the resident gave it ('' once erased)"})
+    received_at = fields.String(required=True)
     grid_code = fields.String(required=True, allow_none=True)
     assignee_id = fields.String(required=True, allow_none=True)
     assignee_name = fields.String(required=True, allow_none=True)
@@ -190,6 +228,8 @@ class CaseView(Schema):
     overdue_count = fields.Integer(required=True)
     escalation_count = fields.Integer(required=True)
     return_count = fields.Integer(required=True)
+    overdue = fields.Boolean(required=True, metadata={
+        "description": "overdue now: the deadline of the step it is at has passed (the queue's overdue=true)"})
 
 
 class HistoryView(Schema):

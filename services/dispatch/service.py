@@ -24,9 +24,10 @@ from services.common.staff import DEPARTMENT_STAFF, DISPATCHERS, STAFF, WORKERS
 from services.common.tokens import StaffTokens
 
 from . import access, calls, lifecycle, retention
+from .areas import AreaMap
 from .dependencies import Areas, Supervision
 from .events import SCHEMAS, WORK_EXCHANGE
-from .ledger import LedgerQuery, ledger_csv, ledger_of
+from .ledger import LedgerQuery, escalated, is_overdue, ledger_csv, ledger_of, overdue_now
 from .models import Case, Deadline, HistoryEntry, InboxRow, OutboxRow, Task
 from .routing import (TOP, UnknownCounty, UnknownGrid, UnknownVillage, department_key, route, route_to_county_centre,
                       to_department, to_proxy_clerk, to_worker, up_to)
@@ -336,23 +337,32 @@ class DispatchService(Operations):
             access.may_read(who, case)
             history = s.scalars(select(HistoryEntry).where(HistoryEntry.ticket_id == ticket_id)
                                 .order_by(HistoryEntry.id)).all()
-            return json_response({**case_view(case), "history": [
-                {"at": h.at.isoformat(), "event": h.event, "state": h.state, "actor": h.actor,
+            return json_response({**case_view(case, self.areas, self.clock.now()), "history": [
+                {"at": _iso(h.at), "event": h.event, "state": h.state, "actor": h.actor,
                  "note": h.note} for h in history]})
 
     @http("GET", "/queues/<string:area_code>")
-    @api("The cases of an area in a state (offered by default), most urgent first: staff of that area",
-         query=QueueQuery, answers={200: CaseView}, many=True)
+    @api("The cases of an area in one or more states (offered by default; `open`: all but closed and cancelled), "
+         "optionally only those overdue now, that missed a deadline, or escalated at least once, most urgent first, "
+         "at most 500: "
+         "staff of that area", query=QueueQuery, answers={200: CaseView}, many=True)
     def queue(self, request, area_code):
         who = self.staff.of(request)
         access.may_list(who, area_code)
-        state = read_query(request, QueueQuery())["state"]
-        query = select(Case).where(Case.state == state, Case.in_area(area_code))
+        q = read_query(request, QueueQuery())
+        now = self.clock.now()
+        query = select(Case).where(Case.state.in_(q["states"]), Case.in_area(area_code))
+        if q["overdue"]:
+            query = query.where(overdue_now(now))
+        if q["missed"]:
+            query = query.where(Case.overdue_count > 0)
+        if q["escalated"]:
+            query = query.where(escalated())
         if who.role == DEPARTMENT_STAFF:
             query = query.where(Case.department == who.department)
         with self.db.transaction() as s:
             cases = s.scalars(query.order_by(Case.priority, Case.accept_due_at, Case.received_at).limit(500)).all()
-            return json_response([case_view(c) for c in cases])
+            return json_response([case_view(c, self.areas, now) for c in cases])
 
     @http("GET", "/ledger")
     @api("The ledger (台账) of an area inside the caller's: rates by level and period, JSON or CSV",
@@ -475,7 +485,7 @@ class DispatchService(Operations):
             self._record(s, case, events, actor=who.subject, note=note)
             if case.state == "cancelled":
                 self._end_tasks(s, case, now)
-            return json_response(case_view(case))
+            return json_response(case_view(case, self.areas, now))
 
     def _record(self, s, case, events, actor, note=""):
         """History (with each event's data, the ledger's evidence), outbox, work keys, and new deadlines."""
@@ -548,10 +558,14 @@ def address_key(case) -> str:
     return case.address or case.id
 
 
-def case_view(case: Case) -> dict:
+def case_view(case: Case, areas: AreaMap, now) -> dict:
+    """A case as staff see it at `now` (CaseView); `areas` names its village and town."""
     return {"ticket_id": case.id, "state": case.state, "version": case.version,
             "category_code": case.category_code, "department": case.department,
             "priority": case.priority, "county_code": case.county_code, "village_code": case.village_code,
+            "village_name": _area_name(areas, case.village_code),
+            "town_name": _area_name(areas, case.village_code and case.village_code[:9]),
+            "address": case.address or "", "received_at": _iso(case.received_at),
             "grid_code": case.grid_code,
             "assignee_id": case.assignee_id, "assignee_name": case.assignee_name,
             "volunteer_id": case.volunteer_id, "reopen_count": case.reopen_count,
@@ -559,7 +573,17 @@ def case_view(case: Case) -> dict:
             "decision_due_at": _iso(case.decision_due_at), "handling": case.handling, "level": case.level,
             "supervisor_id": case.supervisor_id, "supervisor_name": case.supervisor_name, "channel": case.channel,
             "overdue_count": case.overdue_count, "escalation_count": case.escalation_count,
-            "return_count": case.return_count}
+            "return_count": case.return_count, "overdue": is_overdue(case, now)}
+
+
+def _area_name(areas: AreaMap, code: str | None) -> str | None:
+    """The name of an area of the map; None when there is no code (an unplaced case) or the map lacks it."""
+    if not code:
+        return None
+    try:
+        return areas.area(code).name
+    except KeyError:
+        return None
 
 
 def task_view(task: Task) -> dict:

@@ -107,6 +107,13 @@ MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
 
 
+def status_note(ticket) -> str:
+    """Where the ticket stands, in the words residents read (Open311's status_notes, the staff view)."""
+    if ticket.village_code is None and ticket.status in ("received", "routed"):
+        return UNPLACED_NOTE
+    return STATUS_NOTES.get(ticket.status, ticket.status)
+
+
 VILLAGE_PRECISION = 2  # decimal places of a degree: about 1 km, no closer than the village
 
 
@@ -119,8 +126,7 @@ def request_document(ticket, category: Category | None, locale: str, place: str 
     return {
         "service_request_id": ticket.id,
         "status": "closed" if ticket.status in ENDED else "open",  # a cancelled request is closed too
-        "status_notes": UNPLACED_NOTE if ticket.village_code is None and ticket.status in ("received", "routed")
-        else STATUS_NOTES.get(ticket.status, ticket.status),
+        "status_notes": status_note(ticket),
         "service_name": name, "service_code": ticket.category,
         "description": (ticket.description or "")[:4000] if exact else None,
         "agency_responsible": _agency(ticket),

@@ -100,13 +100,22 @@ class ContactReadsQuery(Schema):
 class StaffTicketView(Schema):
     ticket_no = fields.String(required=True)
     status = fields.String(required=True)
+    status_note = fields.String(required=True, metadata={"description": "the status in residents' words "
+                                                                        "(Open311's status_notes)"})
     merged_into = fields.String(required=True, allow_none=True)
     category = fields.String(required=True)
     channel = fields.String(required=True)
     village_code = fields.String(required=True, allow_none=True)
+    village_name = fields.String(required=True, allow_none=True, metadata={
+        "description": "county, town and village (灵璧县杨疃镇杨东村委会); None: not placed in a village yet"})
     county_code = fields.String(required=True)
     grid_code = fields.String(required=True, allow_none=True)
+    address = fields.String(required=True, metadata={"description": "as given ('' once erased by retention)"})
+    description = fields.String(required=True, metadata={"description": "the request in the resident's words"})
+    attributes = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True, metadata={
+        "description": "the category's attributes as the request gave them (checked), by attribute code"})
     submitted_at = fields.String(required=True)
+    received_at = fields.String(required=True)
     assignee_name = fields.String(required=True, allow_none=True)
     resident_phone = fields.String(required=True, allow_none=True)
     resident_name = fields.String(required=True, allow_none=True)

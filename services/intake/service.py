@@ -295,18 +295,25 @@ class IntakeService(Operations):
         return json_response(contact)
 
     @http("GET", "/tickets/<string:ticket_no>")
-    @api("The staff view of a ticket: where it stands, the resident's contact masked (see /contact)",
+    @api("The staff view of a ticket: where it stands, what was asked (description, address, the category's "
+         "attributes), its village by name; the resident's contact masked (see /contact)",
          answers={200: StaffTicketView})
     def get_ticket(self, request, ticket_no: str):
         who = self.staff.of(request)
         with self.db.transaction() as s:
             ticket = self._ticket(s, ticket_no)
             access.may_read(who, ticket)
+            village = self.places.village(ticket.village_code) if ticket.village_code else None
             return json_response({
-                "ticket_no": ticket.id, "status": ticket.status, "merged_into": ticket.merged_into,
+                "ticket_no": ticket.id, "status": ticket.status, "status_note": open311.status_note(ticket),
+                "merged_into": ticket.merged_into,
                 "category": ticket.category, "channel": ticket.channel, "village_code": ticket.village_code,
+                "village_name": village.full_name if village else None,
                 "county_code": ticket.county_code, "grid_code": ticket.grid_code,
-                "submitted_at": ticket.submitted_at.isoformat(), "assignee_name": ticket.assignee_name,
+                "address": ticket.address or "", "description": ticket.description or "",
+                "attributes": json.loads(ticket.attributes or "{}"),
+                "submitted_at": ticket.submitted_at.isoformat(), "received_at": ticket.received_at.isoformat(),
+                "assignee_name": ticket.assignee_name,
                 "resident_phone": mask_phone(ticket.contact_phone), "resident_name": mask_name(ticket.contact_name),
             })
 

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from services.common.database import make_engine
 from services.common.migrations import upgrade
 from services.dispatch.service import DispatchService
+from services.intake.client import IntakeClient
+from services.intake.service import IntakeService
 from services.notify.service import NotifyService
 from services.volunteer.models import VolunteerRow
 from services.volunteer.service import VolunteerService
@@ -70,6 +72,54 @@ def test_everything_the_server_refuses_by_itself_is_json(dispatch):
         assert r.status_code == status and r.headers["Content-Type"].startswith("application/json")
         assert r.json()["error"]
     assert "GET" in requests.delete(f"{url}/ledger").headers["Allow"]
+
+
+def test_a_queue_takes_a_list_of_states_or_open_and_filters_overdue_and_escalated(dispatch):
+    url, signed_in = dispatch
+    for query in ({"state": "offered,returned"}, {"state": "open", "overdue": "true"},
+                  {"state": "open", "overdue": "false", "escalated": "true"}, {"escalated": "1"}):
+        r = requests.get(f"{url}/queues/{GRID}", params=query, headers=signed_in)
+        assert (r.status_code, r.json()) == (200, []), query
+    for query, field in (({"state": "offered,gone"}, "state"), ({"state": ""}, "state"),
+                         ({"overdue": "soon"}, "overdue"), ({"escalated": "maybe"}, "escalated")):
+        r = requests.get(f"{url}/queues/{GRID}", params=query, headers=signed_in)
+        assert r.status_code == 400 and list(r.json()["fields"]) == [field], (query, r.text)
+    assert "'gone'" in requests.get(f"{url}/queues/{GRID}", params={"state": "offered,gone"},
+                                    headers=signed_in).json()["fields"]["state"][0]
+
+
+def test_intake_s_staff_view_shows_what_was_asked_and_where_but_masks_who(fresh_vhost_uri, sqlite_url,
+                                                                          start_service, keys):
+    url = start_service(IntakeService, fresh_vhost_uri, sqlite_url, OPEN311_DEMO=True).url
+    received = Probe(fresh_vhost_uri, "intake.events")
+    with IntakeClient(fresh_vhost_uri) as client:
+        client.submit("hotline", {"channel": "hotline", "category": "801", "village_code": VILLAGE,
+                                  "address": "杨东村三组12号", "description": "独居老人需要代购米面油",
+                                  "submitted_at": datetime.now(timezone.utc).isoformat(),
+                                  "attributes": {"items": ["staples", "vegetables"],
+                                                 "recipient_group": "solitary_elderly"},
+                                  "resident": {"name": "王秀英", "phone": "13812345678", "vulnerable": True}})
+    ticket_no = wait_until(lambda: received.events("ticket_received"), message="the ticket")[0]["ticket_id"]
+    received.close()
+    supervisor = {"Authorization": f"Bearer {keys.token('S-1', 'supervisor', '3413')}"}
+    view = requests.get(f"{url}/tickets/{ticket_no}", headers=supervisor).json()
+    assert {k: view[k] for k in ("description", "address", "attributes", "village_name", "status", "status_note")} == {
+        "description": "独居老人需要代购米面油", "address": "杨东村三组12号",
+        "attributes": {"items": ["staples", "vegetables"], "recipient_group": "solitary_elderly"},
+        "village_name": "灵璧县杨疃镇杨东村委会", "status": "received", "status_note": "已受理"}
+    assert datetime.fromisoformat(view["received_at"]) >= datetime.fromisoformat(view["submitted_at"])
+    assert (view["resident_phone"], view["resident_name"]) == ("*******5678", "王**")
+    assert "13812345678" not in json.dumps(view, ensure_ascii=False) and "王秀英" not in json.dumps(
+        view, ensure_ascii=False)
+
+    posted = requests.post(f"{url}/open311/v2/requests.json", data={  # a map point: no village yet
+        "api_key": "songdaojia-demo-key", "service_code": "801", "lat": "33.55", "long": "117.55",
+        "description": "路边有位老人需要帮忙", "phone": "13812345678", "attribute[items]": "staples"})
+    assert posted.status_code == 200, posted.text
+    unplaced = requests.get(f"{url}/tickets/{posted.json()[0]['service_request_id']}", headers=supervisor).json()
+    assert (unplaced["village_code"], unplaced["village_name"]) == (None, None)
+    assert unplaced["address"].startswith("灵璧县 (33.55")  # the nearest county and the point, until placed
+    assert unplaced["attributes"] == {"items": ["staples"]} and unplaced["status_note"].startswith("已转县调度中心")
 
 
 @pytest.fixture

@@ -69,10 +69,11 @@ def events_of(w, name=None):
     return [e for _, e in w.sent(name)]
 
 
-def http(w, method_name, who, body=None, **kwargs):
-    """Call an HTTP entrypoint as `who` (a Principal); returns (status, json)."""
+def http(w, method_name, who, body=None, query=None, **kwargs):
+    """Call an HTTP entrypoint as `who` (a Principal), with a query string (`query`); returns (status, json)."""
     w.deps["staff"].who = who
-    request = EnvironBuilder(method="POST" if body is not None else "GET", json=body).get_request()
+    request = EnvironBuilder(method="POST" if body is not None else "GET", json=body,
+                             query_string=query).get_request()
     status, _headers, body = getattr(w.service(method_name), method_name)(request, **kwargs)
     return status, json.loads(body)
 
@@ -88,6 +89,64 @@ def holder(case):
              "centre": ("county_dispatcher", code)}
     role, area = roles.get(kind, ("grid_worker", case.grid_code))
     return Principal(case.assignee_id, role, area)
+
+
+# --- queues and the case view -----------------------------------------------------------------
+
+def test_a_queue_lists_cases_in_the_states_asked_for_overdue_now_missed_or_escalated(dispatch):
+    """state: one or several, or `open`; overdue: a deadline of the step it is at has passed (even before the
+    timer has seen it); escalated: climbed the ladder at least once. Each case names its village and town."""
+    a, b, c = (f"SDJ-261127-QUEUE00{n}" for n in (1, 2, 3))
+    county = Principal("d-1", "county_dispatcher", COUNTY)
+
+    def queue(**query):
+        status, body = http(dispatch, "queue", county, query=query, area_code=COUNTY)
+        assert status == 200, body
+        return body
+
+    def ids(**query):
+        return [view["ticket_id"] for view in queue(**query)]
+
+    dispatch.call("open_case", received(a))  # 10 minutes to accept
+    dispatch.clock.advance(minutes=11)  # a's deadline has passed; the timer has not looked yet
+    dispatch.call("open_case", received(b))
+    dispatch.clock.advance(minutes=1)
+    dispatch.call("open_case", received(c))
+    assert http(dispatch, "accept", worker_of(case_of(dispatch, b)), ticket_id=b)[0] == 200
+    assert http(dispatch, "cancel", county, {"reason": "重复来电"}, ticket_id=c)[0] == 200
+
+    assert ids() == [a]  # offered, the default
+    assert ids(state="offered,accepted") == ids(state="open") == [a, b]  # the most urgent first
+    assert ids(state="cancelled") == [c] and ids(state="open,cancelled") == [a, b, c]
+    assert ids(state="open", overdue="true") == ids(overdue="true") == [a]
+    assert ids(state="open", overdue="false") == [a, b]  # false: no filter
+    assert ids(state="open", missed="true") == []  # overdue, but nothing fired yet: no deadline on the record
+    assert ids(state="open", escalated="true") == []
+    late, on_time = queue(state="open")
+    assert (late["overdue"], on_time["overdue"]) == (True, False)
+    assert (late["village_name"], late["town_name"], late["address"]) == ("杨东村委会", "杨疃镇", "杨东村三组")
+    assert late["received_at"] == "2026-11-27T01:00:00.110000+00:00"
+    assert http(dispatch, "ticket", county, ticket_id=a)[1]["overdue"] is True
+
+    status, body = http(dispatch, "queue", county, query={"state": "offered,shut"}, area_code=COUNTY)
+    assert status == 400 and list(body["fields"]) == ["state"] and "'shut'" in body["fields"]["state"][0]
+
+    tick(dispatch)  # a's missed offer climbs to the village's duty cadre, with the village's time to accept
+    assert ids(state="open", escalated="true") == ids(escalated="true") == [a]
+    assert ids(state="open", overdue="true") == []
+    assert ids(state="open", missed="true") == [a]  # the missed deadline stays on the record
+    view = http(dispatch, "ticket", county, ticket_id=a)[1]
+    assert (view["overdue"], view["escalation_count"], view["village_name"]) == (False, 1, "杨东村委会")
+    dispatch.clock.advance(minutes=31)  # past the cadre's 30 minutes and b's time to resolve
+    assert ids(state="open", overdue="true") == [b, a]  # b's accept deadline (met) came before a's new one
+    assert ids(state="accepted", overdue="true", escalated="true") == []
+
+
+def test_an_unplaced_case_has_no_village_or_town_name(dispatch):
+    dispatch.call("open_case", received(village=None))
+    status, body = http(dispatch, "queue", Principal("d-1", "county_dispatcher", COUNTY), area_code=COUNTY)
+    assert status == 200 and [(v["village_code"], v["village_name"], v["town_name"]) for v in body] == [
+        (None, None, None)]
 
 
 # --- the ladder ---------------------------------------------------------------------------------

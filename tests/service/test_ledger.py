@@ -16,17 +16,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
 from services.common.migrations import upgrade
-from services.dispatch.ledger import COLUMNS, COUNTS, LEVELS, ledger_csv, ledger_of
+from services.common.clock import as_utc
+from services.dispatch.ledger import (COLUMNS, COUNTS, DEADLINE_OF_STATE, LEVELS, is_overdue, ledger_csv, ledger_of,
+                                      overdue_now)
 from services.dispatch.models import Case, HistoryEntry
 from tests.ledger_evidence import recompute_from_history
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 5, 4, 0, tzinfo=UTC)  # noon in Suzhou, Saturday of ISO week 49
+MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -544,11 +547,38 @@ def test_known_answers_at_the_edges(db_url):
             assert (day["acknowledged_10s"], day["acknowledged_10s_rate"]) == (1, 1.0)  # 10 s on the dot
             day = ledger_of(s, "341302", "county", "2026-11-30", now=NOW)["totals"]
             assert (day["acknowledged_10s"], day["acknowledged_10s_rate"]) == (0, 0.0)  # 10.000001 s
+            by_day = ledger_of(s, "341302", "day", now=NOW)["rows"]  # the trend: China's midnight divides days
+            assert [(row["key"], row["received"], row["name"]) for row in by_day][:4] == [
+                ("2026-11-20", 1, ""), ("2026-11-21", 1, ""), ("2026-11-30", 1, ""), ("2026-12-01", 1, "")]
             empty = ledger_of(s, "341323", "village", now=NOW)
             assert empty["rows"] == [] and empty["totals"]["received"] == 0
             assert empty["totals"]["accepted_on_time_rate"] is None
     finally:
         engine.dispose()
+
+
+def test_overdue_now_in_python_agrees_with_the_sql_to_the_microsecond(stored):
+    """The queues' `overdue` filter and the ledger count overdue_now in SQL; a case view says `overdue` in Python
+    (ledger.is_overdue). For every ticket told, at every deadline any of them has, a microsecond either side of
+    it, and a few moments besides, both name the same tickets."""
+    engine, _ = stored
+    with Session(engine) as s:
+        cases = s.scalars(select(Case)).all()  # as the database hands them back (SQLite: naive UTC)
+        deadlines = {as_utc(getattr(c, column)) for c in cases for column in set(DEADLINE_OF_STATE.values())
+                     if getattr(c, column) is not None}
+        moments = sorted({NOW, NOW + timedelta(days=60), datetime(2026, 10, 1, tzinfo=UTC)} |
+                         {d + step for d in deadlines for step in (-MICROSECOND, timedelta(0), MICROSECOND)})
+        seen = set()
+        for now in moments:
+            in_sql = set(s.scalars(select(Case.id).where(overdue_now(now))))
+            assert in_sql == {c.id for c in cases if is_overdue(c, now)}, now
+            assert len(in_sql) == s.scalar(select(func.count()).select_from(Case).where(
+                Case.in_area("3413"), overdue_now(now))) == ledger_of(s, "3413", now=now)["totals"]["overdue_now"]
+            seen.add(len(in_sql))
+        overdue_at_noon = set(s.scalars(select(Case.id).where(overdue_now(NOW))))
+    assert len(moments) > 100 and len(seen) > 3  # the moments do tell tickets apart
+    states = {c.state for c in cases if c.id in overdue_at_noon}
+    assert states == {"offered", "accepted", "in_progress", "returned", "filed"}, states
 
 
 def test_the_csv_has_one_line_per_row_and_a_totals_line(stored):

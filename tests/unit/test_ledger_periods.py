@@ -68,7 +68,7 @@ def test_the_ledger_query_takes_a_level_a_period_and_a_format(query, loaded):
 @pytest.mark.parametrize("query, field, message", [
     ({"period": "2026-13"}, "period",
      "period: 2026-13 is not a day (YYYY-MM-DD), ISO week (YYYY-Www) or month (YYYY-MM)"),
-    ({"level": "province"}, "level", "Must be one of: county, town, village, grid, worker, department."),
+    ({"level": "province"}, "level", "Must be one of: county, town, village, grid, worker, department, day."),
     ({"format": "xlsx"}, "format", "Must be one of: json, csv."),
 ])
 def test_the_ledger_query_says_what_is_wrong(query, field, message):
