@@ -65,9 +65,9 @@ def cmd_demo(args) -> int:
 def _deployed(args) -> Stack:
     """The stack as ops run it: each service's database from `<SERVICE>_DB_URL` where set (else the
     SQLite file under --var-dir), its logins from the keys folder."""
-    from .stack import SERVICES
+    from .stack import APPS
     stack = _stack(args)
-    stack.db_urls = {name: os.environ[f"{name.upper()}_DB_URL"] for name in SERVICES
+    stack.db_urls = {name: os.environ[f"{name.upper()}_DB_URL"] for name in APPS
                      if os.environ.get(f"{name.upper()}_DB_URL")}
     return stack
 
@@ -102,14 +102,14 @@ def cmd_declare(args) -> int:
 def cmd_migrate(args) -> int:
     from services.common.migrations import upgrade
 
-    from .stack import SERVICES
-    unknown = set(args.services) - set(SERVICES)
+    from .stack import APPS
+    unknown = set(args.services) - set(APPS)
     if unknown:
-        print(f"migrate: no service {', '.join(sorted(unknown))}; the services are {', '.join(SERVICES)}",
+        print(f"migrate: no service {', '.join(sorted(unknown))}; the services are {', '.join(APPS)}",
               file=sys.stderr)
         return 2
     stack = _deployed(args)
-    for name in args.services or SERVICES:
+    for name in args.services or APPS:
         upgrade(name, stack.db_url(name))
         print(f"{name}: migrated ({stack.db_url(name).split('@')[-1]})")
     return 0

@@ -19,7 +19,8 @@ from . import scenario
 from .loop import Console, Habits, Observer, Residents, percentile
 from .peers import SmtpSink
 from .vhosts import fresh_vhost
-from .stack import SERVICES, Stack, prepare, process_cpu_seconds, start_all, stop_all
+from .signins import write_demo_tokens
+from .stack import APPS, Stack, prepare, process_cpu_seconds, start_all, stop_all
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
                  "closed", "reopened")
@@ -63,8 +64,10 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     stack.smtp_port = sink.port
     procs = start_all(stack, instances=instances)
     observer = console = watching = None
+    web = {}  # the people's web console: not part of the loop's figures (CPU, work per instance)
     try:  # from here on, whatever fails, the services are stopped
-        print("services: " + ", ".join(f"{n} {p.url}" for n, p in procs.items()), file=out, flush=True)
+        web = start_all(stack, ("console",)) if keep_running else {}
+        print("services: " + ", ".join(f"{n} {p.url}" for n, p in {**procs, **web}.items()), file=out, flush=True)
         observer = Observer(stack.uri("monitor"))
         console = Console(stack.uri("console-city"), stack.http("dispatch"), habits=habits,
                           token=lambda who, role, area, department=None: stack.secrets.token(
@@ -92,7 +95,9 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
                                        for n in cpu_after if n in cpu_before}
         report.update(watched)
         print_report(report, out)
-        if keep_running:
+        if keep_running:  # people take over from the demo's staff: what comes in now waits in the web console
+            console.stop()
+            console = None
             print_listening(stack, sink, out)
             wait_for_interrupt()
         return report
@@ -100,7 +105,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         for part in (watching, console, observer, residents):
             if part is not None:
                 part.stop()
-        stop_all(procs)
+        stop_all({**procs, **web})
         sink.stop()
 
 
@@ -114,7 +119,7 @@ def fresh_databases(admin_url: str, run_name: str) -> dict[str, str]:
     urls = {}
     try:
         with admin.cursor() as cursor:
-            for service in SERVICES:
+            for service in APPS:
                 name = f"songdaojia_{run_name}_{service}"
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
@@ -281,8 +286,13 @@ def print_report(report: dict, out=sys.stdout) -> None:
 
 def print_listening(stack: Stack, sink: SmtpSink, out) -> None:
     print("\nleft running (Ctrl-C stops everything):", file=out)
-    for name in ("intake", "dispatch", "volunteer", "notify"):
+    for name in APPS:
         print(f"  {name:<10} {stack.http(name)}   log {stack.var_dir / 'logs' / (name + '.log')}", file=out)
+    print(f"\nthe web console: {stack.http('console')}/signin  (paste a token; each file is one person of the "
+          f"demo's village, valid 8 hours)", file=out)
+    for person, path in write_demo_tokens(stack.secrets, stack.var_dir / "console-sign-in"):
+        print(f"  {person.role:<18} {person.subject:<24} area {person.area:<17} {path}", file=out)
+    print(file=out)
     print(f"  broker     {stack.uri('publisher-channels')}  (outside publishers: exchange intake.submissions)",
           file=out)
     print(f"  mailbox    smtp://127.0.0.1:{sink.port}", file=out)

@@ -20,8 +20,12 @@ from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"intake": "IntakeService", "dispatch": "DispatchService",
-            "volunteer": "VolunteerService", "notify": "NotifyService"}
-DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "volunteer": 8003, "notify": 8004}
+            "volunteer": "VolunteerService", "notify": "NotifyService"}  # the loop
+# and the people's web console, a backend-for-frontend over the loop's HTTP APIs (its own process and database)
+APPS = {**SERVICES, "console": "ConsoleService"}
+DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "volunteer": 8003, "notify": 8004, "console": 8005}
+CONSOLE_AREA = "3413"  # the demo's console follows the whole city's work
+LOGINS = {"console": "console-city"}  # a process's broker login, where it is not the service's own name
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Stack:
         from . import broker, security
         self.secrets = security.ensure(self.var_dir / "secrets")
         self.users = broker.secure(self.amqp_uri, self.vhost, self.secrets.directory,
-                                   consoles=consoles or {"city": ("3413",)})
+                                   consoles=consoles or {"city": (CONSOLE_AREA,)})
 
     def use_secrets(self, directory: Path) -> None:
         """Run with keys and broker logins made before (`./sdj secure`): ops' prepare, the look-ups."""
@@ -85,14 +89,16 @@ class Stack:
                    if self.sms_url else self.channel,
                    PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::DeprecationWarning",
                    SDJ_BROKER_PREFIX=self.vhost, **self.secrets.service_env())
-        env["AMQP_URI"] = self.uri(service) if service else self.uri("admin")
+        env["AMQP_URI"] = self.uri(LOGINS.get(service, service)) if service else self.uri("admin")
         if service in self.sla_scales:
             env["SDJ_SLA_SCALE"] = repr(self.sla_scales[service])
         if self.sms_url:
             env["SMS_GATEWAY_URL"] = self.sms_url
-        for name in SERVICES:
-            env[f"{name.upper()}_HTTP"] = f"127.0.0.1:{self.ports[name]}"
+        for name in APPS:
+            if name in self.ports:
+                env[f"{name.upper()}_HTTP"] = f"127.0.0.1:{self.ports[name]}"
             env[f"{name.upper()}_DB_URL"] = self.db_url(name)
+        env["CONSOLE_AREA"] = CONSOLE_AREA
         return env
 
     def config(self, service: str) -> dict:
@@ -129,7 +135,7 @@ class ServiceProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(nameko), "run", "--config", str(ROOT / "services" / self.name / "config.yaml"),
-             f"services.{self.name}.service:{SERVICES[self.name]}"],
+             f"services.{self.name}.service:{APPS[self.name]}"],
             cwd=ROOT, env={**self.stack.env(self.name), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
@@ -186,7 +192,7 @@ class ServiceProcess:
             return "(no log)"
 
 
-def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(SERVICES)) -> None:
+def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(APPS)) -> None:
     """Migrate the databases, declare every exchange and queue (as the vhost's admin), seed demo
     volunteers (when volunteer is one). The stack must be secured first."""
     import importlib
@@ -197,6 +203,8 @@ def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(SERVICES)) -> N
     stack.var_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         upgrade(name, stack.db_url(name))
+        if name not in SERVICES:  # the console declares nothing: its feed's queue is its own, made as it starts
+            continue
         service_cls = getattr(importlib.import_module(f"services.{name}.service"), SERVICES[name])
         declare_topology(service_cls, stack.config(name))
     if "volunteer" in names and volunteers:

@@ -84,7 +84,10 @@ class Operations:
         return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest(REGISTRY).decode("utf-8")
 
     def _outbox_lag(self, s) -> tuple[float, int]:
-        table = type(self).outbox.row_cls.__table__  # the class attribute is the Outbox provider
+        outbox = getattr(type(self), "outbox", None)  # the class attribute is the Outbox provider
+        if outbox is None:  # a service that publishes nothing (the console)
+            return 0.0, 0
+        table = outbox.row_cls.__table__
         oldest, unsent = s.execute(select(func.min(table.c.created_at), func.count())
                                    .where(table.c.sent_at.is_(None))).one()
         if oldest is None:

@@ -24,7 +24,8 @@ from unittest import mock
 import pytest
 import yaml
 
-from songdaojia.stack import SERVICES
+from songdaojia.stack import APPS as SERVICES  # the loop's four and the web console
+from songdaojia.stack import LOGINS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -263,7 +264,7 @@ def test_the_migrate_job_migrates_the_services_database(name):
 @pytest.mark.parametrize("name", APPS)
 def test_every_variable_the_config_needs_is_set(name):
     env = environment(name)
-    given = set(env) | (BROKER_ENV_VARIABLES if f"{SECRETS_DIR}/broker/{VHOST}.{name}.env" in
+    given = set(env) | (BROKER_ENV_VARIABLES if f"{SECRETS_DIR}/broker/{VHOST}.{LOGINS.get(name, name)}.env" in
                         env.get("SDJ_ENV_FILES", "").split() else set())
     variables = config_variables(name)
     missing = sorted(v for v, default in variables.items() if default is None and v not in given)
@@ -282,14 +283,14 @@ def test_every_variable_the_config_needs_is_set(name):
 @pytest.mark.parametrize("name", APPS)
 def test_the_broker_login_is_the_services_own(name):
     env = environment(name)
-    login = f"{SECRETS_DIR}/broker/{VHOST}.{name}.env"
+    login = f"{SECRETS_DIR}/broker/{VHOST}.{LOGINS.get(name, name)}.env"
     assert "AMQP_URI" not in env, f"deploy/compose.yaml: {name} sets AMQP_URI itself; its login is {login}"
     assert login in env.get("SDJ_ENV_FILES", "").split(), \
         f"deploy/compose.yaml: {name}'s SDJ_ENV_FILES ({env.get('SDJ_ENV_FILES')!r}) does not read {login}"
     mounted = mounts(name).get(login, "")
-    assert mounted.startswith("secret:") and secret_file(mounted[7:]) == PurePosixPath(f"broker/{VHOST}.{name}.env"), \
+    assert mounted.startswith("secret:") and secret_file(mounted[7:]) == PurePosixPath(f"broker/{VHOST}.{LOGINS.get(name, name)}.env"), \
         f"deploy/compose.yaml: {login} in {name} is {mounted or 'not mounted'}, not the keys folder's " \
-        f"broker/{VHOST}.{name}.env"
+        f"broker/{VHOST}.{LOGINS.get(name, name)}.env"
 
 
 @pytest.mark.parametrize("name", APPS)
@@ -354,7 +355,7 @@ def test_the_files_mounted_from_the_keys_folder_are_those_secure_makes():
     from songdaojia.security import Secrets
     keys = Secrets(Path(SECRETS_DIR))
     made = {PurePosixPath(p.name) for p in (keys.jwks, keys.revoked, keys.gateways, keys.open311_clients)}
-    made |= {PurePosixPath(f"broker/{VHOST}.{who}.env") for who in APPS}
+    made |= {PurePosixPath(f"broker/{VHOST}.{LOGINS.get(who, who)}.env") for who in APPS}  # secure's default console
     made |= {PurePosixPath(f"broker/{VHOST}.admin.uri")}
     made |= {PurePosixPath(f"postgres/{who}.password") for who in APPS}  # by the `secure` job itself
     for source in compose().get("secrets") or {}:

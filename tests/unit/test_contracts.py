@@ -22,8 +22,10 @@ from services.common.envelope import Envelope, Event, open_envelope, read_data, 
 from services.common.messaging import ReliableConsumer
 
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
-SERVICES = sorted(p.name for p in SERVICES_DIR.iterdir()
-                  if p.is_dir() and (p / "service.py").exists() and p.name != "common")
+APPS = sorted(p.name for p in SERVICES_DIR.iterdir()
+              if p.is_dir() and (p / "service.py").exists() and p.name != "common")
+SERVICES = [app for app in APPS if (SERVICES_DIR / app / "events.py").exists()]  # what exchanges events
+FRONTENDS = ["console"]  # over the services' HTTP APIs: publishes no event, consumes none with a handler
 
 # Consumers of exchanges that are not a service's `<service>.events`: outside systems publish there.
 EXTERNAL_INPUTS = {("intake", "receive_submission"): "intake.submissions"}
@@ -131,6 +133,16 @@ def with_extra_fields(data: dict) -> list[tuple[str, dict]]:
 
 def test_every_service_with_a_service_module_is_checked():
     assert SERVICES == ["dispatch", "intake", "notify", "volunteer"]
+    assert sorted(set(APPS) - set(SERVICES)) == FRONTENDS
+
+
+@pytest.mark.parametrize("app", FRONTENDS)
+def test_a_frontend_neither_publishes_nor_handles_events(app):
+    """The console only follows dispatch.work to wake its pages (services/console/feed.py); it holds no outbox."""
+    from services.common.outbox import Outbox
+    cls = service_class(app)
+    assert not [name for name, value in vars(cls).items() if isinstance(value, Outbox)]
+    assert reliable_consumers(app) == []
 
 
 def test_discovery_finds_the_known_subscriptions():
@@ -292,7 +304,7 @@ def test_import_scan_sees_a_foreign_import(tmp_path):
         "services.dispatch.events", "services.volunteer", "services.common.envelope"}
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", APPS)
 def test_service_imports_no_other_service(service):
     assert foreign_imports(service) == []
 
