@@ -40,7 +40,7 @@ from .texts import DONE, Texts, language
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
-HEARTBEAT_SECONDS = 15
+HEARTBEAT_SECONDS = 10  # also how soon a page gone away is noticed (its keys unbound)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",

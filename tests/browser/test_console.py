@@ -127,7 +127,7 @@ def test_a_grid_worker_sees_an_offer_arrive_live_and_works_it(console, page):
     worker = grid_worker_on_duty(VILLAGE, ADDRESS, datetime.now(timezone.utc))
     console.sign_in(page, worker)
     assert "sdj_session" not in page.execute_script("return document.cookie"), "the session cookie is HttpOnly"
-    wait_for(page, lambda d: text_of(d, "#live") == "实时更新", what="the live queue connected")
+    wait_for(page, '#live[data-state="following"]', what="the live queue following the worker's grid")
     checked(page, "queue-empty")
     page.execute_script("window.__sameDocument = true")
 
@@ -313,3 +313,24 @@ def record_pages():
         with open(ARTEFACTS / "console.jsonl", "a", encoding="utf-8") as f:
             for record in RECORDED:
                 f.write(json.dumps({"at": datetime.now(timezone.utc).isoformat(), **record}, ensure_ascii=False) + "\n")
+
+
+def test_the_console_follows_the_areas_of_open_pages_only(console):
+    """Its queue on dispatch.work is bound to the areas of the queue pages open now (a city's console does not
+    carry the whole city's work for three signed-in villages), and unbound when the last one closes."""
+    from songdaojia.vhosts import rabbitmqctl
+    cadre = SignIn("village_cadre", "V-341323100001-1", OTHER_VILLAGE)
+    key = f"area.3413.341323.341323100.{OTHER_VILLAGE}.#"
+
+    def bound() -> bool:
+        rows = rabbitmqctl("list_bindings", "-q", "-p", console.stack.vhost, "--no-table-headers",
+                           "source_name", "destination_name", "routing_key").splitlines()
+        return any(row.split("\t")[0] == "dispatch.work" and row.split("\t")[-1] == key for row in rows)
+
+    http, _ = console.session(cadre)
+    with http.get(f"{console.url}/events", stream=True, timeout=10) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        lines = stream.iter_lines(decode_unicode=True)
+        wait_until(lambda: "following" in next(lines), timeout=10, message="the page told its area is followed")
+        assert bound(), f"{key} bound while the page is open"
+    wait_until(lambda: not bound(), timeout=30, interval=1, message=f"{key} unbound once the page closed")

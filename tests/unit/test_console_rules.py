@@ -572,3 +572,56 @@ def test_the_reason_for_a_call_is_sent_in_chinese_in_both_languages():
     assert [value for value, _ in zh] == [value for value, _ in en] == ["回访", "上门", "核实诉求"]
     assert [label for _, label in zh] == ["回访", "上门", "核实诉求"]
     assert [label for _, label in en] == ["follow-up", "visit", "confirm the need"]
+
+
+# --- what a console binds for the pages open ----------------------------------------------------------------
+
+ALL_KEYS = (GRID_KEY, NEIGHBOUR_KEY, PROXY_KEY, DESK_KEY, UNPLACED_KEY, OTHER_TOWN_KEY, OTHER_COUNTY_KEY, CIVIL_DESK,
+            HEALTH_DESK, CIVIL_ELSEWHERE)
+PEOPLE = (who("grid_worker", GRID), who("village_cadre", VILLAGE), who("town_dispatcher", TOWN),
+          who("county_dispatcher", COUNTY), who("supervisor", CITY), who("department_staff", COUNTY, department="civil"),
+          who("admin", "341324"))
+
+
+def topic_matches(binding: str, key: str) -> bool:
+    """RabbitMQ's topic match: '*' one word, '#' zero or more."""
+    pattern = r"\.".join({"*": r"[^.]+", "#": r".*"}.get(w, re.escape(w)) for w in binding.split("."))
+    return re.fullmatch(pattern.replace(r"\..*", r"(\..*)?"), key) is not None
+
+
+@pytest.mark.parametrize("console_area", [CITY, COUNTY, TOWN])
+def test_a_page_is_followed_by_keys_the_consoles_login_may_bind_and_that_carry_all_it_may_see(console_area):
+    allowed = broker.console_rights(tuple(feed.area_path(console_area)))["topics"]["dispatch.work"]["read"]
+    for person in PEOPLE:
+        keys = feed.keys_for(person, console_area)
+        for key in keys:
+            assert re.fullmatch(allowed, key), (console_area, person.role, key)
+        for work in ALL_KEYS:
+            if feed.visible(person, work) and any(topic_matches(b, work) for b in feed.work_keys(console_area)):
+                assert any(topic_matches(b, work) for b in keys), (console_area, person.role, work, keys)
+
+
+def test_a_page_binds_its_own_area_not_the_consoles():
+    assert feed.keys_for(who("grid_worker", GRID), CITY) == {f"{GRID_KEY}.#"}
+    assert feed.keys_for(who("village_cadre", VILLAGE), CITY) == {f"area.{CITY}.{COUNTY}.{TOWN}.{VILLAGE}.#"}
+    assert feed.keys_for(who("county_dispatcher", COUNTY), CITY) == {f"area.{CITY}.{COUNTY}.#", f"dept.*.{COUNTY}"}
+    assert feed.keys_for(who("department_staff", COUNTY, department="civil"), CITY) == {CIVIL_DESK}
+    assert feed.keys_for(who("supervisor", CITY), COUNTY) == set(feed.work_keys(COUNTY))  # all the console follows
+    assert feed.keys_for(who("grid_worker", GRID), "341324") == set()  # another county's console: nothing
+    assert feed.keys_for(who("department_staff", COUNTY, department="civil"), TOWN) == set()  # no desks in a town
+
+
+def test_the_topic_matcher_of_these_tests_is_rabbitmqs():
+    assert topic_matches(f"{GRID_KEY}.#", GRID_KEY) and not topic_matches(f"{GRID_KEY}.#", NEIGHBOUR_KEY)
+    assert topic_matches("dept.*.341323", CIVIL_DESK) and not topic_matches("dept.*.341323", CIVIL_ELSEWHERE)
+    assert topic_matches("dept.#", CIVIL_ELSEWHERE) and not topic_matches("area.3413.341323.#", OTHER_COUNTY_KEY)
+
+
+def test_a_page_opened_looks_again_once_its_keys_are_bound():
+    hub = feed.Hub()
+    page, inbox = hub.open(who("grid_worker", GRID))
+    assert inbox.qsize() == 0 and hub.unbound == {page}
+    hub.bound()
+    assert inbox.get_nowait()["event"] == "following" and hub.unbound == set()
+    hub.bound()
+    assert inbox.qsize() == 0  # once

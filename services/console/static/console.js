@@ -44,7 +44,12 @@ function liveQueue() {
     });
   }
   var stream = new EventSource("/events"), opened = false;
-  stream.addEventListener("work", refresh);
+  stream.addEventListener("work", function (event) {
+    try {
+      if (JSON.parse(event.data).event === "following") { status.dataset.state = "following"; }  // bound: live
+    } catch (e) { /* a "look again" all the same */ }
+    refresh();
+  });
   stream.onopen = function () {
     status.classList.remove("offline");
     status.textContent = status.dataset.live;
@@ -54,6 +59,8 @@ function liveQueue() {
   stream.onerror = function () {
     status.classList.add("offline");
     status.textContent = status.dataset.offline;
+    delete status.dataset.state;
+    if (stream.readyState === EventSource.CLOSED) { refresh(); }  // refused for good (signed out): to sign-in
   };
 }
 
