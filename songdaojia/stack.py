@@ -1,10 +1,9 @@
-"""The four services run locally as separate processes, as ops would run them.
+"""The four services and the web console run locally as separate processes, as ops would run them.
 
-Each service is `nameko run --config services/<name>/config.yaml ...`; this
-module chooses their environment (broker logins, keys and secrets, database
-files, ports), prepares what they need before they start (migrations, queues,
-demo volunteers: the one place that imports the services' code), starts,
-watches and stops them.
+Each is `nameko run --config services/<name>/config.yaml ...`; this module chooses their environment
+(broker logins, keys and secrets, database files, ports), prepares what they need before they start
+(migrations, queues, demo volunteers: for these it imports each service's class, migrations and seed),
+starts, watches and stops them. The services' own code never imports this module.
 """
 from __future__ import annotations
 

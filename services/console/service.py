@@ -228,15 +228,19 @@ class ConsoleService(Operations):
     @http("POST", "/tickets/<string:ticket_id>/<string:action>")
     @page
     def act(self, request, ticket_id, action):
-        """accept, start, resolve (note), return (reason), reassign (grid_code or assignee_id, reason), place
-        (village_code): sent to dispatch as the person; its refusal is shown with its status."""
+        """accept, start, resolve (note), return (reason), file (note), decide (approved, decision), reassign
+        (grid_code or assignee_id, reason), transfer (department, reason), place (village_code), cancel (reason):
+        sent to dispatch as the person; its refusal is shown with its status."""
         visitor = self._form(request)
         if action not in views.ACTIONS:
             raise Refused(404, f"no such action: {action[:40]}")
         form = {key: (request.form.get(key) or "").strip() for key in
-                ("note", "reason", "grid_code", "assignee_id", "village_code")}
+                ("note", "reason", "grid_code", "assignee_id", "village_code", "department", "approved", "decision")}
         body = {"resolve": {"note": form["note"]}, "return": {"reason": form["reason"]},
+                "file": {"note": form["note"]}, "cancel": {"reason": form["reason"]},
+                "decide": {"approved": form["approved"], "decision": form["decision"]},
                 "reassign": {k: form[k] for k in ("grid_code", "assignee_id", "reason") if form[k]},
+                "transfer": {"department": form["department"], "reason": form["reason"]},
                 "place": {"village_code": form["village_code"]}}.get(action, {})
         try:
             self.backends.for_token(visitor.sign_in.token).post(

@@ -63,6 +63,14 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (zh-CN, en)
     "return": ("退单", "Return"),
     "reassign": ("改派", "Reassign"),
     "place_it": ("落点到村", "Place in a village"),
+    "file": ("报送部门（代办）", "File with the department"),
+    "decide": ("部门决定", "Record the decision"),
+    "transfer": ("转办部门", "Transfer to a department"),
+    "cancel": ("撤销工单", "Cancel the ticket"),
+    "department": ("部门代码（如 power、hrss）", "Department code (e.g. power, hrss)"),
+    "approved": ("批准", "approved"),
+    "not_approved": ("不予批准", "not approved"),
+    "decision": ("决定内容", "Decision"),
     "task_done": ("记录结果", "Record the outcome"),
     "outcome": ("结果", "Outcome"),
     "reason": ("原因", "Reason"),
@@ -138,7 +146,8 @@ CALL_REASONS = (("回访", "follow-up"), ("上门", "visit"), ("核实诉求", "
 
 DONE = {  # the action just done, for the message after it
     "accept": "accept", "start": "start", "resolve": "resolve", "return": "return", "reassign": "reassign",
-    "place": "place_it", "task": "task_done",
+    "place": "place_it", "task": "task_done", "file": "file", "decide": "decide", "transfer": "transfer",
+    "cancel": "cancel",
 }
 
 

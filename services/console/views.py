@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from services.common.staff import COUNTY_DISPATCHER, DISPATCHERS, WORKERS, Principal
+from services.common.staff import COUNTY_DISPATCHER, DEPARTMENT_STAFF, DISPATCHERS, WORKERS, Principal
 
 CHINA = timezone(timedelta(hours=8))
 WAITING = ("offered", "returned", "escalated", "routed", "received", "reopened")  # nobody has taken it (yet)
@@ -20,7 +20,9 @@ IN_HAND = ("accepted", "in_progress", "filed")
 CALL_OUTCOMES = {"callback": ("reached", "not_reached", "need_confirmed"),
                  "follow_up": ("satisfied", "unsatisfied", "unreachable"),
                  "reach": ("reached", "unreached")}
-ACTIONS = ("accept", "start", "resolve", "return", "reassign", "place")
+ACTIONS = ("accept", "start", "resolve", "return", "file", "decide", "reassign", "transfer", "place", "cancel")
+BEFORE_RESOLVED = ("received", "routed", "offered", "accepted", "in_progress", "returned", "escalated", "filed",
+                   "reopened")  # a dispatcher may still cancel
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -83,10 +85,16 @@ def actions_for(who: Principal, case: dict) -> list[str]:
     if who.role in WORKERS and case.get("assignee_id") == who.subject:
         offered += {"offered": ["accept", "return"], "accepted": ["start", "resolve", "return"],
                     "in_progress": ["resolve", "return"]}.get(state, [])
+        if case.get("handling") == "proxy" and state in ("accepted", "in_progress"):
+            offered.insert(-1, "file")  # 代办: filed with the department, before returning
+    if who.role == DEPARTMENT_STAFF and state == "filed" and case.get("department") == who.department:
+        offered.append("decide")
     if who.role in DISPATCHERS and state in ("offered", "returned", "accepted", "in_progress"):
-        offered.append("reassign")
+        offered += ["reassign", "transfer"]
     if who.role == COUNTY_DISPATCHER and not case.get("village_code") and state not in ("closed", "cancelled"):
         offered.append("place")  # a map point is placed by its county's dispatch centre
+    if who.role in DISPATCHERS and state in BEFORE_RESOLVED:
+        offered.append("cancel")
     return offered
 
 

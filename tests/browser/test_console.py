@@ -334,3 +334,36 @@ def test_the_console_follows_the_areas_of_open_pages_only(console):
         wait_until(lambda: "following" in next(lines), timeout=10, message="the page told its area is followed")
         assert bound(), f"{key} bound while the page is open"
     wait_until(lambda: not bound(), timeout=30, interval=1, message=f"{key} unbound once the page closed")
+
+
+def test_a_proxy_item_filed_and_decided_and_a_ticket_transferred_and_cancelled_through_the_console(console):
+    """代办: the village's proxy clerk accepts and files with the department, whose staff record the decision;
+    the county's dispatcher transfers a ticket to a department's desk (转办), then cancels it."""
+    proxy = console.submit("101", description="帮父亲办理城乡居民养老保险参保登记")  # decided by hrss
+    case = console.wait_state(proxy, "offered")
+    assert (case["handling"], case["assignee_id"]) == ("proxy", f"P-{VILLAGE}")
+    clerk, clerk_csrf = console.session(SignIn("village_cadre", case["assignee_id"], VILLAGE))
+    assert clerk.post(f"{console.url}/tickets/{proxy}/accept", data={"csrf": clerk_csrf}, timeout=10).ok
+    filed = clerk.post(f"{console.url}/tickets/{proxy}/file", data={"csrf": clerk_csrf, "note": "材料齐全"}, timeout=10)
+    assert filed.status_code == 200 and "已完成：报送部门（代办）" in filed.text
+    assert console.case(proxy)["state"] == "filed"
+    hrss, hrss_csrf = console.session(SignIn("department_staff", "hrss-1", "341323", department="hrss"))
+    undecided = hrss.post(f"{console.url}/tickets/{proxy}/decide", data={"csrf": hrss_csrf, "decision": "同意"},
+                          timeout=10)
+    assert undecided.status_code == 400 and "approved" in undecided.text, "dispatch names the missing field"
+    decided = hrss.post(f"{console.url}/tickets/{proxy}/decide",
+                        data={"csrf": hrss_csrf, "approved": "true", "decision": "同意参保"}, timeout=10)
+    assert decided.status_code == 200 and "已完成：部门决定" in decided.text
+    assert any(h["event"] == "ticket_decided" and h["actor"] == "hrss-1" for h in console.case(proxy)["history"])
+
+    ticket = console.submit("633", address="杨东村十二组7号")
+    console.wait_state(ticket, "offered")
+    county, county_csrf = console.session(COUNTY_DISPATCHER)
+    moved = county.post(f"{console.url}/tickets/{ticket}/transfer",
+                        data={"csrf": county_csrf, "department": "housing", "reason": "属住建部门职责"}, timeout=10)
+    assert moved.status_code == 200 and "已完成：转办部门" in moved.text
+    assert console.case(ticket)["assignee_id"] == "dept-housing-341323"
+    cancelled = county.post(f"{console.url}/tickets/{ticket}/cancel", data={"csrf": county_csrf, "reason": "重复来电"},
+                            timeout=10)
+    assert cancelled.status_code == 200 and "已完成：撤销工单" in cancelled.text
+    assert console.case(ticket)["state"] == "cancelled"

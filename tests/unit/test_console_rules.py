@@ -160,9 +160,10 @@ def test_a_dispatcher_reassigns_waiting_and_worked_cases(dispatcher):
 
 def test_only_the_county_s_dispatch_centre_places_a_map_point():
     county, town = who("county_dispatcher", COUNTY, "C-1"), who("town_dispatcher", TOWN, "T-1")
-    assert views.actions_for(county, case(state="offered", village_code=None)) == ["reassign", "place"]
-    assert views.actions_for(county, case(state="routed", village_code=None)) == ["place"]
-    assert views.actions_for(county, case(state="offered")) == ["reassign"]  # placed already
+    assert views.actions_for(county, case(state="offered", village_code=None)) == ["reassign", "transfer", "place",
+                                                                                   "cancel"]
+    assert views.actions_for(county, case(state="routed", village_code=None)) == ["place", "cancel"]
+    assert views.actions_for(county, case(state="offered")) == ["reassign", "transfer", "cancel"]  # placed already
     for state in ("closed", "cancelled"):
         assert views.actions_for(county, case(state=state, village_code=None)) == [], state
     assert "place" not in views.actions_for(town, case(state="offered", village_code=None))
@@ -170,7 +171,26 @@ def test_only_the_county_s_dispatch_centre_places_a_map_point():
 
 def test_a_dispatcher_who_is_also_named_assignee_does_not_get_a_workers_forms():
     desk = who("town_dispatcher", TOWN, WORKER)
-    assert views.actions_for(desk, case(state="offered")) == ["reassign"]
+    assert views.actions_for(desk, case(state="offered")) == ["reassign", "transfer", "cancel"]
+
+
+def test_a_dispatcher_cancels_until_the_work_is_done():
+    dispatcher = who("county_dispatcher", COUNTY, "C-1")
+    for state in ("offered", "accepted", "in_progress", "returned", "filed", "routed"):
+        assert "cancel" in views.actions_for(dispatcher, case(state=state)), state
+    for state in ("resolved", "followed_up", "closed", "cancelled"):
+        assert "cancel" not in views.actions_for(dispatcher, case(state=state)), state
+
+
+def test_a_proxy_clerk_files_an_accepted_proxy_item_and_its_department_decides():
+    clerk = who("village_cadre", VILLAGE, "P-341323104214")
+    proxy = {"handling": "proxy", "assignee_id": clerk.subject, "department": "hrss"}
+    assert views.actions_for(clerk, case(state="accepted", **proxy)) == ["start", "resolve", "file", "return"]
+    assert "file" not in views.actions_for(clerk, case(state="accepted", **{**proxy, "handling": "grid"}))
+    hrss = who("department_staff", COUNTY, "hrss-1", department="hrss")
+    civil = who("department_staff", COUNTY, "civil-1", department="civil")
+    assert views.actions_for(hrss, case(state="filed", **proxy)) == ["decide"]
+    assert views.actions_for(civil, case(state="filed", **proxy)) == []  # another department's: not offered
 
 
 def test_a_supervisor_gets_no_forms():
