@@ -98,10 +98,14 @@ def _ceiling_and_matching(stack: Stack, tickets: int, out) -> tuple[float, dict]
 
 
 def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000, out=sys.stdout,
-              instances: int = 1, postgres: str | None = None) -> dict:
+              instances: int = 1, postgres: str | None = None, console: bool = False) -> dict:
     stack.run_name = "bench"
     ceiling, match = _ceiling_and_matching(stack, tickets, out)
-    report = _loop(stack, tickets, rate, volunteers, out, instances=instances, postgres=postgres)
+    watch = None
+    if console:  # once the loop closed, the web console's pages are timed beside the services it loaded
+        from .bench_console import ConsolePages
+        watch = ConsolePages(stack)
+    report = _loop(stack, tickets, rate, volunteers, out, instances=instances, postgres=postgres, watch=watch)
     figures = {
         "tickets": tickets, "offered rate /s": rate,
         "closed loop tickets/s": round(report["closed per second"], 1),
@@ -118,6 +122,12 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
     print("\nbenchmark", file=out)
     for key, value in figures.items():
         print(f"  {key:<26} {value}", file=out)
+    if report.get("console pages"):
+        figures["console pages"] = report["console pages"]
+        print("\nthe web console's pages (one person clicking; request to answer over loopback)", file=out)
+        for name, page in report["console pages"].items():
+            print(f"  {name:<26} p50 {page['p50 ms']:>6} ms   p95 {page['p95 ms']:>6} ms   {page['bytes']:>6} bytes",
+                  file=out)
     return figures
 
 

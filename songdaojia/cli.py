@@ -259,7 +259,7 @@ def cmd_bench(args) -> int:
     postgres = args.postgres or (DEFAULT_POSTGRES if len(counts) > 1 or counts[0] > 1 else None)
     if len(counts) == 1:
         run_bench(_stack(args), args.tickets, args.rate, volunteers=args.volunteers, instances=counts[0],
-                  postgres=postgres)
+                  postgres=postgres, console=args.console)
     else:
         compare_instances(lambda: _stack(args), args.tickets, args.rate, counts, postgres, volunteers=args.volunteers)
     return 0
@@ -365,6 +365,8 @@ def main(argv=None) -> int:
                         "rate, all on PostgreSQL, compared side by side (default: 1, on SQLite)")
     p.add_argument("--postgres", metavar="URL", help=f"PostgreSQL admin URL for the runs' databases "
                                                     f"(default with --instances > 1 or several: {DEFAULT_POSTGRES})")
+    p.add_argument("--console", action="store_true",
+                   help="then time the web console's pages beside the loaded services (one count of instances)")
     p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)

@@ -275,15 +275,17 @@ class ConsoleService(Operations):
         asked = [(area, {"state": "open", "missed": "true"}), (area, {"state": "open", "overdue": "true"}),
                  (area, {"state": "open", "escalated": "true"}),
                  ("/ledger", {k: v for k, v in (("period", period), ("level", level)) if v}),
+                 ("/ledger", {k: v for k, v in (("period", period), ("level", views.finer(level, who.area))) if v}),
                  ("/ledger", {"level": "day", "period": views.month_of(days[0])}),
                  ("/ledger", {"level": "day", "period": views.month_of(days[-1])})]
-        missed, late, escalated, ledger, *months = GreenPool(len(asked)).starmap(  # side by side: one wait, not six
+        missed, late, escalated, ledger, finer, *months = GreenPool(len(asked)).starmap(  # side by side: one wait
             lambda path, params: calls.get("dispatch", path, params), asked)
         overdue = {c["ticket_id"]: c for c in missed + late}  # missed a deadline, or late now (not yet fired)
         trend = views.trend(days, [row for month in months for row in month["rows"]])
         return self._render(visitor, "supervise.html", overdue=views.all_rows(list(overdue.values()), now),
                             escalated=views.all_rows(escalated, now),
-                            ledger=ledger, period=period or "", level=level or "",
+                            ledger=ledger, finer=finer if finer["level"] != ledger["level"] else None,
+                            period=period or "", level=level or "",
                             resolve_bars=views.rate_bars(ledger["rows"], "resolved_on_time_rate", "resolved"),
                             trend=trend, names=self.backends.category_names(visitor.lang), now=now)
 

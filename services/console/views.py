@@ -128,6 +128,18 @@ def last_days(today: date, days: int = 7) -> list[str]:
     return [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
 
 
+AREA_LEVELS = ("county", "town", "village", "grid")
+
+
+def finer(level: str | None, area: str) -> str | None:
+    """The ledger's level below `level` (below the area's default when none is chosen): a county's supervisor
+    sees its towns and, under them, its villages. None past the grid, or for a level not of areas."""
+    level = level or {4: "county", 6: "town", 9: "village"}.get(len(area), "grid" if "-" not in area else None)
+    if level not in AREA_LEVELS or level == AREA_LEVELS[-1]:
+        return level  # the same again: shown once
+    return AREA_LEVELS[AREA_LEVELS.index(level) + 1]
+
+
 def month_of(day: str) -> str:
     return day[:7]
 

@@ -232,6 +232,7 @@ def test_a_supervisor_sees_an_overdue_ticket_and_the_ledger(console, page):
     assert page.find_elements(By.CSS_SELECTOR, f'#escalated tr[data-ticket="{ticket}"]'), "and among the escalated"
     ledger = text_of(page, "#ledger")
     assert "灵城镇" in ledger and "合计" in ledger and "按时办结率" in ledger  # the town of its ticket
+    assert "太平社区" in text_of(page, "#ledger-finer"), "and, under the towns, the villages"
     assert len(page.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) >= 2, "charts by area and by day"
     checked(page, "supervise")
 

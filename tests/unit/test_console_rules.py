@@ -645,3 +645,11 @@ def test_a_page_opened_looks_again_once_its_keys_are_bound():
     assert inbox.get_nowait()["event"] == "following" and hub.unbound == set()
     hub.bound()
     assert inbox.qsize() == 0  # once
+
+
+def test_the_supervisors_page_also_shows_the_level_below():
+    assert views.finer(None, CITY) == "town"  # the city's default is county: and its towns
+    assert views.finer(None, COUNTY) == "village"  # a county's towns, and its villages
+    assert views.finer("town", CITY) == "village" and views.finer("village", COUNTY) == "grid"
+    assert views.finer("grid", COUNTY) == "grid"  # nothing finer: the same table is shown once
+    assert views.finer("worker", COUNTY) == "worker" and views.finer("day", COUNTY) == "day"
