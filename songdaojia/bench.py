@@ -27,6 +27,7 @@ import requests
 from . import scenario
 from .demo import BENCH_SLA_SCALES, run_loop
 from .loop import Habits, percentile
+from .bench_probes import Backlog, Profiles, Watches, broker_counters, per_ticket
 from .stack import SERVICES, ServiceProcess, Stack
 from .vhosts import throwaway_vhost
 
@@ -74,10 +75,13 @@ def broker_ceiling(amqp_uri: str, body: bytes, count: int) -> float:
 
 
 def matching_figures() -> dict:
+    """The match decision with Suzhou's 100,000 demo volunteers, and (`million`) with 1,000,000."""
     from services.dispatch.areas import AreaMap
     from services.volunteer.bench_matching import measure
     villages = [(v.code, v.parent_code) for v in AreaMap.load().villages()]
-    return measure(n_volunteers=100_000, n_requests=20_000, villages=villages)
+    figures = measure(n_volunteers=100_000, n_requests=20_000, villages=villages)
+    figures["million"] = measure(n_volunteers=1_000_000, n_requests=20_000, villages=villages)
+    return figures
 
 
 def _loop(stack: Stack, tickets: int, rate: float, volunteers: int, out, instances: int = 1,
@@ -98,14 +102,15 @@ def _ceiling_and_matching(stack: Stack, tickets: int, out) -> tuple[float, dict]
 
 
 def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000, out=sys.stdout,
-              instances: int = 1, postgres: str | None = None, console: bool = False) -> dict:
+              instances: int = 1, postgres: str | None = None, console: bool = False, profile: bool = False) -> dict:
+    from .bench_console import ConsolePages
     stack.run_name = "bench"
     ceiling, match = _ceiling_and_matching(stack, tickets, out)
-    watch = None
-    if console:  # once the loop closed, the web console's pages are timed beside the services it loaded
-        from .bench_console import ConsolePages
-        watch = ConsolePages(stack)
+    watch = Watches(Backlog(stack, tickets / rate if rate else 0.0), Profiles() if profile else None,
+                    ConsolePages(stack) if console else None)  # the console's pages: once the loop has closed
+    counted = broker_counters()
     report = _loop(stack, tickets, rate, volunteers, out, instances=instances, postgres=postgres, watch=watch)
+    broker = per_ticket(counted, broker_counters(), report["closed"])
     figures = {
         "tickets": tickets, "offered rate /s": rate,
         "closed loop tickets/s": round(report["closed per second"], 1),
@@ -114,9 +119,17 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
         "broker ceiling msg/s": round(ceiling),
         "tickets/s ÷ broker msg/s": f"{report['closed per second'] / ceiling:.2%}",
         "match p50 ms": match["p50_ms"], "match p99 ms": match["p99_ms"],
+        "match 1M p50 / p99 ms": f"{match['million']['p50_ms']} / {match['million']['p99_ms']}",
         "service RSS MiB": report["service RSS MiB"],
         "CPU ms per ticket": report["CPU ms per ticket"],
+        "CPU ms per ticket, all": round(sum(report["CPU ms per ticket"].values()), 1),
+        "messages per ticket": broker or "n/a (rabbitmqctl could not say)",
+        "backlog peak messages": report.get("backlog peak messages", "n/a"),
+        "backlog peak at s": report.get("backlog peak at s", "n/a"),
+        "drained s after last req.": report.get("drained s after the last request", "n/a"),
     }
+    if profile:
+        figures["flame graphs"] = report.get("flame graphs")
     if instances > 1:
         figures["messages handled per instance"] = report.get("messages handled per instance")
     print("\nbenchmark", file=out)

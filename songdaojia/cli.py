@@ -257,11 +257,15 @@ def cmd_bench(args) -> int:
         raise SystemExit("bench: --instances counts are 1 or more")
     # several instances share one database, and runs side by side compare on the same footing: PostgreSQL
     postgres = args.postgres or (DEFAULT_POSTGRES if len(counts) > 1 or counts[0] > 1 else None)
+    tickets, rate = args.tickets, args.rate
+    if args.surge:  # SURGE times the rate for 60 s: does the acknowledgement hold, and how long until drained?
+        rate, tickets = args.rate * args.surge, int(args.rate * args.surge * 60)
+        print(f"surge: {args.surge:g} × {args.rate:g}/s = {rate:g} requests/s for 60 s ({tickets} requests)")
     if len(counts) == 1:
-        run_bench(_stack(args), args.tickets, args.rate, volunteers=args.volunteers, instances=counts[0],
-                  postgres=postgres, console=args.console)
+        run_bench(_stack(args), tickets, rate, volunteers=args.volunteers, instances=counts[0],
+                  postgres=postgres, console=args.console, profile=args.profile)
     else:
-        compare_instances(lambda: _stack(args), args.tickets, args.rate, counts, postgres, volunteers=args.volunteers)
+        compare_instances(lambda: _stack(args), tickets, rate, counts, postgres, volunteers=args.volunteers)
     return 0
 
 
@@ -365,6 +369,11 @@ def main(argv=None) -> int:
                         "rate, all on PostgreSQL, compared side by side (default: 1, on SQLite)")
     p.add_argument("--postgres", metavar="URL", help=f"PostgreSQL admin URL for the runs' databases "
                                                     f"(default with --instances > 1 or several: {DEFAULT_POSTGRES})")
+    p.add_argument("--surge", type=float, nargs="?", const=3.0, default=None, metavar="FACTOR",
+                   help="offer FACTOR (default 3) × --rate for 60 s: the acknowledgement under overload, the backlog "
+                        "and how long it takes to drain (--rate: what the loop sustains)")
+    p.add_argument("--profile", action="store_true",
+                   help="a py-spy flame graph (SVG) of each service over the run, in var/artefacts/profiles/")
     p.add_argument("--console", action="store_true",
                    help="then time the web console's pages beside the loaded services (one count of instances)")
     p.set_defaults(func=cmd_bench)

@@ -1,0 +1,69 @@
+"""The benchmark's probes read what they are given correctly: the broker's counters, the backlog's peak and
+drain time, per-ticket figures (songdaojia/bench_probes.py). Timing itself is the benchmark's, never a test's."""
+from __future__ import annotations
+
+from songdaojia import bench_probes
+from songdaojia.bench_probes import Backlog, Watches, per_ticket
+
+RABBITMQCTL_OUTPUT = "[38231,\n 54437,\n 53539]\n"
+
+
+def test_the_broker_counters_are_read_from_rabbitmqctl(monkeypatch):
+    monkeypatch.setattr(bench_probes, "rabbitmqctl", lambda *args: RABBITMQCTL_OUTPUT)
+    assert bench_probes.broker_counters() == {"received": 38231, "routed": 54437, "delivered": 53539}
+
+
+def test_no_counters_where_rabbitmqctl_cannot_say(monkeypatch):
+    def refuse(*args):
+        raise RuntimeError("rabbitmqctl: not found")
+    monkeypatch.setattr(bench_probes, "rabbitmqctl", refuse)
+    assert bench_probes.broker_counters() is None
+    monkeypatch.setattr(bench_probes, "rabbitmqctl", lambda *args: "{badrpc,nodedown}")
+    assert bench_probes.broker_counters() is None
+
+
+def test_messages_per_ticket_are_the_difference_over_the_tickets():
+    before = {"received": 100, "routed": 150, "delivered": 140}
+    after = {"received": 1300, "routed": 2550, "delivered": 2540}
+    assert per_ticket(before, after, 100) == {"received": 12.0, "routed": 24.0, "delivered": 24.0}
+    assert per_ticket(None, after, 100) is None and per_ticket(before, after, 0) is None
+
+
+def backlog(samples, publishing_seconds):
+    probe = Backlog(stack=None, publishing_seconds=publishing_seconds)
+    probe.samples = samples
+    probe._stopping.set()
+    probe.join = lambda timeout=None: None  # never started
+    return probe.stop()
+
+
+def test_the_backlog_peak_and_the_drain_after_the_last_request():
+    samples = [(0.5, 3), (1.0, 40), (1.5, 120), (2.0, 90), (2.5, 10), (3.0, 0), (3.5, 4), (4.0, 0)]
+    assert backlog(samples, publishing_seconds=2.0) == {
+        "backlog peak messages": 120, "backlog peak at s": 1.5, "drained s after the last request": 1.0}
+
+
+def test_a_backlog_empty_while_requests_still_come_has_not_drained_yet():
+    samples = [(0.5, 0), (1.0, 0), (1.5, 5), (2.0, 0), (2.5, 0)]  # the last request goes out at 2.2 s
+    assert backlog(samples, publishing_seconds=2.2)["drained s after the last request"] == 0.3
+
+
+def test_a_backlog_still_waiting_at_the_end_says_so():
+    assert backlog([(0.5, 10), (1.0, 20)], publishing_seconds=0.5)["drained s after the last request"] == \
+        "not within the run"
+
+
+def test_watches_start_together_and_merge_what_they_found():
+    class Probe:
+        def __init__(self, found):
+            self.found, self.procs = found, None
+
+        def __call__(self, procs):
+            self.procs = procs
+            return self
+
+        def stop(self):
+            return self.found
+    first, second = Probe({"a": 1}), Probe({"b": 2})
+    watch = Watches(first, None, second)({"intake": object()})
+    assert first.procs is second.procs and watch.stop() == {"a": 1, "b": 2}
