@@ -38,13 +38,18 @@ def backlog(samples, publishing_seconds):
 
 
 def test_the_backlog_peak_and_the_drain_after_the_last_request():
-    samples = [(0.5, 3), (1.0, 40), (1.5, 120), (2.0, 90), (2.5, 10), (3.0, 0), (3.5, 4), (4.0, 0)]
+    samples = [(0.5, 3), (1.0, 40), (1.5, 120), (2.0, 90), (2.5, 11), (3.0, 10), (3.5, 4), (4.0, 0)]
     assert backlog(samples, publishing_seconds=2.0) == {
         "backlog peak messages": 120, "backlog peak at s": 1.5, "drained s after the last request": 1.0}
 
 
+def test_a_large_backlog_has_drained_at_one_percent_of_its_peak():
+    samples = [(1.0, 5000), (2.0, 900), (3.0, 51), (4.0, 50), (5.0, 3)]
+    assert backlog(samples, publishing_seconds=1.0)["drained s after the last request"] == 3.0
+
+
 def test_a_backlog_empty_while_requests_still_come_has_not_drained_yet():
-    samples = [(0.5, 0), (1.0, 0), (1.5, 5), (2.0, 0), (2.5, 0)]  # the last request goes out at 2.2 s
+    samples = [(0.5, 0), (1.0, 0), (1.5, 50), (2.0, 0), (2.5, 0)]  # the last request goes out at 2.2 s
     assert backlog(samples, publishing_seconds=2.2)["drained s after the last request"] == 0.3
 
 
