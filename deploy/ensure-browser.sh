@@ -25,76 +25,9 @@ PKG_DIR=tests/browser
 NPM_DIR=var/npm
 AXE=$NPM_DIR/node_modules/axe-core/axe.min.js
 
-log() { echo "ensure-browser: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
-
-have() { command -v "$1" >/dev/null 2>&1; }
-
-OUT=""
-cleanup() {
-    remove_policy
-    if [ -n "$OUT" ]; then rm -f "$OUT"; fi
-}
-trap cleanup EXIT
-
-# Run a command with its output kept aside; shown only when it fails.
-quietly() {
-    [ -n "$OUT" ] || OUT=$(mktemp)
-    if ! "$@" >"$OUT" 2>&1; then
-        cat "$OUT" >&2
-        return 1
-    fi
-}
-
-APT_UPDATED=0
-apt_update_once() {
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-}
-
-# Keep maintainer scripts (dbus and friends come along with chromium) from starting
-# services themselves: a temporary policy-rc.d answering 101 = "action denied". An
-# existing policy-rc.d is left as it is.
-POLICY_RC_D=/usr/sbin/policy-rc.d
-POLICY_ADDED=0
-remove_policy() {
-    if [ "$POLICY_ADDED" -eq 1 ]; then
-        as_root rm -f "$POLICY_RC_D" || true
-        POLICY_ADDED=0
-    fi
-}
-deny_service_starts() {
-    if [ ! -e "$POLICY_RC_D" ]; then
-        printf '#!/bin/sh\n# temporary, added by ensure-browser.sh\nexit 101\n' \
-            | as_root tee "$POLICY_RC_D" >/dev/null
-        as_root chmod 0755 "$POLICY_RC_D"
-        POLICY_ADDED=1
-    fi
-}
-
-apt_install() {
-    apt_update_once
-    deny_service_starts
-    log "installing $* (Debian packages)"
-    if ! quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; then
-        log "apt-get install reported an error; trying to finish configuration"
-        as_root env DEBIAN_FRONTEND=noninteractive dpkg --configure -a || true
-    fi
-    remove_policy
-}
+ENSURE=ensure-browser
+APT_QUIET=1
+. deploy/debian.sh  # (we are in the repository's root: the cd above)
 
 has_chinese_font() { have fc-list && [ -n "$(fc-list :lang=zh family 2>/dev/null | head -n 1)" ]; }
 
@@ -128,7 +61,7 @@ main() {
         rm -f "$NPM_DIR"/.installed-*
         cp "$PKG_DIR/package.json" "$PKG_DIR/package-lock.json" "$NPM_DIR/"
         # --ignore-scripts: nothing from the registry runs here; axe-core has no install step.
-        quietly npm ci --prefix "$NPM_DIR" --ignore-scripts --no-audit --no-fund --loglevel=error \
+        npm ci --prefix "$NPM_DIR" --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
             || die "npm ci in $NPM_DIR failed"
         [ -f "$AXE" ] || die "npm ci finished but $AXE is missing"
         touch "$stamp_file"

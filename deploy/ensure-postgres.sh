@@ -28,20 +28,8 @@ WAIT_SECONDS=${POSTGRES_WAIT_SECONDS:-60}
 TRUST_LINE="host all all 127.0.0.1/32 trust"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-log() { echo "ensure-postgres: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
-
-have() { command -v "$1" >/dev/null 2>&1; }
+ENSURE=ensure-postgres
+. "$(dirname "$0")/debian.sh"
 
 port_open() {
     timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$PORT" 2>/dev/null
@@ -68,48 +56,6 @@ server_accepting() {
 running() {
     echo "postgres: running"
     exit 0
-}
-
-APT_UPDATED=0
-apt_update_once() {
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update
-        APT_UPDATED=1
-    fi
-}
-
-# Keep maintainer scripts from starting services themselves (invoke-rc.d fails
-# without an init system and would leave the package half-configured): a
-# temporary policy-rc.d answering 101 = "action denied", which invoke-rc.d
-# treats as success. An existing policy-rc.d is left as it is.
-POLICY_RC_D=/usr/sbin/policy-rc.d
-POLICY_ADDED=0
-remove_policy() {
-    if [ "$POLICY_ADDED" -eq 1 ]; then
-        as_root rm -f "$POLICY_RC_D" || true
-        POLICY_ADDED=0
-    fi
-}
-trap remove_policy EXIT
-deny_service_starts() {
-    if [ ! -e "$POLICY_RC_D" ]; then
-        printf '#!/bin/sh\n# temporary, added by ensure-postgres.sh\nexit 101\n' \
-            | as_root tee "$POLICY_RC_D" >/dev/null
-        as_root chmod 0755 "$POLICY_RC_D"
-        POLICY_ADDED=1
-    fi
-}
-
-apt_install() {
-    apt_update_once
-    deny_service_starts
-    log "installing $* (Debian packages)"
-    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"; then
-        log "apt-get install reported an error; trying to finish configuration"
-        as_root env DEBIAN_FRONTEND=noninteractive dpkg --configure -a || true
-    fi
-    remove_policy
 }
 
 # "<ver> <name> <port> <status> <owner> <datadir> <logfile>" per cluster

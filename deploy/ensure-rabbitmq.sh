@@ -20,18 +20,8 @@ WAIT_SECONDS=${RABBITMQ_WAIT_SECONDS:-120}
 # Debian puts the RabbitMQ tools in /usr/sbin, which a non-root PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-log() { echo "ensure-rabbitmq: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+ENSURE=ensure-rabbitmq
+. "$(dirname "$0")/debian.sh"
 
 port_open() {
     # A connect to 127.0.0.1 is refused at once when nobody listens; the
@@ -44,54 +34,10 @@ running() {
     exit 0
 }
 
-APT_UPDATED=0
-apt_update_once() {
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update
-        APT_UPDATED=1
-    fi
-}
-
-# Keep the package's maintainer scripts from starting the service themselves
-# (invoke-rc.d fails without an init system, which would leave the package
-# half-configured): a temporary policy-rc.d answering 101 = "action denied",
-# which invoke-rc.d treats as success. An existing policy-rc.d (docker images
-# ship one) is left as it is. We start the broker ourselves afterwards.
-POLICY_RC_D=/usr/sbin/policy-rc.d
-POLICY_ADDED=0
 START_OUT=""
-remove_policy() {
-    if [ "$POLICY_ADDED" -eq 1 ]; then
-        as_root rm -f "$POLICY_RC_D" || true
-        POLICY_ADDED=0
-    fi
-}
-cleanup() {
-    remove_policy
-    if [ -n "$START_OUT" ]; then rm -f "$START_OUT"; fi
-}
-trap cleanup EXIT
-deny_service_starts() {
-    if [ ! -e "$POLICY_RC_D" ]; then
-        printf '#!/bin/sh\n# temporary, added by ensure-rabbitmq.sh\nexit 101\n' \
-            | as_root tee "$POLICY_RC_D" >/dev/null
-        as_root chmod 0755 "$POLICY_RC_D"
-        POLICY_ADDED=1
-    fi
-}
 
 install_rabbitmq() {
-    apt_update_once
-    deny_service_starts
-    log "installing rabbitmq-server (Debian package)"
-    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server; then
-        # Most likely the postinst's own start attempt failed; finish the
-        # configuration and judge by what is actually installed.
-        log "apt-get install reported an error; trying to finish configuration"
-        as_root env DEBIAN_FRONTEND=noninteractive dpkg --configure -a || true
-    fi
-    remove_policy
+    apt_install rabbitmq-server  # we start the broker ourselves afterwards (deploy/debian.sh keeps apt from it)
     command -v rabbitmq-server >/dev/null 2>&1 || die "rabbitmq-server is still not installed"
 }
 
@@ -171,6 +117,7 @@ main() {
         # The node detaches; keep its launcher off our stdout so a caller
         # piping this script's output is never held open by the daemon.
         START_OUT=$(mktemp)
+        CLEANUP_FILES+=("$START_OUT")
         if ! as_root rabbitmq-server -detached </dev/null >"$START_OUT" 2>&1; then
             cat "$START_OUT" >&2
             show_logs
