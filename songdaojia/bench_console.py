@@ -6,12 +6,10 @@ style sheet's. A browser adds its own work on top: the browser tests measure tha
 """
 from __future__ import annotations
 
-import re
-
 import requests
 
 from .loop import percentile
-from .signins import DEMO_ADDRESS, DEMO_VILLAGE, SignIn, grid_worker_on_duty
+from .signins import DEMO_ADDRESS, DEMO_VILLAGE, SignIn, grid_worker_on_duty, sign_in_over_http
 from .stack import ServiceProcess, Stack
 
 ROUNDS = 30
@@ -35,13 +33,7 @@ class ConsolePages:
             console.stop()
 
     def _signed_in(self, url: str, person: SignIn) -> requests.Session:
-        http = requests.Session()
-        form = http.get(f"{url}/signin", timeout=10)
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)[1]
-        token = self.stack.secrets.token(person.subject, person.role, person.area)
-        answer = http.post(f"{url}/signin", data={"token": token, "csrf": csrf}, timeout=10)
-        answer.raise_for_status()
-        return http
+        return sign_in_over_http(url, self.stack.secrets.token(person.subject, person.role, person.area))[0]
 
     def _time(self, url: str) -> dict:
         from datetime import datetime, timezone

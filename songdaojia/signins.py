@@ -5,6 +5,7 @@ The grid worker and the village cadre are whoever the demo roster (services/disp
 today for the demo's village, so what the demo routes there reaches them."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -52,3 +53,20 @@ def write_demo_tokens(secrets, directory: Path, ttl: timedelta = timedelta(hours
                         encoding="utf-8")
         written.append((person, path))
     return written
+
+
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def sign_in_over_http(console_url: str, token: str):
+    """Sign in to the web console as its form does, without a browser (the benchmark, a second person in the
+    tests): the HTTP session holding the cookie, and the CSRF token its forms carry. Raises for a refusal."""
+    import requests
+    http = requests.Session()
+    form = http.get(f"{console_url}/signin", timeout=10)
+    answer = http.post(f"{console_url}/signin", data={"token": token, "csrf": CSRF_FIELD.search(form.text)[1]},
+                       timeout=10)
+    answer.raise_for_status()
+    if not answer.url.endswith("/queue"):
+        raise RuntimeError(f"signing in to {console_url} ended on {answer.url}, not the queue")
+    return http, CSRF_FIELD.search(answer.text)[1]

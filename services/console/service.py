@@ -25,6 +25,7 @@ from nameko.timer import timer
 from sqlalchemy import delete, select
 from werkzeug.wrappers import Response
 
+from services.common.clock import as_utc
 from services.common.database import Database
 from services.common.http import http
 from services.common.operations import Operations
@@ -50,6 +51,13 @@ SECURITY_HEADERS = {
 TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(("html",)),
                         trim_blocks=True, lstrip_blocks=True)
 TEMPLATES.filters["china_time"] = views.china_time
+TEMPLATES.filters["as_time"] = views.parse_time
+HTML = {**SECURITY_HEADERS, "Content-Type": "text/html; charset=utf-8"}
+
+
+def render(template: str, **context) -> str:
+    """A page: who is signed in and the form token are None unless given (sign-in and error pages)."""
+    return TEMPLATES.get_template(template).render(**{"who": None, "csrf": None, "path": "/queue", **context})
 
 
 class NotSignedIn(Exception):
@@ -242,12 +250,7 @@ class ConsoleService(Operations):
                 "reassign": {k: form[k] for k in ("grid_code", "assignee_id", "reason") if form[k]},
                 "transfer": {"department": form["department"], "reason": form["reason"]},
                 "place": {"village_code": form["village_code"]}}.get(action, {})
-        try:
-            self.backends.for_token(visitor.sign_in.token).post(
-                "dispatch", f"/tickets/{quote(ticket_id, safe='')}/{action}", body)
-        except Refused as exc:
-            return self._ticket_page(visitor, ticket_id, error=exc)
-        return redirect(f"/tickets/{quote(ticket_id, safe='')}?done={action}")
+        return self._send(visitor, ticket_id, f"/tickets/{quote(ticket_id, safe='')}/{action}", body, done=action)
 
     @http("POST", "/tickets/<string:ticket_id>/tasks/<int:task_id>")
     @page
@@ -255,11 +258,7 @@ class ConsoleService(Operations):
         """A call's outcome (the 10-second callback, the 回访, reaching a resident no message reached)."""
         visitor = self._form(request)
         body = {"outcome": request.form.get("outcome") or "", "note": (request.form.get("note") or "").strip()}
-        try:
-            self.backends.for_token(visitor.sign_in.token).post("dispatch", f"/tasks/{task_id}/done", body)
-        except Refused as exc:
-            return self._ticket_page(visitor, ticket_id, error=exc)
-        return redirect(f"/tickets/{quote(ticket_id, safe='')}?done=task")
+        return self._send(visitor, ticket_id, f"/tasks/{task_id}/done", body, done="task")
 
     # --- supervision -------------------------------------------------------------------------------
 
@@ -317,10 +316,8 @@ class ConsoleService(Operations):
     @staticmethod
     def http_error(path: str, status: int, message: str):
         """What the web server answers by itself (no such path, wrong method): a page, not JSON."""
-        body = TEMPLATES.get_template("error.html").render(t=Texts("zh-CN"), status=status, message=message,
-                                                           title="not_found" if status == 404 else "error",
-                                                           who=None, csrf=None, path=path)
-        return status, {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS}, body
+        return status, HTML, render("error.html", t=Texts("zh-CN"), status=status, message=message, path=path,
+                                    title="not_found" if status == 404 else "error")
 
     # -- helpers --
 
@@ -332,7 +329,7 @@ class ConsoleService(Operations):
             with self.db.transaction() as s:
                 sign_in = s.scalar(select(SignIn).where(SignIn.id == sessions.key_of(cookie)))
         who = None
-        if sign_in is not None and _utc(sign_in.expires_at) > datetime.now(timezone.utc):
+        if sign_in is not None and as_utc(sign_in.expires_at) > datetime.now(timezone.utc):
             try:
                 who = self.staff.verify(sign_in.token)  # revoked since, or its key removed: the session ends
             except Unauthenticated:
@@ -352,7 +349,7 @@ class ConsoleService(Operations):
 
     def _queue(self, visitor) -> dict:
         who, calls, now = visitor.who, self.backends.for_token(visitor.sign_in.token), datetime.now(timezone.utc)
-        cases = calls.get("dispatch", f"/queues/{quote(who.area, safe='')}", {"state": views.queue_states(who)})
+        cases = calls.get("dispatch", f"/queues/{quote(who.area, safe='')}", {"state": views.QUEUE_STATES})
         tasks = calls.get("dispatch", "/tasks", {"state": "open"})
         waiting, in_hand = views.queue_rows(cases, now)
         return {"waiting": waiting, "in_hand": in_hand, "tasks": tasks, "now": now,
@@ -375,33 +372,35 @@ class ConsoleService(Operations):
                             actions=views.actions_for(visitor.who, case), contact=contact,
                             calls=views.calls_for(visitor.who, tasks, case["ticket_id"]), message=message,
                             error=error, names=self.backends.category_names(visitor.lang), now=now,
-                            row=views.queue_rows([case], now), dispatcher=visitor.who.role in DISPATCHERS)
+                            row=views.queue_rows([case], now))
         if error is not None:
             body.status_code = error.status if error.status < 500 else 502
         return body
 
+    def _send(self, visitor, ticket_id, path, body, done) -> Response:
+        """A form's call to dispatch as the person: back to the ticket saying what was done, or its page with
+        dispatch's refusal and status."""
+        try:
+            self.backends.for_token(visitor.sign_in.token).post("dispatch", path, body)
+        except Refused as exc:
+            return self._ticket_page(visitor, ticket_id, error=exc)
+        return redirect(f"/tickets/{quote(ticket_id, safe='')}?done={done}")
+
     def _render(self, visitor, template, status: int = 200, **context) -> Response:
-        html = TEMPLATES.get_template(template).render(
-            t=visitor.t, who=visitor.who, csrf=visitor.sign_in.csrf if visitor.sign_in else None,
-            supervisor=visitor.who is not None and visitor.who.role in {SUPERVISOR, ADMIN} | DISPATCHERS,
-            countdown=views.countdown, path=visitor.path, **context)
-        return Response(html, status, {**SECURITY_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+        who = visitor.who
+        return Response(render(template, t=visitor.t, who=who, csrf=visitor.sign_in and visitor.sign_in.csrf,
+                               supervisor=who is not None and who.role in {SUPERVISOR, ADMIN} | DISPATCHERS,
+                               countdown=views.countdown, path=visitor.path, **context), status, HTML)
 
     def _signin_page(self, request, status, notice=None, error=None) -> Response:
         lang = language(request.cookies.get(sessions.LANG_COOKIE))
         csrf = sessions.new_secret()
-        html = TEMPLATES.get_template("signin.html").render(t=Texts(lang), who=None, csrf=csrf, notice=notice,
-                                                           error=error, path="/signin")
-        answer = Response(html, status, {**SECURITY_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+        answer = Response(render("signin.html", t=Texts(lang), csrf=csrf, notice=notice, error=error, path="/signin"),
+                          status, HTML)
         answer.set_cookie(sessions.SIGNIN_COOKIE, csrf, **sessions.cookie_options(
             self._secure(request), sessions.SIGNIN_FORM_SECONDS))
         return answer
 
     def _error(self, request, lang, status, message, title="error") -> Response:
-        html = TEMPLATES.get_template("error.html").render(t=Texts(lang), status=status, message=message,
-                                                           title=title, who=None, csrf=None, path=request.path)
-        return Response(html, status, {**SECURITY_HEADERS, "Content-Type": "text/html; charset=utf-8"})
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return Response(render("error.html", t=Texts(lang), status=status, message=message, title=title,
+                               path=request.path), status, HTML)

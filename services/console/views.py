@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from services.common.clock import as_utc
 from services.common.staff import COUNTY_DISPATCHER, DEPARTMENT_STAFF, DISPATCHERS, WORKERS, Principal
 
 CHINA = timezone(timedelta(hours=8))
 WAITING = ("offered", "returned", "escalated", "routed", "received", "reopened")  # nobody has taken it (yet)
 IN_HAND = ("accepted", "in_progress", "filed")
+QUEUE_STATES = ",".join(WAITING + IN_HAND)  # what a queue page asks dispatch for, whoever's it is
 # the outcomes dispatch takes for each kind of call (services/dispatch/supervision.py CALL_OUTCOMES; a contract
 # test keeps the two the same)
 CALL_OUTCOMES = {"callback": ("reached", "not_reached", "need_confirmed"),
@@ -26,10 +28,8 @@ BEFORE_RESOLVED = ("received", "routed", "offered", "accepted", "in_progress", "
 
 
 def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    """An ISO time from a service; naive ones (SQLite's) are UTC."""
+    return as_utc(datetime.fromisoformat(value)) if value else None
 
 
 def running_deadline(case: dict) -> datetime | None:
@@ -71,12 +71,6 @@ def all_rows(cases: list[dict], now: datetime) -> list[Row]:
     """Every case as a row, most urgent first (the supervisor's lists)."""
     waiting, in_hand = queue_rows(cases, now)
     return sorted(waiting + in_hand, key=lambda r: r.sort_key)
-
-
-def queue_states(who: Principal) -> str:
-    """What a person's queue asks dispatch for: a worker everything open in their area that is not done yet;
-    a dispatcher, supervisor or admin what waits for someone and what is in hand."""
-    return ",".join(WAITING + IN_HAND)
 
 
 def actions_for(who: Principal, case: dict) -> list[str]:
@@ -154,9 +148,7 @@ def trend(days: list[str], rows: list[dict]) -> list[tuple[str, dict]]:
 
 def china_time(value: str | datetime | None) -> str:
     """`2026-12-02 07:29:21`: a moment as people in the county read it (China time), from the services' UTC."""
-    moment = parse_time(value) if isinstance(value, str) else value
-    if moment is not None and moment.tzinfo is None:  # naive is UTC here too, never the server's local time
-        moment = moment.replace(tzinfo=timezone.utc)
+    moment = parse_time(value) if isinstance(value, str) else as_utc(value)  # naive: UTC, never local time
     return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 

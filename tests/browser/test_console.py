@@ -22,7 +22,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from services.intake.client import IntakeClient
-from songdaojia.signins import SignIn, grid_worker_on_duty
+from songdaojia.signins import CSRF_FIELD, SignIn, grid_worker_on_duty, sign_in_over_http
 from songdaojia.stack import APPS
 from songdaojia.vhosts import throwaway_vhost
 from tests.browser.conftest import CONSOLE_FIGURES as RECORDED
@@ -92,12 +92,7 @@ class Console:
 
     def session(self, person: SignIn) -> tuple[requests.Session, str]:
         """Signed in over plain HTTP (a second person beside the browser): the session and its CSRF token."""
-        http = requests.Session()
-        form = http.get(f"{self.url}/signin", timeout=10)
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-        answer = http.post(f"{self.url}/signin", data={"token": self.token(person), "csrf": csrf}, timeout=10)
-        assert answer.status_code == 200 and answer.url.endswith("/queue"), answer.text[:500]
-        return http, re.search(r'name="csrf" value="([^"]+)"', answer.text).group(1)
+        return sign_in_over_http(self.url, self.token(person))
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +207,7 @@ def test_every_form_needs_the_csrf_token(console, page):
     signed_in = requests.post(f"{console.url}/signin", headers={"X-Forwarded-Proto": "https"},
                               cookies={"sdj_signin": re.search(r"sdj_signin=([^;]+)", form.headers["Set-Cookie"])[1]},
                               data={"token": console.token(worker),
-                                    "csrf": re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)},
+                                    "csrf": CSRF_FIELD.search(form.text)[1]},
                               allow_redirects=False, timeout=10)
     assert signed_in.status_code == 303 and re.search(r"sdj_session=[^;]+;.*Secure", signed_in.headers["Set-Cookie"])
 

@@ -653,3 +653,17 @@ def test_the_supervisors_page_also_shows_the_level_below():
     assert views.finer("town", CITY) == "village" and views.finer("village", COUNTY) == "grid"
     assert views.finer("grid", COUNTY) == "grid"  # nothing finer: the same table is shown once
     assert views.finer("worker", COUNTY) == "worker" and views.finer("day", COUNTY) == "day"
+
+
+def test_the_queue_lists_a_call_to_make_with_the_time_left_before_any_script_runs():
+    from datetime import datetime, timezone
+
+    from services.console.service import render
+    now = datetime(2026, 12, 2, 0, 55, tzinfo=timezone.utc)
+    task = {"ticket_id": "SDJ-1", "kind": "callback", "assignee_name": "刘磊", "assignee_id": WORKER,
+            "due_at": "2026-12-02T01:00:00", "overdue": False}  # naive, as SQLite hands it back: UTC
+    html = render("queue_sections.html", t=Texts("zh-CN"), waiting=[], in_hand=[], tasks=[task], now=now, names={},
+                  countdown=views.countdown)
+    assert 'id="calls"' in html and "10 秒回拨" in html and "刘磊" in html
+    assert 'datetime="2026-12-02T01:00:00+00:00"' in html and "剩余 0:05:00" in html
+    assert html.count('<p class="empty">') == 2  # nothing waiting, nothing in hand
