@@ -35,6 +35,7 @@ from nameko.messaging import Consumer, QueueConsumer
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_uris, broker_user
 from .envelope import MalformedEvent, open_envelope, utcnow
 from .faults import crash_point
+from .lanes import Lanes
 from .operations import settled
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ class RawQueueConsumer(QueueConsumer):
         return super().consume(*args, **kwargs)
 
 
+class UrgentQueueConsumer(RawQueueConsumer):
+    """The urgent lane's own connection and drain loop (lanes.py): a separate shared extension of the container."""
+
+
 class ReliableConsumer(Consumer):
     """Consume a queue bound to `exchange` by `routing_keys`, never losing a message.
 
@@ -143,12 +148,17 @@ class ReliableConsumer(Consumer):
     sender why; `bad_input` is False for our own error, retried until we gave up) to
     publish in the same confirmed batch as the dead-letter copy: the original is acked
     only once the broker confirmed them all, else it is requeued.
+    `urgent`: the handler acknowledges residents and goes first (lanes.py).
     """
     queue_consumer = RawQueueConsumer()
+    lanes = Lanes()
 
     def __init__(self, exchange: str, routing_keys: tuple[str, ...], decode: Callable,
                  queue_name: str | None = None, source: str | None = None,
-                 on_dead_letter: Callable[..., list[Outgoing]] | None = None, **kwargs):
+                 on_dead_letter: Callable[..., list[Outgoing]] | None = None, urgent: bool = False, **kwargs):
+        self.urgent = urgent
+        if urgent:
+            self.queue_consumer = UrgentQueueConsumer()
         self.exchange_name = exchange
         self.routing_keys = routing_keys
         self.decode = decode
@@ -188,14 +198,17 @@ class ReliableConsumer(Consumer):
             self._settle(message, self._dead_letter, str(exc), "MalformedEvent")
             return
         context_data = self.unpack_message_headers(message)
+        self.lanes.began(self.urgent)
         message.sdj_started = time.monotonic()  # for the handler latency histogram
         try:
             self.container.spawn_worker(self, args, {}, context_data=context_data,
                                         handle_result=partial(self.handle_result, message))
         except Exception:  # container being killed: leave the message to the broker
+            self.lanes.ended(self.urgent)
             self._requeue(message)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        self.lanes.ended(self.urgent)
         if exc_info is None:
             crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
             self._ack(message)

@@ -72,5 +72,6 @@ def rejection_receipts(message, reason: str, bad_input: bool = True) -> list[Out
 
 
 def on_submission(**kwargs):
+    """Urgent (common/lanes.py): the resident's acknowledgement waits on this handler."""
     return ReliableConsumer.decorator(EXCHANGE, ("submit.*",), decode_submission, queue_name=QUEUE,
-                                      on_dead_letter=rejection_receipts, **kwargs)
+                                      on_dead_letter=rejection_receipts, urgent=True, **kwargs)

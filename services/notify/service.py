@@ -34,7 +34,7 @@ from services.common.tokens import StaffTokens
 
 from . import replies, retention
 from .courier import Courier
-from .delivery_rules import first_channel
+from .delivery_rules import first_channel, is_urgent
 from services.common.gateways import ForgedCall, Gateways, verify_gateway
 from .events import SCHEMAS
 from .models import Contact, Delivery, GatewayCall, InboxRow, OutboxRow, ReplyAttempt, Survey
@@ -62,7 +62,7 @@ class NotifyService(Operations):
     config = Config()
     clock = Time()
 
-    @on_event("intake", "ticket_received")
+    @on_event("intake", "ticket_received", urgent=True)  # first, whatever else waits (common/lanes.py)
     def acknowledge(self, envelope):
         data = read_data(envelope, TicketReceivedIn)
         resident, category = data["resident"], data["category"]
@@ -78,7 +78,7 @@ class NotifyService(Operations):
             self._queue(s, f"{envelope['event_id']}.ack", contact, "ack", category=_category_name(contact),
                         accept_within=category["accept_minutes"])
 
-    @on_event("intake", "ticket_merged")
+    @on_event("intake", "ticket_merged", urgent=True)
     def tell_merged(self, envelope):
         """A repeat report: tell that resident the number of the ticket already being handled."""
         data = read_data(envelope, TicketMergedIn)
@@ -338,7 +338,7 @@ class NotifyService(Operations):
         now = self.clock.now()
         s.add(Delivery(message_id=message_id, ticket_id=ticket_id, template=template, channel=channel,
                        address=address, subject=subject, body=body, state="pending", attempts=0,
-                       next_attempt_at=now, created_at=now, contact=contact))
+                       next_attempt_at=now, created_at=now, contact=contact, urgent=is_urgent(template)))
         sa_event.listen(s, "after_commit", lambda _s: self.courier.wake(), once=True)
 
 
