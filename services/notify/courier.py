@@ -93,6 +93,7 @@ from .templates import STAFF_TEMPLATES, recipient_of
 
 log = logging.getLogger(__name__)
 IN_PARALLEL = 20  # sends in flight per instance
+URGENT_RESERVE = 5  # of those, kept for acknowledgements (delivery_rules.is_urgent): they never wait for a slot
 REFILL = 5  # a finished send wakes the courier once this many slots are free (else the next poll claims)
 POLL_SECONDS = 0.5
 LEASE_SECONDS = 120.0
@@ -135,7 +136,7 @@ class Courier(DependencyProvider):
         self.postgres = self.engine.dialect.name == "postgresql"
         self.instance, self.stable_id = instance_id(config.get("INSTANCE_ID"), self.engine.dialect.name)
         self.pool = GreenPool(IN_PARALLEL)
-        self.in_flight: set[int] = set()
+        self.in_flight: dict[int, bool] = {}  # delivery id -> urgent
         self.sent = 0  # deliveries this instance sent and marked sent (its share of the work)
         self._wakeup = GreenEvent()
         self._running = True
@@ -174,26 +175,38 @@ class Courier(DependencyProvider):
             if free > 0:
                 lease_ends = time.monotonic() + self.lease.total_seconds()  # no later than the claim's own
                 try:
-                    claimed = self.claim(free)
+                    claimed = self.claim_in_turn(free)
                 except Exception:
                     log.exception("courier could not claim deliveries")
                     claimed = []
                 for d in claimed:
-                    self.in_flight.add(d.id)
+                    self.in_flight[d.id] = d.urgent
                     self.pool.spawn_n(self._deliver, d, lease_ends)
             self._wakeup.wait(timeout=POLL_SECONDS)
 
-    def claim(self, limit: int) -> list:
-        """Claim up to `limit` due deliveries for this instance (committed when this returns), as plain rows."""
+    def claim_in_turn(self, free: int) -> list:
+        """Acknowledgements first, then the rest in the order written; the rest never takes the last
+        URGENT_RESERVE slots."""
+        room = min(free, IN_PARALLEL - URGENT_RESERVE - sum(1 for u in self.in_flight.values() if not u))
+        claimed = self.claim(room) if room > 0 else []  # urgent ones first in its order
+        if free - len(claimed) > 0 and len(claimed) == max(room, 0):  # more acknowledgements may be waiting
+            claimed += self.claim(free - len(claimed), urgent_only=True)
+        return claimed
+
+    def claim(self, limit: int, urgent_only: bool = False) -> list:
+        """Claim up to `limit` due deliveries for this instance (committed when this returns), as plain rows:
+        acknowledgements first, then by id."""
         now = utcnow()
         due = or_(and_(Delivery.state == "pending", Delivery.next_attempt_at <= now),
                   and_(Delivery.state == "sending", Delivery.claimed_until < now))  # its courier died
+        if urgent_only:
+            due = and_(Delivery.urgent.is_(True), due)
         pick = select(Delivery.id).where(due)
         if self.in_flight:  # ours, still being sent (a lease can run out while this instance is frozen)
-            pick = pick.where(Delivery.id.not_in(self.in_flight))
+            pick = pick.where(Delivery.id.not_in(list(self.in_flight)))
         # a CTE, computed once: as `id IN (subquery)` PostgreSQL may run the subquery again for every row it
         # updates, and each run skips the rows the last one locked: one claim would take the whole backlog
-        picked = (pick.order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)
+        picked = (pick.order_by(Delivery.urgent.desc(), Delivery.id).limit(limit).with_for_update(skip_locked=True)
                   .cte("picked").prefix_with("MATERIALIZED", dialect="postgresql"))
         with self.engine.begin() as conn:
             rows = conn.execute(
@@ -201,7 +214,7 @@ class Courier(DependencyProvider):
                 .values(state="sending", claimed_by=self.instance, claimed_until=now + self.lease,
                         attempts=Delivery.attempts + 1, first_tried_at=func.coalesce(Delivery.first_tried_at, now))
                 .returning(*CLAIMED)).all()
-        return sorted(rows, key=lambda r: r.id)
+        return sorted(rows, key=lambda r: (not r.urgent, r.id))
 
     def release_own(self) -> int:
         """At start: what this instance id had claimed (it died sending) is due again, now."""
@@ -229,7 +242,7 @@ class Courier(DependencyProvider):
         finally:
             if conn is not None:
                 conn.close()
-            self.in_flight.discard(d.id)
+            self.in_flight.pop(d.id, None)
             if IN_PARALLEL - len(self.in_flight) >= REFILL:
                 self.wake()
 
@@ -346,7 +359,7 @@ class Courier(DependencyProvider):
                 s.add(Delivery(message_id=f"{first}.{step.channel}"[:80], ticket_id=d.ticket_id, template=d.template,
                                channel=step.channel, address=step.address, subject=d.subject, body=d.body,
                                state="pending", attempts=0, next_attempt_at=now, created_at=now,
-                               fallback_of=d.id, contact=d.contact))
+                               fallback_of=d.id, contact=d.contact, urgent=rules.is_urgent(d.template)))
                 log.warning("courier: %s (%s) failed by %s after %d tries, goes on by %s: %s", d.message_id,
                             d.template, d.channel, d.attempts, step.channel, error)
                 woken = True
@@ -385,5 +398,5 @@ def _contact(stored: str | None) -> dict | None:
 
 CLAIMED = (Delivery.id, Delivery.ticket_id, Delivery.template, Delivery.channel, Delivery.address,
            Delivery.subject, Delivery.body, Delivery.message_id, Delivery.attempts, Delivery.first_tried_at,
-           Delivery.fallback_of, Delivery.contact)
+           Delivery.fallback_of, Delivery.contact, Delivery.urgent)
 OUTBOX_COLUMNS = ("event_id", "exchange", "routing_key", "body", "created_at")  # what OutboxWriter.add writes

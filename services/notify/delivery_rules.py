@@ -23,6 +23,7 @@ from typing import Any
 
 CONTACT_FIELDS = {"email": "email", "sms": "phone"}  # channel -> the field of a contact it sends to
 KNOWN_CHANNELS = tuple(CONTACT_FIELDS)
+URGENT_TEMPLATES = ("ack", "merged")  # the acknowledgement of a request: sent before anything else waiting
 PATIENCE_SECONDS = 6 * 3600.0
 MAX_BACKOFF_SECONDS = 600.0
 JITTER = 0.2  # each wait is drawn within ±20 % of its nominal length
@@ -48,6 +49,11 @@ class GiveUp:
 
 
 Step = Retry | FallBack | GiveUp
+
+
+def is_urgent(template: str) -> bool:
+    """The resident is waiting to hear their request was received: the courier claims these first."""
+    return template in URGENT_TEMPLATES
 
 
 def parse_channels(value: Any) -> tuple[str, ...]:

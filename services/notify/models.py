@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import gateway_call_table, plumbing_tables
@@ -62,6 +62,8 @@ class Delivery(Base):
     fallback_of: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the delivery this one goes on from
     # the recipient's addresses ({"email", "phone"}, JSON) for a fallback; NULL: none other (staff)
     contact: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # an acknowledgement (delivery_rules.is_urgent): claimed before every other due delivery
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Survey(Base):

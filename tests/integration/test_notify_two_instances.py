@@ -23,7 +23,7 @@ from services.common.database import make_engine
 from services.common.migrations import upgrade
 from services.intake import events as intake_events
 from services.notify.channels import Receipt
-from services.notify.courier import Courier
+from services.notify.courier import IN_PARALLEL, URGENT_RESERVE, Courier
 from services.notify.models import Delivery, OutboxRow
 from services.notify.service import NotifyService
 from songdaojia.peers import SmtpSink
@@ -101,13 +101,14 @@ def test_two_instances_send_each_acknowledgement_once(fresh_vhost_uri, postgres_
 
 
 def _delivery(message_id: str, state: str, claimed_by: str | None = None, lease: timedelta | None = None,
-              attempts: int = 0, address: str = "wang@example.cn") -> Delivery:
+              attempts: int = 0, address: str = "wang@example.cn", template: str = "ack") -> Delivery:
     now = datetime.now(timezone.utc)
     ticket = f"SDJ-261208-{message_id[-8:].upper()}"
-    return Delivery(message_id=message_id, ticket_id=ticket, template="ack", channel="email",
+    return Delivery(message_id=message_id, ticket_id=ticket, template=template, channel="email",
                     address=address, subject=f"【送到家】已受理 工单号 {ticket}", body="正文",
                     state=state, attempts=attempts, next_attempt_at=now, created_at=now,
-                    claimed_by=claimed_by, claimed_until=None if lease is None else now + lease)
+                    claimed_by=claimed_by, claimed_until=None if lease is None else now + lease,
+                    urgent=template in ("ack", "merged"))
 
 
 def _rows(engine) -> dict[str, Delivery]:
@@ -162,7 +163,7 @@ def bare_courier(db_url: str, instance: str) -> Courier:
     """A courier's claiming part, without a service around it."""
     courier = Courier()
     courier.engine, courier.lease, courier.instance, courier.in_flight = make_engine(db_url), timedelta(minutes=2), \
-        instance, set()
+        instance, {}
     return courier
 
 
@@ -174,7 +175,7 @@ def test_a_claim_takes_at_most_what_it_asks_for_and_two_take_different_rows(db_u
         s.add_all([_delivery(f"m-{n:08d}", "pending") for n in range(60)])
     try:
         first, second = couriers[0].claim(20), couriers[1].claim(20)
-        couriers[0].in_flight.update(d.id for d in first)
+        couriers[0].in_flight.update((d.id, d.urgent) for d in first)
         third = couriers[0].claim(30)
         assert [len(first), len(second), len(third)] == [20, 20, 20]
         assert len({d.id for d in first + second + third}) == 60
@@ -183,6 +184,29 @@ def test_a_claim_takes_at_most_what_it_asks_for_and_two_take_different_rows(db_u
     finally:
         for courier in couriers:
             courier.engine.dispose()
+
+
+def test_acknowledgements_are_claimed_first_and_always_find_a_slot(db_url):
+    """A surge: 40 outcomes and surveys wait, then three acknowledgements are written. The acknowledgements
+    are claimed first; and with every slot the rest may use taken, an acknowledgement still is."""
+    upgrade("notify", db_url)
+    courier = bare_courier(db_url, "notify-1")
+    with Session(courier.engine) as s, s.begin():
+        s.add_all([_delivery(f"closed-{n:08d}", "pending", template="closed") for n in range(40)])
+        s.add_all([_delivery(f"ack-{n:08d}", "pending") for n in range(3)])
+    try:
+        first = courier.claim_in_turn(IN_PARALLEL)
+        assert [d.template for d in first] == ["ack"] * 3 + ["closed"] * (IN_PARALLEL - URGENT_RESERVE - 3)
+        courier.in_flight.update((d.id, d.urgent) for d in first if not d.urgent)  # the acks went out
+        more = courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))
+        assert [d.template for d in more] == ["closed"] * 3  # up to the reserve, not into it
+        courier.in_flight.update((d.id, d.urgent) for d in more)
+        with Session(courier.engine) as s, s.begin():
+            s.add(_delivery("ack-late-0000001", "pending"))
+        then = courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))
+        assert [d.message_id for d in then] == ["ack-late-0000001"]  # outcomes wait; the acknowledgement does not
+    finally:
+        courier.engine.dispose()
 
 
 def test_a_refusal_fails_the_delivery_and_a_temporary_failure_waits_its_back_off(fresh_vhost_uri, db_url,
