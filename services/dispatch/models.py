@@ -87,6 +87,15 @@ class HistoryEntry(Base):
     data: Mapped[str] = mapped_column(Text, default="{}")  # the event's own data (JSON): the ledger's evidence
 
 
+class EarlyAcknowledgement(Base):
+    """A resident's acknowledgement that came before its ticket did: in a surge the acknowledgement's lane
+    (common/lanes.py) runs ahead of dispatch's backlog. Kept here until the case opens, then applied to it
+    (by `open_case`, or the next tick should the two have crossed) and removed."""
+    __tablename__ = "early_acknowledgements"
+    ticket_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Deadline(Base):
     """A durable timer: when `due_at` passes, `what` (accept, resolve, decision, task) is checked.
 

@@ -28,7 +28,7 @@ from .areas import AreaMap
 from .dependencies import Areas, Supervision
 from .events import SCHEMAS, WORK_EXCHANGE
 from .ledger import LedgerQuery, escalated, is_overdue, ledger_csv, ledger_of, overdue_now
-from .models import Case, Deadline, HistoryEntry, InboxRow, OutboxRow, Task
+from .models import Case, Deadline, EarlyAcknowledgement, HistoryEntry, InboxRow, OutboxRow, Task
 from .routing import (TOP, UnknownCounty, UnknownGrid, UnknownVillage, department_key, route, route_to_county_centre,
                       to_department, to_proxy_clerk, to_worker, up_to)
 from .schemas import (CancelForm, CancelledIn, CaseView, DecideForm, FeedbackIn, FileForm, LedgerView,
@@ -61,6 +61,10 @@ class DispatchService(Operations):
                 return
             case = new_case(envelope["ticket_id"], data, now)
             s.add(case)
+            early = s.get(EarlyAcknowledgement, case.id)
+            if early is not None:  # the resident heard before dispatch did (a surge)
+                self._acknowledged(s, case, early.delivered_at)
+                s.delete(early)
             assignment = self._route(s, case, now)
             if case.channel == "hotline":  # 10 秒回拨: whoever got it rings the resident back
                 self._new_task(s, case, "callback", assignment, now)
@@ -136,17 +140,25 @@ class DispatchService(Operations):
 
     @on_event("notify", "resident_notified")
     def note_acknowledged(self, envelope):
-        """The ledger counts acknowledgements within 10 s: the first `ack` delivered is the time."""
+        """The ledger counts acknowledgements within 10 s: the first `ack` delivered is the time. In a surge it
+        may come before the ticket itself (the acknowledgement goes first): kept until the case opens."""
         data = read_data(envelope, NotifiedIn)
         if data["template"] != "ack":
             return
         with self.db.transaction() as s:
-            case = self._case(s, envelope["ticket_id"])
-            if case.acknowledged_at is None:  # once: no inbox row needed, a repeat changes nothing
-                case.acknowledged_at = data["delivered_at"]
-                s.add(HistoryEntry(ticket_id=case.id, at=data["delivered_at"], event="resident_notified",
-                                   state=case.state, actor="notify", note="ack", data=json.dumps(
-                                       {"template": "ack", "delivered_at": data["delivered_at"].isoformat()})))
+            case = s.get(Case, envelope["ticket_id"], with_for_update=True)
+            if case is None:
+                if s.get(EarlyAcknowledgement, envelope["ticket_id"]) is None:  # once: a repeat changes nothing
+                    s.add(EarlyAcknowledgement(ticket_id=envelope["ticket_id"], delivered_at=data["delivered_at"]))
+                return
+            self._acknowledged(s, case, data["delivered_at"])
+
+    def _acknowledged(self, s, case: Case, delivered_at) -> None:
+        if case.acknowledged_at is None:  # once: no inbox row needed, a repeat changes nothing
+            case.acknowledged_at = delivered_at
+            s.add(HistoryEntry(ticket_id=case.id, at=delivered_at, event="resident_notified",
+                               state=case.state, actor="notify", note="ack", data=json.dumps(
+                                   {"template": "ack", "delivered_at": delivered_at.isoformat()})))
 
     @on_event("volunteer", "volunteer_offered", "volunteer_accepted", "volunteer_declined", "offer_expired",
               "match_failed")
@@ -181,6 +193,18 @@ class DispatchService(Operations):
                 if claimed:
                     self._fire(s, claimed[0], now)
         return len(due)
+
+    @timer(interval=TICK_SECONDS)
+    def apply_early_acknowledgements(self):
+        """An acknowledgement kept while its case was being opened in another transaction (PostgreSQL, two
+        workers at once): applied now that the case is there."""
+        with self.db.transaction() as s:
+            crossed = s.execute(select(EarlyAcknowledgement, Case).join(Case, Case.id == EarlyAcknowledgement.ticket_id)
+                                .limit(200).with_for_update(skip_locked=True)).all()
+            for early, case in crossed:
+                self._acknowledged(s, case, early.delivered_at)
+                s.delete(early)
+            return len(crossed)
 
     @timer(interval=3600, eager=True)
     def forget_old_contacts(self):
