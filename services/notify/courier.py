@@ -83,6 +83,7 @@ from services.common.clock import as_utc
 from services.common.database import make_engine
 from services.common.envelope import Event, seal, utcnow
 from services.common.faults import crash_point
+from services.common.lanes import Lanes
 from services.common.outbox import Outbox
 
 from . import delivery_rules as rules
@@ -125,6 +126,8 @@ def instance_id(configured: str | None, dialect: str) -> tuple[str, bool]:
 
 
 class Courier(DependencyProvider):
+    lanes = Lanes()  # the process's urgent lane (shared with its consumers)
+
     def setup(self) -> None:
         config = self.container.config
         self.engine = make_engine(config["DB_URL"], pool_size=IN_PARALLEL + 2)
@@ -185,9 +188,13 @@ class Courier(DependencyProvider):
             self._wakeup.wait(timeout=POLL_SECONDS)
 
     def claim_in_turn(self, free: int) -> list:
-        """Acknowledgements first, then the rest in the order written; the rest never takes the last
-        URGENT_RESERVE slots."""
-        room = min(free, IN_PARALLEL - URGENT_RESERVE - sum(1 for u in self.in_flight.values() if not u))
+        """Acknowledgements first, then the rest in the order written. The rest waits while acknowledgements are
+        being written or sent (common/lanes.py: in a surge, this process's time is theirs), and never takes the
+        last URGENT_RESERVE slots."""
+        if self.lanes.urgent or any(self.in_flight.values()):
+            room = 0
+        else:
+            room = min(free, IN_PARALLEL - URGENT_RESERVE - sum(1 for u in self.in_flight.values() if not u))
         claimed = self.claim(room) if room > 0 else []  # urgent ones first in its order
         if free - len(claimed) > 0 and len(claimed) == max(room, 0):  # more acknowledgements may be waiting
             claimed += self.claim(free - len(claimed), urgent_only=True)

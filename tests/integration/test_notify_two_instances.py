@@ -164,6 +164,7 @@ def bare_courier(db_url: str, instance: str) -> Courier:
     courier = Courier()
     courier.engine, courier.lease, courier.instance, courier.in_flight = make_engine(db_url), timedelta(minutes=2), \
         instance, {}
+    courier.lanes = SimpleNamespace(urgent=0)  # nothing else in hand
     return courier
 
 
@@ -188,7 +189,8 @@ def test_a_claim_takes_at_most_what_it_asks_for_and_two_take_different_rows(db_u
 
 def test_acknowledgements_are_claimed_first_and_always_find_a_slot(db_url):
     """A surge: 40 outcomes and surveys wait, then three acknowledgements are written. The acknowledgements
-    are claimed first; and with every slot the rest may use taken, an acknowledgement still is."""
+    are claimed first, and the rest only once they are sent; with every slot the rest may use taken, an
+    acknowledgement still finds one."""
     upgrade("notify", db_url)
     courier = bare_courier(db_url, "notify-1")
     with Session(courier.engine) as s, s.begin():
@@ -197,7 +199,13 @@ def test_acknowledgements_are_claimed_first_and_always_find_a_slot(db_url):
     try:
         first = courier.claim_in_turn(IN_PARALLEL)
         assert [d.template for d in first] == ["ack"] * 3 + ["closed"] * (IN_PARALLEL - URGENT_RESERVE - 3)
-        courier.in_flight.update((d.id, d.urgent) for d in first if not d.urgent)  # the acks went out
+        courier.in_flight.update((d.id, d.urgent) for d in first)
+        assert courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight)) == []  # acks in flight: the rest waits
+        courier.lanes.urgent = 1  # an acknowledgement being written: the same
+        for d in first[:3]:
+            del courier.in_flight[d.id]  # the acks went out
+        assert courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight)) == []
+        courier.lanes.urgent = 0
         more = courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))
         assert [d.template for d in more] == ["closed"] * 3  # up to the reserve, not into it
         courier.in_flight.update((d.id, d.urgent) for d in more)
