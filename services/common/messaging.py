@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
+import eventlet
 from kombu import Connection, Exchange, Queue, binding
 from marshmallow import ValidationError
 from nameko.containers import ServiceContainer
@@ -314,6 +315,92 @@ class ReliableConsumer(Consumer):
                         type=props.get("type"), expiration=expiration, reply_to=props.get("reply_to"))
 
 
+class BatchConsumer(ReliableConsumer):
+    """A background consumer whose handler takes several messages in one call, and so one transaction: it
+    receives a list, each message's first argument (an envelope), up to `batch` of them, gathered for at most
+    LINGER seconds. Once the handler returned, each message is acked. Should it raise, each message of the
+    batch is handled again on its own and settled as ReliableConsumer settles one: a poison message goes to
+    the dead-letter queue (or its retries) alone, and the others are handled. The broker hands a consumer
+    at most max_workers unacknowledged messages: a batch is at most half of them, so that the next one
+    gathers while this one is handled."""
+
+    LINGER = 0.02  # seconds
+
+    def __init__(self, *args, batch: int = 10, **kwargs):
+        self.batch = batch
+        super().__init__(*args, **kwargs)
+
+    def setup(self) -> None:
+        super().setup()
+        self.batch = max(1, min(self.batch, int(self.container.max_workers) // 2))
+        self._gathered: list = []
+        self._flusher = None
+
+    def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        gathered, self._gathered = self._gathered, []
+        for message, _args in gathered:  # not handled yet: the broker gives them to whoever runs next
+            self._requeue(message)
+        super().stop()
+
+    def handle_message(self, body, message):
+        try:
+            args = self.decode(body, message, self._check_sender(message))
+        except MalformedEvent as exc:
+            self._settle(message, self._dead_letter, str(exc), "MalformedEvent")
+            return
+        message.sdj_started = time.monotonic()
+        self._gathered.append((message, args))
+        if len(self._gathered) >= self.batch:
+            self._flush()
+        elif self._flusher is None:
+            self._flusher = eventlet.spawn_after(self.LINGER, self._flush)
+
+    def _flush(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        batch, self._gathered = self._gathered, []
+        if not batch:
+            return
+        self.lanes.began(False)
+        try:
+            self.container.spawn_worker(self, ([args[0] for _message, args in batch],), {},
+                                        context_data=self.unpack_message_headers(batch[0][0]),
+                                        handle_result=partial(self.handle_batch_result, batch))
+        except Exception:  # container being killed: leave the messages to the broker
+            self.lanes.ended(False)
+            for message, _args in batch:
+                self._requeue(message)
+
+    def handle_batch_result(self, batch, worker_ctx, result=None, exc_info=None):
+        self.lanes.ended(False)
+        if exc_info is None:
+            crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
+            for message, _args in batch:
+                self._ack(message)
+                self._count(message, "handled")
+        elif len(batch) == 1:
+            message, _args = batch[0]
+            self.lanes.began(False)  # handle_result ends it
+            self.handle_result(message, worker_ctx, result, exc_info)
+        else:  # one of them may be poison: each alone, outside this worker (its slot is still taken)
+            eventlet.spawn_n(self._one_by_one, batch)
+        return result, exc_info
+
+    def _one_by_one(self, batch) -> None:
+        for message, args in batch:
+            self.lanes.began(False)
+            try:
+                self.container.spawn_worker(self, ([args[0]],), {},
+                                            context_data=self.unpack_message_headers(message),
+                                            handle_result=partial(self.handle_result, message))
+            except Exception:
+                self.lanes.ended(False)
+                self._requeue(message)
+
+
 def expected_publisher(config: dict, source: str) -> str:
     """The broker user that alone publishes `source`'s events (config BROKER_USERS)."""
     try:
@@ -327,8 +414,12 @@ def _envelope_args(body, message, origin) -> tuple:
     return (open_envelope(body),)
 
 
-def on_event(source: str, *events: str, **kwargs):
-    """Decorate a handler of `source`'s events; it receives the checked envelope."""
+def on_event(source: str, *events: str, batch: int = 1, **kwargs):
+    """Decorate a handler of `source`'s events; it receives the checked envelope (with `batch` > 1: a list of
+    them, see BatchConsumer)."""
+    if batch > 1:
+        return BatchConsumer.decorator(f"{source}.events", events, _envelope_args, source=source, batch=batch,
+                                       **kwargs)
     return ReliableConsumer.decorator(f"{source}.events", events, _envelope_args, source=source, **kwargs)
 
 

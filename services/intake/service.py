@@ -41,6 +41,7 @@ from .submissions import on_submission
 from .tickets import InvalidRequest
 
 log = logging.getLogger(__name__)
+SUBMISSION = Submission()  # built once: a schema's construction cost more than loading a submission with it
 
 
 class IntakeService(Operations):
@@ -62,7 +63,7 @@ class IntakeService(Operations):
     @on_submission()
     def receive_submission(self, body: dict, message_id: str, reply_to: str | None, origin):
         """A request from an outside system; the same message id from the same publisher makes one ticket."""
-        form = Submission().load(body)
+        form = SUBMISSION.load(body)
         try:
             channel, category = tickets.check_submission(form, origin.routing_key, self.catalogue, self.places,
                                                          self.clock.now())
@@ -76,14 +77,16 @@ class IntakeService(Operations):
             if reply_to:  # the receipt again too: the publisher may have missed the first
                 self.outbox.add(s, [tickets.receipt(ticket, message_id)], exchange="", routing_key=reply_to)
 
-    @on_event("dispatch", *LIFECYCLE_EVENTS)
-    def track_status(self, envelope: dict):
-        """The status mirror (status.py): where a ticket stands, as dispatch's events say."""
-        change = read_data(envelope, TicketStatusChange)
+    @on_event("dispatch", *LIFECYCLE_EVENTS, batch=5)
+    def track_status(self, envelopes: list[dict]):
+        """The status mirror (status.py): where a ticket stands, as dispatch's events say; several events in one
+        transaction (BatchConsumer), in the order they came."""
+        changes = [(envelope, read_data(envelope, TicketStatusChange)) for envelope in envelopes]
         with self.db.transaction() as s:
-            ticket = s.get(Ticket, envelope["ticket_id"])
-            if ticket is not None:
-                apply_status(ticket, envelope["event"], change, envelope["occurred_at"])
+            for envelope, change in changes:
+                ticket = s.get(Ticket, envelope["ticket_id"])
+                if ticket is not None:
+                    apply_status(ticket, envelope["event"], change, envelope["occurred_at"])
 
     @timer(interval=3600, eager=True)
     def forget_old_contacts(self):

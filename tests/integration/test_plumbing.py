@@ -212,3 +212,62 @@ def test_an_event_not_from_its_exchange_s_owner_is_dead_lettered(fresh_vhost_uri
     assert dead[0].headers["x-reason"].startswith(reason) and dead[0].headers["x-error-kind"] == "MalformedEvent"
     assert noted_count(engine) == 0
     engine.dispose()
+
+
+BATCH_CALLS: list[int] = []  # how many envelopes each call of EchoInBatches.note_all got
+
+
+class EchoInBatches:
+    name = "echo"
+    db = Database()
+    outbox = Outbox(OutboxRow, {"thing_noted": ThingNoted()})
+    inbox = Inbox(InboxRow)
+
+    @on_event("source", "thing_happened", batch=5)
+    def note_all(self, envelopes):
+        BATCH_CALLS.append(len(envelopes))
+        with self.db.transaction() as s:
+            for envelope in envelopes:
+                data = read_data(envelope, ThingHappenedIn)
+                if not self.inbox.first_delivery(s, envelope):
+                    continue
+                s.add(Noted(ticket_id=envelope["ticket_id"], text=data["text"]))
+                self.outbox.add(s, [Event("thing_noted", envelope["ticket_id"], {"text": data["text"]})])
+
+
+def test_a_batch_with_a_poison_message_dead_letters_it_alone_and_handles_the_rest(fresh_vhost_uri, db_url,
+                                                                                  start_service):
+    """Messages handled several to a transaction; one with a bad field fails the batch, and then, handled alone,
+    goes to the dead-letter queue with its reason, while every other message of the batch is noted once."""
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    probe = Probe(fresh_vhost_uri, "echo.events")
+    start_service(EchoInBatches, fresh_vhost_uri, db_url, migrate=False, RETRY_DELAYS=[0.05], max_workers=10)
+    BATCH_CALLS.clear()
+    try:
+        conn = connect(fresh_vhost_uri)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        repeat = envelope("B-repeat", "重复投递")
+        bodies = [envelope(f"B-{n}", f"第{n}条") for n in range(12)]
+        bodies[5] = envelope("B-poison", "x") | {"data": {"txt": "typo"}}
+        bodies[8] = repeat
+        bodies.append(repeat)  # a redelivery: the inbox makes it harmless, in a batch as alone
+        for body in bodies:
+            ch.basic_publish("source.events", "thing_happened", json.dumps(body).encode(),
+                             pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                  message_id=str(uuid.uuid4()), user_id="guest"))
+        conn.close()
+        dead = wait_until(lambda: amqp_queue_messages(fresh_vhost_uri, dead_letter_queue("echo")),
+                          message="the poison message dead-lettered")
+        wait_until(lambda: len(probe.events("thing_noted")) >= 11, message="the other eleven noted")
+        assert [json.loads(d.body)["ticket_id"] for d in dead] == ["B-poison"]
+        assert "text" in dead[0].headers["x-reason"] and dead[0].headers["x-error-kind"] == "MalformedEvent"
+        assert noted_count(engine) == 11
+        assert sorted(e["ticket_id"] for e in probe.events("thing_noted")) == sorted(
+            {b["ticket_id"] for b in bodies} - {"B-poison"})
+        assert max(BATCH_CALLS) > 1, f"handled one at a time: {BATCH_CALLS}"
+        assert max(BATCH_CALLS) <= 5
+    finally:
+        probe.close()
+        engine.dispose()
