@@ -243,6 +243,9 @@ def build_report(observer: Observer, submitted: int, finished: bool, errors: lis
         "missing": submitted - sum(1 for t in tickets.values() if t.submitted_at) - len(observer.merged),
         "ack p50 ms": percentile(latencies, 50), "ack p95 ms": percentile(latencies, 95),
         "ack p99 ms": percentile(latencies, 99),
+        **{f"ack p50 / p99 ms, {part}": f"{percentile(observer.ack_latencies_ms(part), 50):.0f} / "
+                                       f"{percentile(observer.ack_latencies_ms(part), 99):.0f}"
+           for part in ("intake", "notify")},
         "loop seconds": seconds, "closed per second": reached("closed") / seconds if seconds else 0.0,
         "finished": finished, "errors": errors[:10],
     }

@@ -55,6 +55,7 @@ HTTP_ATTEMPTS, HTTP_FIRST_DELAY, HTTP_MAX_DELAY, HTTP_TIMEOUT = 5, 1.0, 8.0, 10.
 @dataclass
 class TicketTrack:
     submitted_at: datetime | None = None
+    received_at: datetime | None = None  # intake committed the ticket (ticket_received's occurred_at)
     acked_at: datetime | None = None
     acks: int = 0
     states: list[str] = field(default_factory=list)
@@ -281,6 +282,7 @@ class Observer(_Listener):
             track = self.tickets.setdefault(ticket_id, TicketTrack())
             if name == "ticket_received":
                 track.submitted_at = datetime.fromisoformat(data["submitted_at"])
+                track.received_at = datetime.fromisoformat(ev["occurred_at"])
             elif name == "resident_notified" and data.get("template") == "ack":
                 track.acks += 1
                 track.acked_at = track.acked_at or datetime.fromisoformat(data["delivered_at"])
@@ -316,10 +318,14 @@ class Observer(_Listener):
             return sorted((t.callback_task_at - t.submitted_at).total_seconds() * 1000
                           for t in self.tickets.values() if t.callback_task_at and t.submitted_at)
 
-    def ack_latencies_ms(self) -> list[float]:
+    def ack_latencies_ms(self, part: str = "all") -> list[float]:
+        """From submission to the acknowledgement delivered, per ticket, sorted; `part` "intake": until intake
+        committed the ticket, "notify": from then on (the stages of the acknowledgement's path)."""
+        start, end = {"all": ("submitted_at", "acked_at"), "intake": ("submitted_at", "received_at"),
+                      "notify": ("received_at", "acked_at")}[part]
         with self.lock:
-            return sorted((t.acked_at - t.submitted_at).total_seconds() * 1000
-                          for t in self.tickets.values() if t.acked_at and t.submitted_at)
+            return sorted((getattr(t, end) - getattr(t, start)).total_seconds() * 1000
+                          for t in self.tickets.values() if t.acked_at and t.submitted_at and t.received_at)
 
 
 @dataclass(frozen=True)
@@ -538,6 +544,8 @@ class Residents(_HttpClient):
         self._stopping = threading.Event()
 
     def on_mail(self, message: EmailMessage) -> None:
+        if self._stopping.is_set():  # mail still coming in after the run: nobody reads it
+            return
         subject = str(message["Subject"] or "")
         match, code = TICKET_NO.search(subject), SURVEY_CODE.search(subject)
         if match and "已受理" in subject and self.silent.does("cancel", match.group(0)):

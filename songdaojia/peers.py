@@ -12,6 +12,8 @@ soon as the predicate is truthy and raises TimeoutError otherwise.
 from __future__ import annotations
 
 import inspect
+import logging
+import queue
 import socket
 import threading
 import time
@@ -93,7 +95,7 @@ class _RecordingHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
-        self._sink._record(message_from_bytes(raw, policy=DEFAULT_POLICY))
+        self._sink._record(raw)  # kept as it came: read (parsed) by whoever reads it, not during the conversation
         return "250 Message accepted for delivery"
 
 
@@ -104,9 +106,14 @@ class SmtpSink:
                  on_message: Callable[[EmailMessage], None] | None = None):
         self.host = host
         self.port: int | None = port
-        self.on_message = on_message  # called for each accepted message (the demo's residents read mail)
+        # called for each accepted message, in a thread of its own once the server has answered (the demo's
+        # residents read their mail): as a mail server does, the sink takes a message and is done with it
+        self.on_message = on_message
         self._lock = threading.Lock()
-        self._messages: list[EmailMessage] = []
+        self._raw: list[bytes] = []
+        self._messages: list[EmailMessage] = []  # the first len() of _raw, parsed
+        self._mailbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._reader: threading.Thread | None = None
         self._refusals: dict[str, str] = {}
         self._controller: Controller | None = None
 
@@ -124,8 +131,21 @@ class SmtpSink:
                     raise
                 continue
             self._controller, self.port = controller, port
+            self._start_reader()
             return self
         raise RuntimeError("unreachable")
+
+    def _start_reader(self) -> None:
+        if self.on_message is not None and self._reader is None:
+            self._reader = threading.Thread(target=self._read_mail, name="smtp-sink-reader", daemon=True)
+            self._reader.start()
+
+    def _read_mail(self) -> None:
+        while (raw := self._mailbox.get()) is not None:
+            try:
+                self.on_message(message_from_bytes(raw, policy=DEFAULT_POLICY))
+            except Exception:  # one reader's trouble must not stop the next messages being read
+                logging.getLogger(__name__).exception("smtp sink: on_message failed")
 
     def stop(self) -> None:
         """Stop listening (the port is closed: connections are refused) and end open sessions; `restart()`
@@ -133,6 +153,10 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+        if self._reader is not None:
+            self._mailbox.put(None)
+            self._reader.join(timeout=10)
+            self._reader = None
 
     def restart(self, timeout: float = 10.0) -> SmtpSink:
         """Listen again on the port it had (a mail server back from an outage); what it received before is
@@ -151,6 +175,7 @@ class SmtpSink:
                 time.sleep(0.1)
                 continue
             self._controller = controller
+            self._start_reader()
             return self
 
     @property
@@ -172,20 +197,23 @@ class SmtpSink:
         with self._lock:
             return self._refusals.get(address.lower())
 
-    def _record(self, message: EmailMessage) -> None:
+    def _record(self, raw: bytes) -> None:
         with self._lock:
-            self._messages.append(message)
+            self._raw.append(raw)
         if self.on_message is not None:
-            self.on_message(message)
+            self._mailbox.put(raw)
 
     @property
     def messages(self) -> list[EmailMessage]:
         """A snapshot copy of the messages received so far, oldest first."""
         with self._lock:
+            for raw in self._raw[len(self._messages):]:
+                self._messages.append(message_from_bytes(raw, policy=DEFAULT_POLICY))
             return list(self._messages)
 
     def clear(self) -> None:
         with self._lock:
+            self._raw.clear()
             self._messages.clear()
 
     def bodies(self) -> list[str]:
