@@ -25,6 +25,10 @@ APPS = {**SERVICES, "console": "ConsoleService"}
 DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "volunteer": 8003, "notify": 8004, "console": 8005}
 CONSOLE_AREA = "3413"  # the demo's console follows the whole city's work
 LOGINS = {"console": "console-city"}  # a process's broker login, where it is not the service's own name
+# CPU priority (nice): the later stages yield the processor to the acknowledgement's (intake, notify), so
+# that a surge shows as their backlog, not as residents waiting to hear (README, "The acknowledgement
+# first"); deploy/ gives them the same lower weight (systemd CPUWeight=, compose cpu_shares)
+YIELDING = {"dispatch": 10, "volunteer": 10}
 
 
 @dataclass
@@ -132,8 +136,9 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         nameko = Path(sys.executable).with_name("nameko")
         log = open(self.log_path, "ab")
+        nice = ["nice", "-n", str(YIELDING[self.name])] if self.name in YIELDING else []
         self.proc = subprocess.Popen(
-            [str(nameko), "run", "--config", str(ROOT / "services" / self.name / "config.yaml"),
+            [*nice, str(nameko), "run", "--config", str(ROOT / "services" / self.name / "config.yaml"),
              f"services.{self.name}.service:{APPS[self.name]}"],
             cwd=ROOT, env={**self.stack.env(self.name), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)

@@ -386,6 +386,13 @@ def test_the_healthcheck_asks_the_port_the_service_listens_on(name):
 
 
 @pytest.mark.parametrize("name", APPS)
+def test_the_later_stages_yield_the_processor_to_the_acknowledgement_s(name):
+    from songdaojia.stack import YIELDING
+    shares = service(name).get("cpu_shares", 1024)
+    assert (shares < 1024) == (name in YIELDING), f"deploy/compose.yaml: {name}.cpu_shares is {shares}"
+
+
+@pytest.mark.parametrize("name", APPS)
 def test_each_service_runs_at_least_two_replicas(name):
     spec = service(name)
     replicas = (spec.get("deploy") or {}).get("replicas", 1)

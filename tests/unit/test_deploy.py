@@ -33,3 +33,15 @@ def test_each_service_has_a_hardened_unit_that_migrates_before_it_starts(service
 def test_there_is_no_unit_for_a_service_that_does_not_exist():
     units = sorted(p.stem.removeprefix("songdaojia-") for p in (ROOT / "deploy" / "systemd").glob("*.service"))
     assert units == SERVICES
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_later_stages_yield_the_processor_to_the_acknowledgement_s(service):
+    """The same choice as the local stack (songdaojia/stack.py YIELDING): dispatch and volunteer weigh less."""
+    from songdaojia.stack import YIELDING
+    section = unit(service)["Service"]
+    if service in YIELDING:
+        assert int(section["CPUWeight"]) < 100 and int(section["Nice"]) == YIELDING[service]
+    else:
+        assert "CPUWeight" not in section and "Nice" not in section
+    assert set(YIELDING) == {"dispatch", "volunteer"}  # intake and notify carry the acknowledgement
