@@ -139,6 +139,7 @@ class Courier(DependencyProvider):
         self.postgres = self.engine.dialect.name == "postgresql"
         self.instance, self.stable_id = instance_id(config.get("INSTANCE_ID"), self.engine.dialect.name)
         self.pool = GreenPool(IN_PARALLEL)
+        self._outbox_insert = insert(OutboxRow.__table__)
         self.in_flight: dict[int, bool] = {}  # delivery id -> urgent
         self.sent = 0  # deliveries this instance sent and marked sent (its share of the work)
         self._wakeup = GreenEvent()
@@ -187,11 +188,15 @@ class Courier(DependencyProvider):
                     self.pool.spawn_n(self._deliver, d, lease_ends)
             self._wakeup.wait(timeout=POLL_SECONDS)
 
+    def urgent_in_hand(self) -> bool:
+        """An acknowledgement is being written (common/lanes.py) or sent: background work waits."""
+        return bool(self.lanes.urgent) or any(self.in_flight.values())
+
     def claim_in_turn(self, free: int) -> list:
         """Acknowledgements first, then the rest in the order written. The rest waits while acknowledgements are
         being written or sent (common/lanes.py: in a surge, this process's time is theirs), and never takes the
         last URGENT_RESERVE slots."""
-        if self.lanes.urgent or any(self.in_flight.values()):
+        if self.urgent_in_hand():
             room = 0
         else:
             room = min(free, IN_PARALLEL - URGENT_RESERVE - sum(1 for u in self.in_flight.values() if not u))
@@ -317,11 +322,15 @@ class Courier(DependencyProvider):
             "delivered_at": now.isoformat()}, correlation_id=d.ticket_id)
         if self.postgres:
             marked = self._mark_in_one_statement(conn, mark, event, now)
-        else:
-            with Session(self.engine) as s, s.begin():
-                marked = s.execute(mark).rowcount
+        else:  # Core statements on a connection: the ORM's bulk-update path cost more than the rest of a send
+            with self.engine.begin() as c:
+                marked = c.execute(mark).rowcount
                 if marked and event is not None:
-                    self.outbox.add(s, [event])
+                    c.execute(self._outbox_insert, [{
+                        "event_id": event.event_id, "exchange": self.exchange, "routing_key": event.name,
+                        "body": seal(event, SCHEMAS), "created_at": now}])
+            if marked and event is not None:
+                self.relay_wake()
         if not marked:
             log.warning("courier %s: delivery %s (%s) was sent after its claim had lapsed; another instance "
                         "took it over, the resident may get it twice", self.instance, d.id, d.message_id)

@@ -32,12 +32,17 @@ WORKER = {"assignee_id": "W-341323104214-G10-1", "assignee_name": "李桂兰"}
 
 
 class Courier:
-    """What notify's handlers use of the courier: its channels (preferred first), and a nudge after commit."""
+    """What notify's handlers use of the courier: its channels (preferred first), a nudge after commit, and
+    whether an acknowledgement is in hand (`urgent`: the follow-up timer then waits a tick)."""
 
     def __init__(self, *channels):
         channels = channels or (EmailChannel("127.0.0.1", 2525, "songdaojia@localhost"),)
         self.channels = {channel.kind: channel for channel in channels}
         self.woken = 0
+        self.urgent = False
+
+    def urgent_in_hand(self) -> bool:
+        return self.urgent
 
     def wake(self) -> None:
         self.woken += 1
@@ -134,6 +139,16 @@ def test_nothing_is_sent_at_resolution_the_survey_goes_out_follow_up_hours_later
     assert SURVEY_CODE.search(mail.subject).group(1) == surveys(notify)[0].code and "李桂兰" in mail.body
     assert utc(surveys(notify)[0].asked_at) == clock.now()
     assert tick(notify) == 0 and templates(notify) == ["ack", "survey"]  # a second tick changes nothing
+
+
+def test_a_due_survey_waits_while_an_acknowledgement_is_in_hand(notify, clock):
+    """A surge: the resident waiting to hear their request was received goes first; the survey, a tick later."""
+    notify.call("ask_for_follow_up", resolved(hours=24))
+    clock.advance(hours=24)
+    notify.deps["courier"].urgent = True
+    assert tick(notify) == 0 and templates(notify) == ["ack"]
+    notify.deps["courier"].urgent = False
+    assert tick(notify) == 1 and templates(notify) == ["ack", "survey"]
 
 
 def test_unanswered_a_reminder_then_one_survey_unanswered_and_nothing_after(notify, clock):
