@@ -17,7 +17,7 @@ from services.intake.client import IntakeClient
 
 from . import scenario
 from .loop import Console, Habits, Observer, Residents, percentile
-from .peers import SmtpSink
+from .peers import MailServer
 from .vhosts import fresh_vhost
 from .signins import write_demo_tokens
 from .stack import APPS, Stack, prepare, process_cpu_seconds, start_all, stop_all
@@ -60,7 +60,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     prepare(stack, volunteers=volunteers)
     residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed,
                           silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw)
-    sink = SmtpSink(port=stack.smtp_port, on_message=residents.on_mail).start()
+    sink = MailServer(residents.on_mail, port=stack.smtp_port).start()
     stack.smtp_port = sink.port
     procs = start_all(stack, instances=instances)
     observer = console = watching = None
@@ -287,7 +287,7 @@ def print_report(report: dict, out=sys.stdout) -> None:
     out.flush()
 
 
-def print_listening(stack: Stack, sink: SmtpSink, out) -> None:
+def print_listening(stack: Stack, sink: MailServer, out) -> None:
     print("\nleft running (Ctrl-C stops everything):", file=out)
     for name in APPS:
         print(f"  {name:<10} {stack.http(name)}   log {stack.var_dir / 'logs' / (name + '.log')}", file=out)

@@ -1,35 +1,20 @@
-"""Real local peers for the demo and the tests: an SMTP sink the residents' mail arrives at.
+"""The residents' mail server for the demo and the benchmark (`MailServer`), and a free local port.
 
-It listens on 127.0.0.1 on an ephemeral port, records what it receives in a
-lock-protected list, and offers `wait_for(predicate, timeout)` so callers wait
-on a condition with a deadline instead of sleeping a fixed time. (The tests' SMS
-gateway, an HTTP recorder, lives with the tests: tests/http_recorder.py.)
-
-`wait_for` accepts a predicate taking either no argument or one argument (a
-snapshot list of what has been received so far); it returns that snapshot as
-soon as the predicate is truthy and raises TimeoutError otherwise.
+The tests' own SMTP server, which keeps what it receives and waits on conditions, is tests/smtp_sink.py.
 """
 from __future__ import annotations
 
-import inspect
 import logging
-import queue
 import socket
 import threading
-import time
 from collections.abc import Callable
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as DEFAULT_POLICY
-from typing import Any
 
 from aiosmtpd.controller import Controller
 
 LOCALHOST = "127.0.0.1"
-_POLL_INTERVAL = 0.02
-_DESCRIBE_LAST = 5  # a timeout message shows only the most recent items
-
-Predicate = Callable[..., Any]
 
 
 def free_port(host: str = LOCALHOST) -> int:
@@ -39,201 +24,75 @@ def free_port(host: str = LOCALHOST) -> int:
         return probe.getsockname()[1]
 
 
-def _takes_snapshot(predicate: Predicate) -> bool:
-    try:
-        parameters = inspect.signature(predicate).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
+def _free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
         return True
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return any(p.kind in positional or p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
-def wait_on(
-    predicate: Predicate,
-    snapshot: Callable[[], list],
-    timeout: float,
-    describe_state: Callable[[list], str],
-    description: str | None,
-) -> list:
-    with_snapshot = _takes_snapshot(predicate)
-    deadline = time.monotonic() + timeout
-    while True:
-        items = snapshot()
-        if predicate(items) if with_snapshot else predicate():
-            return items
-        if time.monotonic() >= deadline:
-            wanted = description or getattr(predicate, "__name__", repr(predicate))
-            raise TimeoutError(
-                f"condition {wanted!r} not met within {timeout:g}s; {describe_state(items)}"
-            )
-        time.sleep(_POLL_INTERVAL)
 
+class _Forwarding:
+    """aiosmtpd handler of MailServer's process: every message, as it came, to the parent."""
 
-def body_text(message: EmailMessage) -> str:
-    """The plain-text body of a message, decoded from its charset."""
-    part = message.get_body(preferencelist=("plain",))
-    if part is None:
-        return ""
-    return part.get_content()
-
-
-class _RecordingHandler:
-    """aiosmtpd handler: refuses configured recipients, records every message."""
-
-    def __init__(self, sink: SmtpSink):
-        self._sink = sink
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        refusal = self._sink._refusal_for(address)
-        if refusal:
-            return refusal
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
+    def __init__(self, outbox):
+        self._outbox = outbox
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8")
-        self._sink._record(raw)  # kept as it came: read (parsed) by whoever reads it, not during the conversation
+        self._outbox.put(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
         return "250 Message accepted for delivery"
 
 
-class SmtpSink:
-    """An SMTP server on 127.0.0.1 that keeps every message it accepts."""
+def _serve_mail(host: str, port: int, outbox, ready, stop) -> None:
+    controller = Controller(_Forwarding(outbox), hostname=host, port=port)
+    controller.start()
+    ready.set()
+    stop.wait()
+    controller.stop()
+    outbox.put(None)
 
-    def __init__(self, host: str = LOCALHOST, port: int | None = None,
-                 on_message: Callable[[EmailMessage], None] | None = None):
-        self.host = host
-        self.port: int | None = port
-        # called for each accepted message, in a thread of its own once the server has answered (the demo's
-        # residents read their mail): as a mail server does, the sink takes a message and is done with it
-        self.on_message = on_message
-        self._lock = threading.Lock()
-        self._raw: list[bytes] = []
-        self._messages: list[EmailMessage] = []  # the first len() of _raw, parsed
-        self._mailbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._reader: threading.Thread | None = None
-        self._refusals: dict[str, str] = {}
-        self._controller: Controller | None = None
 
-    def start(self, attempts: int = 3) -> SmtpSink:
-        # The probed port may be taken by someone else before aiosmtpd binds
-        # it, so a couple of fresh ports are tried before giving up.
-        for attempt in range(1, attempts + 1):
-            port = self.port if self.port and attempt == 1 else free_port(self.host)
-            controller = Controller(_RecordingHandler(self), hostname=self.host, port=port)
-            try:
-                controller.start()
-            except OSError:
-                controller.loop.close()
-                if attempt == attempts:
-                    raise
-                continue
-            self._controller, self.port = controller, port
-            self._start_reader()
-            return self
-        raise RuntimeError("unreachable")
+class MailServer:
+    """The residents' mail server for the demo and the benchmark: an SMTP server in a process of its own, as it
+    is in life, so that answering notify never waits on the load generator's threads (one interpreter lock).
+    `on_message` is called here, in a thread of this process, for each message it took."""
 
-    def _start_reader(self) -> None:
-        if self.on_message is not None and self._reader is None:
-            self._reader = threading.Thread(target=self._read_mail, name="smtp-sink-reader", daemon=True)
-            self._reader.start()
+    def __init__(self, on_message: Callable[[EmailMessage], None], host: str = LOCALHOST, port: int | None = None):
+        self.host, self.port, self.on_message = host, port, on_message
+        self._process = self._reader = None
+
+    def start(self, timeout: float = 30.0) -> MailServer:
+        import multiprocessing
+        context = multiprocessing.get_context("spawn")  # not a fork of a process with threads
+        self.port = self.port if self.port and _free(self.host, self.port) else free_port(self.host)
+        self._outbox, ready, self._stop = context.Queue(), context.Event(), context.Event()
+        self._process = context.Process(target=_serve_mail, name="mail-server", daemon=True,
+                                        args=(self.host, self.port, self._outbox, ready, self._stop))
+        self._process.start()
+        if not ready.wait(timeout):
+            self._process.kill()
+            raise RuntimeError(f"the mail server did not listen on {self.host}:{self.port} within {timeout:g} s")
+        self._reader = threading.Thread(target=self._read_mail, name="mail-reader", daemon=True)
+        self._reader.start()
+        return self
 
     def _read_mail(self) -> None:
-        while (raw := self._mailbox.get()) is not None:
+        while (raw := self._outbox.get()) is not None:
             try:
                 self.on_message(message_from_bytes(raw, policy=DEFAULT_POLICY))
-            except Exception:  # one reader's trouble must not stop the next messages being read
-                logging.getLogger(__name__).exception("smtp sink: on_message failed")
+            except Exception:  # one message's trouble must not stop the next being read
+                logging.getLogger(__name__).exception("mail server: on_message failed")
 
     def stop(self) -> None:
-        """Stop listening (the port is closed: connections are refused) and end open sessions; `restart()`
-        listens again on the same port."""
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-        if self._reader is not None:
-            self._mailbox.put(None)
-            self._reader.join(timeout=10)
-            self._reader = None
-
-    def restart(self, timeout: float = 10.0) -> SmtpSink:
-        """Listen again on the port it had (a mail server back from an outage); what it received before is
-        kept. Tries until `timeout` while the port is still held, then raises OSError."""
-        if self._controller is not None:
-            return self
-        deadline = time.monotonic() + timeout
-        while True:
-            controller = Controller(_RecordingHandler(self), hostname=self.host, port=self.port)
-            try:
-                controller.start()
-            except OSError:
-                controller.loop.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-                continue
-            self._controller = controller
-            self._start_reader()
-            return self
-
-    @property
-    def listening(self) -> bool:
-        return self._controller is not None
-
-    def __enter__(self) -> SmtpSink:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def refuse_recipient(self, address: str, reply: str = "550 5.1.1 Mailbox unavailable") -> None:
-        """Answer RCPT TO for `address` with `reply` (use a 4xx for a temporary refusal)."""
-        with self._lock:
-            self._refusals[address.lower()] = reply
-
-    def _refusal_for(self, address: str) -> str | None:
-        with self._lock:
-            return self._refusals.get(address.lower())
-
-    def _record(self, raw: bytes) -> None:
-        with self._lock:
-            self._raw.append(raw)
-        if self.on_message is not None:
-            self._mailbox.put(raw)
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        """A snapshot copy of the messages received so far, oldest first."""
-        with self._lock:
-            for raw in self._raw[len(self._messages):]:
-                self._messages.append(message_from_bytes(raw, policy=DEFAULT_POLICY))
-            return list(self._messages)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._raw.clear()
-            self._messages.clear()
-
-    def bodies(self) -> list[str]:
-        return [body_text(message) for message in self.messages]
-
-    def count_with(self, text: str) -> int:
-        return sum(1 for message in self.messages if _mentions(message, text))
-
-    def wait_for(
-        self, predicate: Predicate, timeout: float = 10.0, description: str | None = None
-    ) -> list[EmailMessage]:
-        return wait_on(predicate, lambda: self.messages, timeout, self._describe, description)
-
-    def _describe(self, messages: list[EmailMessage]) -> str:
-        subjects = [str(message["Subject"]) for message in messages[-_DESCRIBE_LAST:]]
-        return (
-            f"SmtpSink {self.host}:{self.port} holds {len(messages)} message(s); "
-            f"latest subjects {subjects}"
-        )
-
-
-def _mentions(message: EmailMessage, text: str) -> bool:
-    return text in str(message["Subject"] or "") or text in body_text(message)
+        if self._process is None:
+            return
+        self._stop.set()
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._outbox.put(None)
+        self._reader.join(timeout=10)
+        self._process = None

@@ -1,6 +1,6 @@
 """The tests' SMS gateway: an HTTP server on 127.0.0.1 that records requests and answers like one.
 
-`wait_for(predicate, timeout)` waits on a condition with a deadline (songdaojia/peers.py `wait_on`);
+`wait_for(predicate, timeout)` waits on a condition with a deadline (tests/smtp_sink.py `wait_on`);
 `fail_next(n, status)` makes it refuse the next requests.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from songdaojia.peers import LOCALHOST, Predicate, wait_on
+from songdaojia.peers import LOCALHOST
+from tests.smtp_sink import Predicate, wait_on
 
 _DESCRIBE_LAST = 5  # a timeout message shows only the most recent requests
 

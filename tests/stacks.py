@@ -13,7 +13,8 @@ from pathlib import Path
 
 from songdaojia.cluster import Cluster
 from songdaojia.demo import fresh_databases
-from songdaojia.peers import SmtpSink, free_port
+from songdaojia.peers import free_port
+from tests.smtp_sink import SmtpSink
 from songdaojia.stack import APPS, SERVICES, ServiceProcess, Stack, prepare, start_all, stop_all
 from songdaojia.vhosts import delete_users
 

@@ -8,7 +8,7 @@ import requests
 
 from services.intake.client import IntakeClient
 from songdaojia.loop import SURVEY_CODE, signed_headers
-from songdaojia.peers import body_text
+from tests.smtp_sink import body_text
 from tests.amqp_helpers import Probe
 from tests.waiting import wait_until
 

@@ -28,7 +28,7 @@ from services.notify.models import ReplyAttempt, Survey
 from services.notify.service import NotifyService
 from services.dispatch import events as dispatch_events
 from songdaojia.loop import signed_headers
-from songdaojia.peers import SmtpSink
+from tests.smtp_sink import SmtpSink
 from tests.amqp_helpers import Probe, publish_event
 from tests.waiting import wait_until
 

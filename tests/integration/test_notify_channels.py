@@ -14,7 +14,8 @@ from services.notify.channels import (
     SmsChannel,
     channel_from_config,
 )
-from songdaojia.peers import LOCALHOST, SmtpSink, body_text, free_port
+from songdaojia.peers import LOCALHOST, free_port
+from tests.smtp_sink import SmtpSink, body_text
 from tests.http_recorder import HttpRecorder
 
 SENDER = "noreply@songdaojia.example"

@@ -13,7 +13,8 @@ from services.common.database import make_engine
 from services.intake import events as intake_events
 from services.notify.models import Delivery
 from services.notify.service import NotifyService
-from songdaojia.peers import SmtpSink, free_port
+from songdaojia.peers import free_port
+from tests.smtp_sink import SmtpSink
 from tests.amqp_helpers import Probe, publish_event
 from tests.http_recorder import HttpRecorder
 from tests.waiting import wait_until

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from services.dispatch import events as dispatch_events
 from services.intake import events as intake_events
 from services.notify.service import NotifyService
-from songdaojia.peers import SmtpSink
+from tests.smtp_sink import SmtpSink
 from tests.amqp_helpers import Probe, publish_event
 from tests.waiting import wait_until
 

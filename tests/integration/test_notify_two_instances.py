@@ -26,7 +26,7 @@ from services.notify.channels import Receipt
 from services.notify.courier import IN_PARALLEL, URGENT_RESERVE, Courier
 from services.notify.models import Delivery, OutboxRow
 from services.notify.service import NotifyService
-from songdaojia.peers import SmtpSink
+from tests.smtp_sink import SmtpSink
 from tests.amqp_helpers import connect
 from tests.waiting import wait_until
 

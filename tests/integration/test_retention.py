@@ -19,7 +19,7 @@ from services.intake.models import GatewayCall, Resident, Ticket
 from services.intake.service import IntakeService
 from services.notify.models import Contact, Delivery
 from services.notify.service import NotifyService
-from songdaojia.peers import SmtpSink
+from tests.smtp_sink import SmtpSink
 from tests.amqp_helpers import Probe, publish_event
 from tests.waiting import wait_until
 

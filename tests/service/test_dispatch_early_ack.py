@@ -53,8 +53,8 @@ def state(w) -> tuple:
 
 
 def test_an_acknowledgement_ahead_of_its_ticket_is_kept_and_counted_when_the_case_opens(dispatch):
-    dispatch.call("note_acknowledged", acknowledged())
-    dispatch.call("note_acknowledged", acknowledged())  # a repeat, still ahead: kept once
+    dispatch.call("note_acknowledged", [acknowledged()])
+    dispatch.call("note_acknowledged", [acknowledged(), acknowledged()])  # repeats, in one batch too: kept once
     assert state(dispatch) == (None, 0, 1)
     dispatch.call("open_case", received())
     assert state(dispatch) == (DELIVERED, 1, 0)
@@ -62,13 +62,13 @@ def test_an_acknowledgement_ahead_of_its_ticket_is_kept_and_counted_when_the_cas
 
 def test_an_acknowledgement_after_the_case_is_counted_at_once_and_once(dispatch):
     dispatch.call("open_case", received())
-    dispatch.call("note_acknowledged", acknowledged())
-    dispatch.call("note_acknowledged", acknowledged())
+    dispatch.call("note_acknowledged", [acknowledged()])
+    dispatch.call("note_acknowledged", [acknowledged()])
     assert state(dispatch) == (DELIVERED, 1, 0)
 
 
 def test_other_messages_ahead_of_the_ticket_are_not_kept(dispatch):
-    dispatch.call("note_acknowledged", acknowledged(template="closed"))
+    dispatch.call("note_acknowledged", [acknowledged(template="closed")])
     assert state(dispatch) == (None, 0, 0)
 
 

@@ -484,7 +484,7 @@ def test_the_ledger_of_real_tickets_agrees_with_their_history(dispatch):
         if n % 3 == 0:  # acknowledged within 10 s, or (every other one) not
             ack = notify_event("resident_notified", ticket, template="ack",
                                delivered_at=(T0 + timedelta(seconds=3 if n % 2 else 30)).isoformat())
-            dispatch.call("note_acknowledged", ack)
+            dispatch.call("note_acknowledged", [ack])
     dispatch.clock.advance(minutes=3)
     for n in range(24):
         ticket, case = f"SDJ-261127-LEDG{n:04d}", case_of(dispatch, f"SDJ-261127-LEDG{n:04d}")
