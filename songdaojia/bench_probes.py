@@ -27,6 +27,7 @@ import pika
 from .stack import ROOT, SERVICES, Stack
 from .vhosts import rabbitmqctl
 
+DRAIN_PATIENCE = 600.0  # seconds the benchmark waits, after the last ticket closed, for the backlog to drain
 DRAINED_AT_MOST = 10  # messages waiting, or 1 % of the peak if more: the backlog has drained
 COUNTERS = re.compile(r"\[(\d+),(\d+),(\d+)\]")
 _COUNTERS_EVAL = (
@@ -89,18 +90,30 @@ class Backlog(threading.Thread):
         finally:
             connection.close()
 
-    def stop(self) -> dict:
+    def stop(self, patience: float = DRAIN_PATIENCE) -> dict:
+        """The figures; called once the last ticket closed, it first waits (at most `patience` s) for what the
+        later stages still have in their queues (e.g. dispatch noting deliveries) to be worked off."""
+        deadline = time.monotonic() + patience
+        while self.is_alive() and self._drained_at() is None and time.monotonic() < deadline:
+            time.sleep(self.every)
         self._stopping.set()
         self.join(10)
         if not self.samples:
             return {}
         peak_at, peak = max(self.samples, key=lambda sample: sample[1])
-        low = max(DRAINED_AT_MOST, peak // 100)  # what trickles on after the last ticket (its last mails) is no backlog
-        drained = next((at for at, waiting in self.samples if at >= max(peak_at, self.publishing_seconds)
-                        and waiting <= low), None)
+        drained = self._drained_at()
         return {"backlog peak messages": peak, "backlog peak at s": round(peak_at, 1),
                 "drained s after the last request": round(drained - self.publishing_seconds, 1)
                 if drained is not None else "not within the run"}
+
+    def _drained_at(self) -> float | None:
+        samples = list(self.samples)
+        if not samples:
+            return None
+        peak_at, peak = max(samples, key=lambda sample: sample[1])
+        low = max(DRAINED_AT_MOST, peak // 100)  # what trickles on after the last ticket (its last mails) is no backlog
+        return next((at for at, waiting in samples if at >= max(peak_at, self.publishing_seconds)
+                     and waiting <= low), None)
 
 
 class Profiles:

@@ -138,20 +138,23 @@ class DispatchService(Operations):
             who = calls.reach_holder(case) or up_to(1, case.village_code, case.county_code, self.areas, now)
             self._new_task(s, case, "reach", who, now, about=message)
 
-    @on_event("notify", "resident_notified")
-    def note_acknowledged(self, envelope):
+    @on_event("notify", "resident_notified", batch=5)
+    def note_acknowledged(self, envelopes: list[dict]):
         """The ledger counts acknowledgements within 10 s: the first `ack` delivered is the time. In a surge it
-        may come before the ticket itself (the acknowledgement goes first): kept until the case opens."""
-        data = read_data(envelope, NotifiedIn)
-        if data["template"] != "ack":
+        may come before the ticket itself (the acknowledgement goes first): kept until the case opens. Every
+        delivery is told of, and only acknowledgements count: several to a transaction (BatchConsumer)."""
+        acks = [(envelope["ticket_id"], data["delivered_at"]) for envelope in envelopes
+                if (data := read_data(envelope, NotifiedIn))["template"] == "ack"]
+        if not acks:
             return
         with self.db.transaction() as s:
-            case = s.get(Case, envelope["ticket_id"], with_for_update=True)
-            if case is None:
-                if s.get(EarlyAcknowledgement, envelope["ticket_id"]) is None:  # once: a repeat changes nothing
-                    s.add(EarlyAcknowledgement(ticket_id=envelope["ticket_id"], delivered_at=data["delivered_at"]))
-                return
-            self._acknowledged(s, case, data["delivered_at"])
+            for ticket_id, delivered_at in acks:
+                case = s.get(Case, ticket_id, with_for_update=True)
+                if case is not None:
+                    self._acknowledged(s, case, delivered_at)
+                elif s.get(EarlyAcknowledgement, ticket_id) is None:  # once: a repeat changes nothing
+                    s.add(EarlyAcknowledgement(ticket_id=ticket_id, delivered_at=delivered_at))
+                    s.flush()  # the same ticket again in this batch sees it
 
     def _acknowledged(self, s, case: Case, delivered_at) -> None:
         if case.acknowledged_at is None:  # once: no inbox row needed, a repeat changes nothing
