@@ -2,8 +2,10 @@
 
 A handler only writes a pending `Delivery` in its transaction (and wakes the courier once that
 commits), on the first channel of CHANNELS (NOTIFY_CHANNELS, e.g. `email,sms`: the order is the
-preference) the recipient has an address for. The courier of every notify instance then, for each
-delivery:
+preference) the recipient has an address for. An acknowledgement (delivery_rules.is_urgent) goes first:
+claimed before any other due delivery, with URGENT_RESERVE slots only it may use; and, when this
+instance has a slot free, written already claimed by it (as step 1 would) and sent as soon as the
+handler's transaction commits. The courier of every notify instance then, for each delivery:
 
 1. claims it, in a short transaction of its own, committed before anything is sent: up to as many
    due deliveries as it has free slots (IN_PARALLEL per instance) go from `pending` to `sending`,
@@ -188,9 +190,27 @@ class Courier(DependencyProvider):
                     self.pool.spawn_n(self._deliver, d, lease_ends)
             self._wakeup.wait(timeout=POLL_SECONDS)
 
+    def claimed_at_once(self) -> dict | None:
+        """For an acknowledgement being written: the claim it is written with (this courier sends it as soon as
+        its transaction commits, `send_claimed`), or None when no slot is free (it is written pending)."""
+        if not self._running or len(self.in_flight) >= IN_PARALLEL:
+            return None
+        now = utcnow()
+        return {"state": "sending", "claimed_by": self.instance, "claimed_until": now + self.lease, "attempts": 1,
+                "first_tried_at": now}
+
+    def send_claimed(self, d) -> None:
+        """Send a delivery written claimed by this courier, now committed. Should this instance stop first, the
+        claim is released when it starts again (or runs out), as any claim in hand."""
+        if not self._running:
+            return
+        self.in_flight[d.id] = d.urgent
+        self.pool.spawn_n(self._deliver, d, time.monotonic() + self.lease.total_seconds())
+
     def urgent_in_hand(self) -> bool:
-        """An acknowledgement is being written (common/lanes.py) or sent: background work waits."""
-        return bool(self.lanes.urgent) or any(self.in_flight.values())
+        """An acknowledgement is being written (or was, a moment ago: common/lanes.py) or sent: background work
+        waits."""
+        return not self.lanes.quiet() or any(self.in_flight.values())
 
     def claim_in_turn(self, free: int) -> list:
         """Acknowledgements first, then the rest in the order written. The rest waits while acknowledgements are

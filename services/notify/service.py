@@ -339,10 +339,17 @@ class NotifyService(Operations):
     def _deliver(self, s, message_id: str, ticket_id: str, template: str, channel: str, address: str,
                  subject: str, body: str, contact: str | None = None) -> None:
         now = self.clock.now()
-        s.add(Delivery(message_id=message_id, ticket_id=ticket_id, template=template, channel=channel,
-                       address=address, subject=subject, body=body, state="pending", attempts=0,
-                       next_attempt_at=now, created_at=now, contact=contact, urgent=is_urgent(template)))
-        sa_event.listen(s, "after_commit", lambda _s: self.courier.wake(), once=True)
+        delivery = Delivery(message_id=message_id, ticket_id=ticket_id, template=template, channel=channel,
+                            address=address, subject=subject, body=body, state="pending", attempts=0,
+                            next_attempt_at=now, created_at=now, contact=contact, urgent=is_urgent(template))
+        claim = self.courier.claimed_at_once() if delivery.urgent else None
+        if claim is not None:  # an acknowledgement: written claimed and sent once committed, no claim round
+            for field, value in claim.items():
+                setattr(delivery, field, value)
+            sa_event.listen(s, "after_commit", lambda _s: self.courier.send_claimed(delivery), once=True)
+        else:
+            sa_event.listen(s, "after_commit", lambda _s: self.courier.wake(), once=True)
+        s.add(delivery)
 
 
 def staff_address(pattern: str, subject: str | None) -> str | None:

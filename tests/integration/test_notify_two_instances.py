@@ -159,12 +159,20 @@ def test_a_lapsed_claim_is_taken_over_a_live_one_is_not(fresh_vhost_uri, db_url,
             engine.dispose()
 
 
+class FakeLanes:
+    """The process's urgent lane as the courier sees it: `urgent` acknowledgements being written."""
+    urgent = 0
+
+    def quiet(self) -> bool:
+        return not self.urgent
+
+
 def bare_courier(db_url: str, instance: str) -> Courier:
     """A courier's claiming part, without a service around it."""
     courier = Courier()
     courier.engine, courier.lease, courier.instance, courier.in_flight = make_engine(db_url), timedelta(minutes=2), \
         instance, {}
-    courier.lanes = SimpleNamespace(urgent=0)  # nothing else in hand
+    courier.lanes = FakeLanes()  # nothing else in hand
     return courier
 
 
@@ -247,3 +255,22 @@ def test_a_refusal_fails_the_delivery_and_a_temporary_failure_waits_its_back_off
             assert sink.messages == []
         finally:
             engine.dispose()
+
+
+def test_an_acknowledgement_is_written_claimed_while_a_slot_is_free(db_url):
+    """No claim round for an acknowledgement: written `sending` by this instance, one try begun, under a lease;
+    with every slot taken it is written pending, for whichever courier has one first."""
+    upgrade("notify", db_url)
+    courier = bare_courier(db_url, "notify-1")
+    courier._running = True
+    try:
+        claim = courier.claimed_at_once()
+        assert (claim["state"], claim["claimed_by"], claim["attempts"]) == ("sending", "notify-1", 1)
+        assert claim["claimed_until"] - claim["first_tried_at"] == courier.lease
+        courier.in_flight.update((n, False) for n in range(IN_PARALLEL))
+        assert courier.claimed_at_once() is None
+        courier._running = False
+        courier.in_flight.clear()
+        assert courier.claimed_at_once() is None  # stopping: nothing more is taken on
+    finally:
+        courier.engine.dispose()

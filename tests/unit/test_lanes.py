@@ -31,6 +31,19 @@ def test_background_waits_while_urgent_work_is_in_hand():
     assert order == ["urgent ended", "background began"]
 
 
+def test_background_waits_for_the_urgent_lane_to_be_quiet_a_moment():
+    """In a surge acknowledgements come a few milliseconds apart: the gap between two is not background's."""
+    lanes = lanes_for()
+    lanes.began(urgent=True), lanes.ended(urgent=True)
+    assert not lanes.quiet()
+    waiting = eventlet.spawn(lanes.began, False)
+    eventlet.sleep(0)
+    assert not waiting.dead
+    with eventlet.Timeout(2):
+        waiting.wait()
+    assert lanes.quiet()
+
+
 def test_background_begins_at_once_when_the_urgent_lane_is_idle():
     lanes = lanes_for()
     lanes.began(urgent=True), lanes.ended(urgent=True)
