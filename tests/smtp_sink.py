@@ -94,9 +94,11 @@ class _RecordingHandler:
 class SmtpSink:
     """An SMTP server on 127.0.0.1 that keeps every message it accepts."""
 
-    def __init__(self, host: str = LOCALHOST, port: int | None = None):
+    def __init__(self, host: str = LOCALHOST, port: int | None = None,
+                 on_message: Callable[[EmailMessage], None] | None = None):
         self.host = host
         self.port: int | None = port
+        self.on_message = on_message  # called for each accepted message, before the server answers
         self._lock = threading.Lock()
         self._messages: list[EmailMessage] = []
         self._refusals: dict[str, str] = {}
@@ -167,6 +169,8 @@ class SmtpSink:
     def _record(self, message: EmailMessage) -> None:
         with self._lock:
             self._messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message)
 
     @property
     def messages(self) -> list[EmailMessage]:

@@ -375,16 +375,14 @@ class BatchConsumer(ReliableConsumer):
                 self._requeue(message)
 
     def handle_batch_result(self, batch, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None and len(batch) == 1:  # settled as a message alone (handle_result ends the lane)
+            return self.handle_result(batch[0][0], worker_ctx, result, exc_info)
         self.lanes.ended(False)
         if exc_info is None:
             crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
             for message, _args in batch:
                 self._ack(message)
                 self._count(message, "handled")
-        elif len(batch) == 1:
-            message, _args = batch[0]
-            self.lanes.began(False)  # handle_result ends it
-            self.handle_result(message, worker_ctx, result, exc_info)
         else:  # one of them may be poison: each alone, outside this worker (its slot is still taken)
             eventlet.spawn_n(self._one_by_one, batch)
         return result, exc_info

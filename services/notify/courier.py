@@ -85,7 +85,7 @@ from services.common.clock import as_utc
 from services.common.database import make_engine
 from services.common.envelope import Event, seal, utcnow
 from services.common.faults import crash_point
-from services.common.lanes import Lanes
+from services.common.lanes import PATIENCE, Lanes
 from services.common.outbox import Outbox
 
 from . import delivery_rules as rules
@@ -143,6 +143,7 @@ class Courier(DependencyProvider):
         self.pool = GreenPool(IN_PARALLEL)
         self._outbox_insert = insert(OutboxRow.__table__)
         self.in_flight: dict[int, bool] = {}  # delivery id -> urgent
+        self._background_turn = time.monotonic()  # when the rest last had its turn to be claimed
         self.sent = 0  # deliveries this instance sent and marked sent (its share of the work)
         self._wakeup = GreenEvent()
         self._running = True
@@ -214,12 +215,14 @@ class Courier(DependencyProvider):
 
     def claim_in_turn(self, free: int) -> list:
         """Acknowledgements first, then the rest in the order written. The rest waits while acknowledgements are
-        being written or sent (common/lanes.py: in a surge, this process's time is theirs), and never takes the
-        last URGENT_RESERVE slots."""
-        if self.urgent_in_hand():
+        being written or sent (common/lanes.py: in a surge, this process's time is theirs), PATIENCE seconds at
+        most, and never takes the last URGENT_RESERVE slots."""
+        now = time.monotonic()
+        if self.urgent_in_hand() and now - self._background_turn < PATIENCE:  # delayed, never starved
             room = 0
         else:
             room = min(free, IN_PARALLEL - URGENT_RESERVE - sum(1 for u in self.in_flight.values() if not u))
+            self._background_turn = now
         claimed = self.claim(room) if room > 0 else []  # urgent ones first in its order
         if free - len(claimed) > 0 and len(claimed) == max(room, 0):  # more acknowledgements may be waiting
             claimed += self.claim(free - len(claimed), urgent_only=True)

@@ -20,14 +20,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
+from services.common.lanes import PATIENCE
 from services.common.migrations import upgrade
 from services.intake import events as intake_events
 from services.notify.channels import Receipt
 from services.notify.courier import IN_PARALLEL, URGENT_RESERVE, Courier
 from services.notify.models import Delivery, OutboxRow
 from services.notify.service import NotifyService
-from tests.smtp_sink import SmtpSink
 from tests.amqp_helpers import connect
+from tests.smtp_sink import SmtpSink
 from tests.waiting import wait_until
 
 TICKETS = 300
@@ -173,6 +174,7 @@ def bare_courier(db_url: str, instance: str) -> Courier:
     courier.engine, courier.lease, courier.instance, courier.in_flight = make_engine(db_url), timedelta(minutes=2), \
         instance, {}
     courier.lanes = FakeLanes()  # nothing else in hand
+    courier._background_turn = time.monotonic()
     return courier
 
 
@@ -221,6 +223,10 @@ def test_acknowledgements_are_claimed_first_and_always_find_a_slot(db_url):
             s.add(_delivery("ack-late-0000001", "pending"))
         then = courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))
         assert [d.message_id for d in then] == ["ack-late-0000001"]  # outcomes wait; the acknowledgement does not
+        courier.in_flight = {d.id: d.urgent for d in then}  # an acknowledgement in flight, for ever after
+        assert courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight)) == []
+        courier._background_turn -= PATIENCE  # and the rest waited that long: delayed, never starved
+        assert {d.template for d in courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))} == {"closed"}
     finally:
         courier.engine.dispose()
 
