@@ -192,11 +192,17 @@ class ReliableConsumer(Consumer):
         super().stop()
         self.publisher.close()
 
-    def handle_message(self, body, message):
+    def _decoded(self, body, message) -> tuple | None:
+        """The handler's arguments; None when the message is malformed (then it is dead-lettered already)."""
         try:
-            args = self.decode(body, message, self._check_sender(message))
+            return self.decode(body, message, self._check_sender(message))
         except MalformedEvent as exc:
             self._settle(message, self._dead_letter, str(exc), "MalformedEvent")
+            return None
+
+    def handle_message(self, body, message):
+        args = self._decoded(body, message)
+        if args is None:
             return
         context_data = self.unpack_message_headers(message)
         self.lanes.began(self.urgent)
@@ -345,10 +351,8 @@ class BatchConsumer(ReliableConsumer):
         super().stop()
 
     def handle_message(self, body, message):
-        try:
-            args = self.decode(body, message, self._check_sender(message))
-        except MalformedEvent as exc:
-            self._settle(message, self._dead_letter, str(exc), "MalformedEvent")
+        args = self._decoded(body, message)
+        if args is None:
             return
         message.sdj_started = time.monotonic()
         self._gathered.append((message, args))
