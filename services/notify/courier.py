@@ -143,6 +143,8 @@ class Courier(DependencyProvider):
         self.pool = GreenPool(IN_PARALLEL)
         self._outbox_insert = insert(OutboxRow.__table__)
         self.in_flight: dict[int, bool] = {}  # delivery id -> urgent
+        self.promised = 0  # slots held for acknowledgements written claimed, their transactions not yet over
+        self.claiming = 0  # slots held for the claim under way
         self._background_turn = time.monotonic()  # when the rest last had its turn to be claimed
         self.sent = 0  # deliveries this instance sent and marked sent (its share of the work)
         self._wakeup = GreenEvent()
@@ -178,24 +180,34 @@ class Courier(DependencyProvider):
     def run(self) -> None:
         while self._running:
             self._wakeup = GreenEvent()
-            free = IN_PARALLEL - len(self.in_flight)
+            free = IN_PARALLEL - self.busy()
             if free > 0:
                 lease_ends = time.monotonic() + self.lease.total_seconds()  # no later than the claim's own
+                self.claiming = free  # held while the claim waits on the database: a handler may not take them
                 try:
                     claimed = self.claim_in_turn(free)
                 except Exception:
                     log.exception("courier could not claim deliveries")
                     claimed = []
+                finally:
+                    self.claiming = 0
                 for d in claimed:
                     self.in_flight[d.id] = d.urgent
                     self.pool.spawn_n(self._deliver, d, lease_ends)
             self._wakeup.wait(timeout=POLL_SECONDS)
 
+    def busy(self) -> int:
+        """Slots taken: sends in flight, and those held for a claim or a transaction under way. Never more than
+        IN_PARALLEL: a restart sends again at most that many (what was claimed and not recorded)."""
+        return len(self.in_flight) + self.promised + self.claiming
+
     def claimed_at_once(self) -> dict | None:
-        """For an acknowledgement being written: the claim it is written with (this courier sends it as soon as
-        its transaction commits, `send_claimed`), or None when no slot is free (it is written pending)."""
-        if not self._running or len(self.in_flight) >= IN_PARALLEL:
+        """For an acknowledgement being written: the claim it is written with, or None when no slot is free (it is
+        written pending). The slot is held until its transaction ends: committed, it is sent at once
+        (`send_claimed`); rolled back, the slot is free again (`not_claimed`)."""
+        if not self._running or self.busy() >= IN_PARALLEL:
             return None
+        self.promised += 1
         now = utcnow()
         return {"state": "sending", "claimed_by": self.instance, "claimed_until": now + self.lease, "attempts": 1,
                 "first_tried_at": now}
@@ -203,10 +215,15 @@ class Courier(DependencyProvider):
     def send_claimed(self, d) -> None:
         """Send a delivery written claimed by this courier, now committed. Should this instance stop first, the
         claim is released when it starts again (or runs out), as any claim in hand."""
+        self.promised -= 1
         if not self._running:
             return
         self.in_flight[d.id] = d.urgent
         self.pool.spawn_n(self._deliver, d, time.monotonic() + self.lease.total_seconds())
+
+    def not_claimed(self) -> None:
+        """The transaction that was to write a delivery claimed rolled back: its slot is free."""
+        self.promised -= 1
 
     def urgent_in_hand(self) -> bool:
         """An acknowledgement is being written (or was, a moment ago: common/lanes.py) or sent: background work
@@ -278,7 +295,7 @@ class Courier(DependencyProvider):
             if conn is not None:
                 conn.close()
             self.in_flight.pop(d.id, None)
-            if IN_PARALLEL - len(self.in_flight) >= REFILL:
+            if IN_PARALLEL - self.busy() >= REFILL:
                 self.wake()
 
     def _connection_for_the_outcome(self):

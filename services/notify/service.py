@@ -350,6 +350,8 @@ class NotifyService(Operations):
                "next_attempt_at": now, "created_at": now, "contact": contact, "urgent": is_urgent(template),
                "first_tried_at": None, "fallback_of": None, "claimed_by": None, "claimed_until": None}
         claim = self.courier.claimed_at_once() if row["urgent"] else None
+        if claim is not None:  # its slot is held until the transaction ends
+            sa_event.listen(s, "after_soft_rollback", lambda _s, _t: self.courier.not_claimed(), once=True)
         row.update(claim or {})  # an acknowledgement: written claimed and sent once committed, no claim round
         # a Core insert: the ORM's unit of work cost more than the rest of writing a delivery
         delivery = SimpleNamespace(id=s.execute(DELIVERY_INSERT, row).scalar_one(), **row)

@@ -19,6 +19,7 @@ import pika
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.common.clock import Clock
 from services.common.database import make_engine
 from services.common.lanes import PATIENCE
 from services.common.migrations import upgrade
@@ -173,6 +174,7 @@ def bare_courier(db_url: str, instance: str) -> Courier:
     courier = Courier()
     courier.engine, courier.lease, courier.instance, courier.in_flight = make_engine(db_url), timedelta(minutes=2), \
         instance, {}
+    courier.promised = courier.claiming = 0
     courier.lanes = FakeLanes()  # nothing else in hand
     courier._background_turn = time.monotonic()
     return courier
@@ -278,5 +280,43 @@ def test_an_acknowledgement_is_written_claimed_while_a_slot_is_free(db_url):
         courier._running = False
         courier.in_flight.clear()
         assert courier.claimed_at_once() is None  # stopping: nothing more is taken on
+    finally:
+        courier.engine.dispose()
+
+
+class Rollback(Exception):
+    pass
+
+
+def test_an_acknowledgement_holds_its_slot_until_its_transaction_ends(db_url):
+    """Handlers writing acknowledgements at the same moment take no more slots than the courier has (a kill -9
+    sends again at most IN_PARALLEL: what it had claimed): a slot is held from the write until the transaction
+    ends; committed, the acknowledgement is sent; rolled back, the slot is free again and nothing is sent."""
+    upgrade("notify", db_url)
+    courier = bare_courier(db_url, "notify-1")
+    courier._running, sent = True, []
+    courier.pool = SimpleNamespace(spawn_n=lambda _deliver, d, _lease_ends: sent.append(d.message_id))
+    service = SimpleNamespace(clock=Clock(1), courier=courier)
+
+    def write_acks(s, count: int, prefix: str) -> None:
+        for n in range(count):
+            NotifyService._deliver(service, s, f"{prefix}-{n}", f"T-{n}", "ack", "email", f"r{n}@example.cn",
+                                   "received", "We have your request.")
+    try:
+        try:
+            with Session(courier.engine) as s, s.begin():
+                write_acks(s, IN_PARALLEL + 1, "undone")
+                assert courier.busy() == IN_PARALLEL  # the last one was written pending
+                raise Rollback
+        except Rollback:
+            pass
+        assert (courier.busy(), sent) == (0, [])
+        with Session(courier.engine) as s, s.begin():
+            write_acks(s, 3, "done")
+        assert sent == ["done-0", "done-1", "done-2"]
+        assert courier.busy() == 3 and courier.promised == 0  # in flight now, until each send is recorded
+        with courier.engine.connect() as conn:
+            written = dict(conn.execute(select(Delivery.message_id, Delivery.state)).all())
+        assert written == {"done-0": "sending", "done-1": "sending", "done-2": "sending"}
     finally:
         courier.engine.dispose()
