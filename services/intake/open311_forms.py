@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from . import attributes as attribute_rules
 from .catalogue import Catalogue
-from .contact_rules import email_problem, normalise_phone, phone_problem
+from services.common.contacts import email_problem, normalise_phone, phone_problem
 from .errors import InvalidRequest
 from .open311 import Open311Error
 from .places import Places, coordinates_problem

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from .contact_rules import normalise_phone
+from services.common.contacts import normalise_phone
 from .models import Resident
 
 

@@ -5,7 +5,7 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
 
-from .contact_rules import MAX_EMAIL, email_problem, normalise_phone, phone_problem
+from services.common.contacts import MAX_EMAIL, email_problem, normalise_phone, phone_problem
 from .tickets import CHANNELS
 
 VILLAGE_CODE = re.compile(r"^3413\d{8}$")

@@ -27,7 +27,7 @@ from services.common.tokens import StaffTokens
 
 from . import access, events, open311, retention, tickets
 from .clients import Open311Clients
-from .contact_rules import mask_name, mask_phone
+from services.common.contacts import mask_name, mask_phone
 from .dependencies import CatalogueProvider, Places
 from .duplicates import window_start
 from .models import CancelAttempt, ContactRead, GatewayCall, InboxRow, OutboxRow, Ticket

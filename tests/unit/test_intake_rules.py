@@ -15,7 +15,7 @@ from services.common.envelope import MalformedEvent, seal
 from services.common.messaging import Origin
 from services.intake import attributes, open311, places
 from services.intake.catalogue import Catalogue, Category
-from services.intake.contact_rules import mask_name, mask_phone, normalise_phone, phone_problem
+from services.common.contacts import mask_name, mask_phone, normalise_phone, phone_problem
 from services.intake.events import SCHEMAS
 from services.intake.schemas import Submission, TicketStatusChange
 from services.intake.status import LIFECYCLE_EVENTS, apply_status

@@ -1,5 +1,5 @@
-"""How residents can be reached: the one set of phone and email rules for every way in
-(Open311 forms and AMQP submissions), and how contact details are shown masked.
+"""How residents can be reached: the one set of phone and email rules for every way in (intake's Open311
+forms and AMQP submissions, outreach's household register), and how contact details are shown masked.
 
 A phone number is a mainland mobile (1[3-9] and nine more digits) or landline (0, a 2- or
 3-digit area code, a 7- or 8-digit number), written however people write it: +86, 0086,
