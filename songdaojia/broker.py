@@ -2,10 +2,11 @@
 each allowed only what it needs, and how long dead letters are kept. Idempotent.
 
 Users are named `<vhost>.<who>`:
-- `<vhost>.intake`, `.dispatch`, `.volunteer`, `.notify`: configure, write and read only their own
-  exchanges and queues (`<service>.…`), read the event exchanges they consume from, and bind
+- `<vhost>.intake`, `.dispatch`, `.volunteer`, `.notify`, `.outreach`: configure, write and read only
+  their own exchanges and queues (`<service>.…`), read the event exchanges they consume from, and bind
   there only the events they handle (topic permissions). intake alone may also write to the
-  default exchange: it answers outside publishers on their reply_to queues.
+  default exchange: it answers outside publishers on their reply_to queues. outreach may also write
+  to `intake.submissions`, as `submit.grid_visit` and `submit.night_talk` only: the needs it finds.
 - `<vhost>.publisher-<name>`: write only to `intake.submissions`, only as `submit.<channel>`;
   declare and read only server-named queues of its own connection (receipts).
 - `<vhost>.console-<name>`: read `dispatch.work`, binding only keys of its area.
@@ -38,7 +39,8 @@ from services.intake.tickets import CHANNELS
 from .vhosts import rabbitmqctl
 
 SERVICE_CLASSES = {"intake": "IntakeService", "dispatch": "DispatchService", "volunteer": "VolunteerService",
-                   "notify": "NotifyService"}
+                   "notify": "NotifyService", "outreach": "OutreachService"}
+SUBMITS = {"outreach": ("grid_visit", "night_talk")}  # a service that sends requests to intake's front door
 ANSWERS_PUBLISHERS = {"intake"}  # writes to the default exchange: receipts on publishers' reply_to queues
 SERVER_NAMED = r"amq\.gen-.*"
 DEAD_LETTER_DAYS = 14
@@ -69,10 +71,13 @@ def service_rights(service: str) -> dict:
         if not c.exchange.startswith(f"{service}."):
             sources.setdefault(c.exchange, set()).update(c.routing_keys)
     write = [own] + (["amq\\.default"] if service in ANSWERS_PUBLISHERS else [])
+    topics = {exchange: {"write": "^$", "read": _any_of(re.escape(k) for k in sorted(keys))}
+              for exchange, keys in sources.items()}
+    if service in SUBMITS:  # as an outside publisher may: only `submit.<its channels>`
+        write.append(r"intake\.submissions")
+        topics["intake.submissions"] = {"write": _any_of(f"submit\\.{c}" for c in SUBMITS[service]), "read": "^$"}
     return {"configure": _any_of([own]), "write": _any_of(write),
-            "read": _any_of([own] + [re.escape(x) for x in sorted(sources)]),
-            "topics": {exchange: {"write": "^$", "read": _any_of(re.escape(k) for k in sorted(keys))}
-                       for exchange, keys in sources.items()}}
+            "read": _any_of([own] + [re.escape(x) for x in sorted(sources)]), "topics": topics}
 
 
 def publisher_rights() -> dict:

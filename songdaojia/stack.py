@@ -1,4 +1,4 @@
-"""The four services and the web console run locally as separate processes, as ops would run them.
+"""The loop's four services, outreach and the web console run locally as separate processes, as ops would run them.
 
 Each is `nameko run --config services/<name>/config.yaml ...`; this module chooses their environment
 (broker logins, keys and secrets, database files, ports), prepares what they need before they start
@@ -20,15 +20,18 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"intake": "IntakeService", "dispatch": "DispatchService",
             "volunteer": "VolunteerService", "notify": "NotifyService"}  # the loop
+# going to the door: households and visits; the needs found enter the loop at intake, as any request does
+DOOR = {"outreach": "OutreachService"}
 # and the people's web console, a backend-for-frontend over the loop's HTTP APIs (its own process and database)
-APPS = {**SERVICES, "console": "ConsoleService"}
-DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "volunteer": 8003, "notify": 8004, "console": 8005}
+APPS = {**SERVICES, **DOOR, "console": "ConsoleService"}
+DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "volunteer": 8003, "notify": 8004, "console": 8005,
+                 "outreach": 8006}
 CONSOLE_AREA = "3413"  # the demo's console follows the whole city's work
 LOGINS = {"console": "console-city"}  # a process's broker login, where it is not the service's own name
 # CPU priority (nice): the later stages yield the processor to the acknowledgement's (intake, notify), so
 # that a surge shows as their backlog, not as residents waiting to hear (README, "The acknowledgement
 # first"); deploy/ gives them the same lower weight (systemd CPUWeight=, compose cpu_shares)
-YIELDING = {"dispatch": 10, "volunteer": 10}
+YIELDING = {"dispatch": 10, "volunteer": 10, "outreach": 10}
 
 
 @dataclass
@@ -207,9 +210,9 @@ def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(APPS)) -> None:
     stack.var_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         upgrade(name, stack.db_url(name))
-        if name not in SERVICES:  # the console declares nothing: its feed's queue is its own, made as it starts
+        if name == "console":  # the console declares nothing: its feed's queue is its own, made as it starts
             continue
-        service_cls = getattr(importlib.import_module(f"services.{name}.service"), SERVICES[name])
+        service_cls = getattr(importlib.import_module(f"services.{name}.service"), APPS[name])
         declare_topology(service_cls, stack.config(name))
     if "volunteer" in names and volunteers:
         from services.common.database import make_engine

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 from nameko.extensions import DependencyProvider
 
+CHINA = timezone(timedelta(hours=8), "CST")  # China Standard Time: the calendar days of the ledger and of visits
+
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes (every time we store is UTC): make them comparable with aware ones."""

@@ -33,6 +33,7 @@ other nor deadlock).
 """
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Iterable, Mapping
@@ -72,6 +73,15 @@ class OutboxWriter:
         rows = [{"event_id": ev.event_id, "exchange": self._exchange if exchange is None else exchange,
                  "routing_key": ev.name if routing_key is None else routing_key, "body": seal(ev, self._schemas),
                  "created_at": now} for ev in events]
+        self._write(session, rows)
+
+    def add_message(self, session, exchange: str, routing_key: str, message_id: str, body: dict) -> None:
+        """A message that is not one of this service's events (a submission to another service's front door),
+        sent as it is, with `message_id` (at most 36 characters) as its AMQP message id."""
+        self._write(session, [{"event_id": message_id, "exchange": exchange, "routing_key": routing_key,
+                               "body": json.dumps(body, ensure_ascii=False), "created_at": utcnow()}])
+
+    def _write(self, session, rows: list[dict]) -> None:
         if rows:  # a Core insert in the session's transaction: no unit-of-work bookkeeping
             session.execute(self._insert, rows)
             sa_event.listen(session, "after_commit", lambda _s: self._wake(), once=True)

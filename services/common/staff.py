@@ -19,15 +19,16 @@ COUNTY_DISPATCHER = "county_dispatcher"  # 县调度中心
 DEPARTMENT_STAFF = "department_staff"    # one of the 33 departments' staff
 SUPERVISOR = "supervisor"                # 督办: reads, audits; acts on no ticket
 VOLUNTEER = "volunteer"                  # 志愿者: answers their own offers
+HOUSEHOLD_HEAD = "household_head"        # 联户长: a resident looking after about ten households, visits them
 ADMIN = "admin"                          # operations: reads across its area
 ROLES = (GRID_WORKER, VILLAGE_CADRE, TOWN_DISPATCHER, COUNTY_DISPATCHER, DEPARTMENT_STAFF, SUPERVISOR,
-         VOLUNTEER, ADMIN)
+         VOLUNTEER, HOUSEHOLD_HEAD, ADMIN)
 
 # who works a ticket assigned to them (the duty roster puts grid workers and cadres on duty)
 WORKERS = frozenset({GRID_WORKER, VILLAGE_CADRE, DEPARTMENT_STAFF})
 DISPATCHERS = frozenset({TOWN_DISPATCHER, COUNTY_DISPATCHER})
 # who may look at tickets, queues and the ledger of their area
-STAFF = frozenset(ROLES) - {VOLUNTEER}
+STAFF = frozenset(ROLES) - {VOLUNTEER, HOUSEHOLD_HEAD}
 
 AREA_CODE = re.compile(r"^\d{4}(\d{2}(\d{3}(\d{3}(-G\d{2,3})?)?)?)?$")
 

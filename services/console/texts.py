@@ -128,6 +128,7 @@ ROLES = {
     "town_dispatcher": ("乡镇调度", "town dispatcher"), "county_dispatcher": ("县调度中心", "county dispatcher"),
     "department_staff": ("部门工作人员", "department staff"), "supervisor": ("督办", "supervisor"),
     "admin": ("管理员", "administrator"), "volunteer": ("志愿者", "volunteer"),
+    "household_head": ("联户长", "household head"),
 }
 
 TASK_KINDS = {

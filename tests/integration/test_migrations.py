@@ -11,7 +11,7 @@ from services.common.database import make_engine
 from services.common.migrations import upgrade
 
 
-@pytest.mark.parametrize("service", ["intake", "dispatch", "volunteer", "notify"])
+@pytest.mark.parametrize("service", ["intake", "dispatch", "volunteer", "notify", "outreach"])
 def test_migrations_match_the_models(service, db_url):
     upgrade(service, db_url)
     upgrade(service, db_url)  # running again is a no-op, as ops will do on every deploy

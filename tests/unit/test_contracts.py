@@ -132,7 +132,7 @@ def with_extra_fields(data: dict) -> list[tuple[str, dict]]:
 
 
 def test_every_service_with_a_service_module_is_checked():
-    assert SERVICES == ["dispatch", "intake", "notify", "volunteer"]
+    assert SERVICES == ["dispatch", "intake", "notify", "outreach", "volunteer"]
     assert sorted(set(APPS) - set(SERVICES)) == FRONTENDS
 
 
@@ -261,6 +261,30 @@ def without_added_field(value):
     if isinstance(value, dict):
         return {k: without_added_field(v) for k, v in value.items() if k != "added_in_a_later_version"}
     return value
+
+
+# --- a service sending to intake's front door ---------------------------------------------------
+
+
+@pytest.mark.parametrize("key_groups, vulnerable", [("elderly_alone", True), ("", False)])
+def test_a_need_found_on_a_visit_is_a_submission_intake_takes(key_groups, vulnerable):
+    """outreach publishes each need found as an outside system would (register.submission): the body must load
+    with intake's own reader and validate against the JSON Schema intake publishes for outside systems."""
+    import jsonschema
+    from types import SimpleNamespace
+
+    from services.intake.schemas import Submission
+    from services.outreach.register import submission
+    need = SimpleNamespace(id="4f1e0c55-45a4-4f0c-a1c6-5b0f0a1e2d35", category="R01", description="屋顶漏雨，需要维修",
+                           attributes='{"urgent": "yes"}', found_at=datetime.fromisoformat("2026-12-02T02:10:00+00:00"))
+    home = SimpleNamespace(id="HH00000001", village_code="341323104214", address="幸福路 12 号", phone="13812345678",
+                           key_groups=key_groups)
+    body = submission(need, home)
+    loaded = Submission().load(body)
+    assert (loaded["channel"], loaded["resident"]["phone"], loaded["resident"]["vulnerable"]) == (
+        "grid_visit", "13812345678", vulnerable)
+    schema = json.loads((SERVICES_DIR / "intake" / "submission.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(body, schema)
 
 
 # --- boundaries ----------------------------------------------------------------------------------

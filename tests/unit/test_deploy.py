@@ -44,4 +44,4 @@ def test_the_later_stages_yield_the_processor_to_the_acknowledgement_s(service):
         assert int(section["CPUWeight"]) < 100 and int(section["Nice"]) == YIELDING[service]
     else:
         assert "CPUWeight" not in section and "Nice" not in section
-    assert set(YIELDING) == {"dispatch", "volunteer"}  # intake and notify carry the acknowledgement
+    assert set(YIELDING) == {"dispatch", "volunteer", "outreach"}  # intake and notify carry the acknowledgement
