@@ -68,7 +68,7 @@ def service_rights(service: str) -> dict:
     consumed = consumers_of(cls)
     sources: dict[str, set[str]] = {}
     for c in consumed:
-        if not c.exchange.startswith(f"{service}."):
+        if c.exchange and not c.exchange.startswith(f"{service}."):  # "": a reply queue of its own, nothing bound
             sources.setdefault(c.exchange, set()).update(c.routing_keys)
     write = [own] + (["amq\\.default"] if service in ANSWERS_PUBLISHERS else [])
     topics = {exchange: {"write": "^$", "read": _any_of(re.escape(k) for k in sorted(keys))}

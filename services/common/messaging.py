@@ -425,6 +425,12 @@ def on_event(source: str, *events: str, batch: int = 1, **kwargs):
     return ReliableConsumer.decorator(f"{source}.events", events, _envelope_args, source=source, **kwargs)
 
 
+def on_replies(queue: str, source: str, **kwargs):
+    """Decorate a handler of the answers `source` sends to this service's own `queue` (a reply_to queue, fed by
+    the default exchange: nothing to bind); it receives the checked envelope, from `source`'s broker user only."""
+    return ReliableConsumer.decorator("", (), _envelope_args, queue_name=queue, source=source, **kwargs)
+
+
 def declare_topology(service_cls, config: dict) -> list[str]:
     """Declare the service's exchange and every queue it consumes, before it ever runs.
 

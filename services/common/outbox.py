@@ -90,17 +90,21 @@ class OutboxWriter:
 class Outbox(DependencyProvider):
     """Injects an `OutboxWriter` and runs the relay for this service's outbox."""
 
-    def __init__(self, row_cls, schemas: Mapping[str, Schema], extra_exchanges: tuple[str, ...] = ()):
+    def __init__(self, row_cls, schemas: Mapping[str, Schema], extra_exchanges: tuple[str, ...] = (),
+                 reply_to: Mapping[str, str] | None = None):
+        """`reply_to`: exchange → the queue its receiver answers on (a submission to intake's front door asks
+        for a receipt), set on every message sent there."""
         self.row_cls = row_cls
         self.schemas = schemas
         self.extra_exchanges = extra_exchanges
+        self.reply_to = dict(reply_to or {})
 
     def setup(self) -> None:
         cfg = self.container.config
         self.exchange = f"{self.container.service_name}.events"
         self.relay = Relay(make_engine(cfg["DB_URL"], pool_size=2), self.row_cls,
                            ConfirmingPublisher(cfg["AMQP_URI"], self.container.service_name,
-                                               exchanges=(self.exchange, *self.extra_exchanges)))
+                                               exchanges=(self.exchange, *self.extra_exchanges)), self.reply_to)
         # one writer for every worker: it holds no per-worker state, and its statement is built once
         self.writer = OutboxWriter(self.row_cls, self.exchange, self.schemas, self.relay.wake)
 
@@ -119,8 +123,9 @@ class Outbox(DependencyProvider):
 class Relay:
     """Publishes this service's unsent outbox rows; see the module docstring for what is promised."""
 
-    def __init__(self, engine, row_cls, publisher: ConfirmingPublisher):
+    def __init__(self, engine, row_cls, publisher: ConfirmingPublisher, reply_to: Mapping[str, str] | None = None):
         self.engine, self.row, self.publisher = engine, row_cls, publisher
+        self.reply_to = dict(reply_to or {})
         self.claims = engine.dialect.name == "postgresql"  # row locks: other instances skip our batch
         self.published = 0  # events this relay published and marked sent (work done by this instance)
         self._wakeup = GreenEvent()
@@ -172,7 +177,8 @@ class Relay:
     def _publish(self, rows) -> None:
         self.publisher.publish([
             Outgoing(exchange=r.exchange, routing_key=r.routing_key, body=r.body.encode("utf-8"),
-                     message_id=r.event_id, type=r.routing_key) for r in rows])
+                     message_id=r.event_id, type=r.routing_key, reply_to=self.reply_to.get(r.exchange))
+            for r in rows])
 
     def _mark_sent(self, conn, rows) -> None:
         conn.execute(update(self.row).where(self.row.id.in_([r.id for r in rows])).values(sent_at=utcnow()))

@@ -118,6 +118,10 @@ class Need(Base):
     description: Mapped[str] = mapped_column(Text)
     attributes: Mapped[str] = mapped_column(Text, default="{}")  # JSON: the category's attributes, for intake
     found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # intake's receipt: sent (none yet), received or merged (with the ticket), or rejected (with the reason)
+    status: Mapped[str] = mapped_column(String(10), default="sent")
+    ticket_no: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class RegisterChange(Base):

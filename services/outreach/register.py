@@ -2,8 +2,9 @@
 
 A need found is a submission to intake's front door (`intake.submissions`, routing key `submit.grid_visit`),
 published by this service's outbox like any outside system's (services/intake/submissions.py): the need's
-id is the message id, so a need sent twice makes one ticket (and the ticket names the need by it). The household is the resident: its phone is
-acknowledged, and a household of a key group is vulnerable (shorter deadlines in dispatch).
+id is the message id, so a need sent twice makes one ticket (and the ticket names the need by it). intake
+answers on RECEIPTS: the ticket made (or joined), or why none was. The household is the resident: its
+phone is acknowledged, and a household of a key group is vulnerable (shorter deadlines in dispatch).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ KEY_GROUPS = {  # 重点人群: whose daily necessities are guaranteed, and who 
 CONTACT_BY = ("phone", "door", "sms")
 GRID_CODE = re.compile(r"^(3413\d{8})-G\d{2,3}$")
 SUBMISSIONS_EXCHANGE = "intake.submissions"
+RECEIPTS = "outreach.receipts"  # where intake answers: the ticket a need made, or why it made none
 
 
 @lru_cache(maxsize=1)

@@ -154,3 +154,24 @@ class LedgerQuery(Schema):
                           metadata={"description": "visits of the last N days, today included (China time)"})
     not_reached_days = fields.Integer(load_default=7, validate=validate.Range(1, 365),
                                       metadata={"description": "key households nobody reached in this many days"})
+
+
+class ReceiptIn(Schema):
+    """Tolerant reader of intake's `submission_receipt`: what became of a need sent to the front door."""
+    class Meta:
+        unknown = EXCLUDE
+
+    message_id = fields.String(required=True)
+    ticket_no = fields.String(load_default=None, allow_none=True)
+    status = fields.String(required=True)
+    reason = fields.String(load_default=None, allow_none=True)
+
+
+class NeedsQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    area = fields.String(load_default=None, validate=validate.Regexp(r"^\d{4}(\d{2}(\d{3}(\d{3}(-G\d{2,3})?)?)?)?$",
+                                                                    error="must be an area code inside yours"))
+    days = fields.Integer(load_default=7, validate=validate.Range(1, 92))
+    limit = fields.Integer(load_default=200, validate=validate.Range(1, 1000))

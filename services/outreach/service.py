@@ -16,6 +16,7 @@ then village), kept here for visits (visits.py).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import uuid
 from datetime import date, datetime, timedelta
@@ -27,7 +28,9 @@ from sqlalchemy.exc import IntegrityError
 from services.common.clock import Time, as_utc
 from services.common.database import Database
 from services.common.http import HttpError, api, http, json_response, read_json, read_query
+from services.common.envelope import read_data
 from services.common.logs import LogContext
+from services.common.messaging import on_replies
 from services.common.openapi import document
 from services.common.operations import Operations
 from services.common.outbox import Outbox
@@ -39,9 +42,10 @@ from . import access, ledger, register, schedules, visits
 from .events import SCHEMAS
 from .models import (DayOpened, Head, Household, HouseholdRead, Member, Need, OutboxRow, PlanRow, RegisterChange,
                      Visit)
-from .schemas import (HeadEdit, HeadIn, HouseholdEdit, HouseholdIn, IdView, LedgerQuery, PlanIn, VisitRecordIn,
-                      VisitsQuery)
+from .schemas import (HeadEdit, HeadIn, HouseholdEdit, HouseholdIn, IdView, LedgerQuery, NeedsQuery, PlanIn, ReceiptIn,
+                      VisitRecordIn, VisitsQuery)
 
+log = logging.getLogger(__name__)
 OPENS_DAYS = frozenset({TOWN_DISPATCHER, COUNTY_DISPATCHER, ADMIN})
 OPEN_BATCH = 2_000  # visits written per statement when a day opens
 ESCALATE_BATCH = 100
@@ -54,7 +58,7 @@ class OutreachService(Operations):
     log_context = LogContext()
     config = Config()
     db = Database()
-    outbox = Outbox(OutboxRow, SCHEMAS)
+    outbox = Outbox(OutboxRow, SCHEMAS, reply_to={register.SUBMISSIONS_EXCHANGE: register.RECEIPTS})
     staff = StaffTokens()
     clock = Time()
 
@@ -327,7 +331,7 @@ class OutreachService(Operations):
                 raise HttpError(409, str(exc)) from None
             visit.note = form["note"]
             needs = [Need(id=str(uuid.uuid4()), visit_id=visit.id, household_id=household.id, found_at=now,
-                          category=n["category"], description=n["description"],
+                          status="sent", category=n["category"], description=n["description"],
                           attributes=json.dumps(n["attributes"], ensure_ascii=False)) for n in form["needs"]]
             s.add_all(needs)
             for need in needs:  # to intake's front door, in this transaction (the outbox)
@@ -335,6 +339,38 @@ class OutreachService(Operations):
                                         register.submission(need, household))
             self.outbox.add(s, events)
             return json_response({**_visit_view(visit), "needs": [n.id for n in needs]})
+
+    @on_replies(register.RECEIPTS, "intake")
+    def note_receipt(self, envelope):
+        """intake's answer to a need sent: the ticket it made (or joined), or why it made none. The same answer
+        again changes nothing."""
+        receipt = read_data(envelope, ReceiptIn)
+        with self.db.transaction() as s:
+            need = s.get(Need, receipt["message_id"][:36], with_for_update=True)
+            if need is None:
+                log.warning("a receipt for %s, which is no need of ours", receipt["message_id"][:36])
+                return
+            need.status, need.ticket_no, need.reason = receipt["status"][:10], receipt["ticket_no"], receipt["reason"]
+            if receipt["status"] == "rejected":
+                log.warning("need %s (visit %s) made no ticket: %s", need.id, need.visit_id, receipt["reason"])
+
+    @http("GET", "/needs")
+    @api("Needs found on visits of an area and what became of each: its ticket, or why intake refused it",
+         query=NeedsQuery, answers={200: {"type": "object"}})
+    def needs(self, request):
+        who = self.staff.of(request)
+        query = read_query(request, NeedsQuery())
+        area = query["area"] or who.area
+        who.require(STAFF, area, "read the needs found in this area")
+        since = schedules.local_day(self.clock.now()) - timedelta(days=query["days"] - 1)
+        with self.db.transaction() as s:
+            rows = s.execute(select(Need, Visit.grid_code, Visit.village_code).join(Visit, Need.visit_id == Visit.id)
+                             .where(Visit.grid_code == area if "-" in area else Visit.village_code.startswith(area),
+                                    Visit.day >= since).order_by(Need.found_at, Need.id).limit(query["limit"])).all()
+            return json_response({"needs": [
+                {"id": n.id, "visit_id": n.visit_id, "household_id": n.household_id, "grid_code": grid,
+                 "category": n.category, "description": n.description, "found_at": _iso(n.found_at),
+                 "status": n.status, "ticket_no": n.ticket_no, "reason": n.reason} for n, grid, _ in rows]})
 
     @http("GET", "/ledger/visits")
     @api("The visits' ledger (走访台账) of an area: due, done, on time, needs found; key households not reached",

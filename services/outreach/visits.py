@@ -43,7 +43,8 @@ class Ladder:
     def from_config(cls, given: dict | None) -> "Ladder":
         given = dict(given or {})
         if unknown := set(given) - set(cls.__dataclass_fields__):
-            raise ValueError(f"VISIT_LADDER_MINUTES: unknown rungs {sorted(unknown)}; the rungs are grid_worker, village")
+            raise ValueError(f"VISIT_LADDER_MINUTES: unknown rungs {sorted(unknown)}; "
+                             "the rungs are grid_worker, village")
         ladder = cls(**{k: float(v) for k, v in given.items()})
         if min(ladder.grid_worker, ladder.village) <= 0:
             raise ValueError("VISIT_LADDER_MINUTES: each rung needs a positive number of minutes")

@@ -23,6 +23,7 @@ from services.intake.client import IntakeClient
 from services.intake.service import IntakeService
 from services.notify import events as notify_events
 from services.notify.service import NotifyService
+from services.outreach.service import OutreachService
 from services.volunteer.service import VolunteerService
 from songdaojia import broker
 from songdaojia.vhosts import delete_users, fresh_vhost, rabbitmqctl, vhost_uri
@@ -31,7 +32,7 @@ from tests.conftest import DEFAULT_AMQP
 from tests.integration.conftest import start
 from tests.waiting import wait_until
 
-SERVICES = (IntakeService, DispatchService, VolunteerService, NotifyService)
+SERVICES = (IntakeService, DispatchService, VolunteerService, NotifyService, OutreachService)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,22 @@ def test_a_publisher_submits_only_on_known_channels_and_only_as_itself(secured):
                                       user_id=f"{secured[0]}.dispatch")) == 406  # PRECONDITION_FAILED
 
 
+def test_outreach_submits_only_what_it_finds_going_to_the_door_and_reads_its_receipts_alone(secured):
+    """outreach sends the needs found on visits to intake's front door, as `submit.grid_visit` and
+    `submit.night_talk` only, as itself; its receipts queue is its own."""
+    vhost, users, _ = secured
+    outreach = users["outreach"]
+    own = pika.URLParameters(outreach).credentials.username
+    assert refused(outreach, publish("intake.submissions", "submit.grid_visit", user_id=own)) == 0
+    assert refused(outreach, publish("intake.submissions", "submit.night_talk", user_id=own)) == 0
+    assert refused(outreach, publish("intake.submissions", "submit.hotline", user_id=own)) == 403
+    assert refused(outreach, publish("dispatch.events", "ticket_closed",
+                                     event(dispatch_events.EXAMPLES["ticket_closed"]), user_id=own)) == 403
+    assert refused(outreach, lambda ch: ch.basic_get("outreach.receipts")) == 0
+    assert refused(users["publisher-hotline"], lambda ch: ch.basic_get("outreach.receipts")) == 403
+    assert refused(outreach, lambda ch: ch.basic_get("intake.dead-letter")) == 403
+
+
 def test_a_publisher_cannot_read_another_publisher_s_receipts(secured):
     _, users, _ = secured
     with IntakeClient(users["publisher-hotline"]) as hotline:
@@ -171,7 +188,7 @@ def test_dead_letters_are_kept_for_a_while_and_in_a_bounded_number(secured):
     listed = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "--silent", "name", "policy")
     policies = dict(line.partition("\t")[::2] for line in listed.splitlines())
     assert {q: p for q, p in policies.items() if q.endswith(".dead-letter")} == {
-        f"{s}.dead-letter": "songdaojia-dead-letters" for s in ("intake", "dispatch", "volunteer", "notify")}
+        f"{s}.dead-letter": "songdaojia-dead-letters" for s in ("intake", "dispatch", "volunteer", "notify", "outreach")}
     definition = json.loads(json.loads(rabbitmqctl("list_policies", "-p", vhost, "--formatter", "json"))[0]["definition"])
     assert definition["message-ttl"] == 14 * 86_400_000 and definition["max-length"] == 100_000
 

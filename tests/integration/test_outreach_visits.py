@@ -54,7 +54,8 @@ def test_a_day_of_visits_missed_escalated_recorded_and_counted(outreach):
     head = requests.post(f"{outreach.url}/heads", headers=outreach.cadre, json={
         "name": "王秀兰", "phone": "13812345678", "village_code": VILLAGE}).json()["id"]
     as_head = outreach.as_(head, "household_head", VILLAGE)
-    made, missed, open_ = register(outreach, LONG, head), register(outreach, SHORT, head), register(outreach, LONG, None)
+    made, missed = register(outreach, LONG, head), register(outreach, SHORT, head)
+    open_ = register(outreach, LONG, None)
 
     visit = visit_of(outreach, made, as_head)
     r = requests.post(f"{outreach.url}/visits/{visit['id']}/record", headers=as_head, json={

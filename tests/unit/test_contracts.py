@@ -28,7 +28,8 @@ SERVICES = [app for app in APPS if (SERVICES_DIR / app / "events.py").exists()] 
 FRONTENDS = ["console"]  # over the services' HTTP APIs: publishes no event, consumes none with a handler
 
 # Consumers of exchanges that are not a service's `<service>.events`: outside systems publish there.
-EXTERNAL_INPUTS = {("intake", "receive_submission"): "intake.submissions"}
+EXTERNAL_INPUTS = {("intake", "receive_submission"): "intake.submissions",
+                   ("outreach", "note_receipt"): ""}  # intake's receipts, on outreach's own reply_to queue
 
 
 def _imported_consumer_schemas():
@@ -285,6 +286,17 @@ def test_a_need_found_on_a_visit_is_a_submission_intake_takes(key_groups, vulner
         "grid_visit", "13812345678", vulnerable)
     schema = json.loads((SERVICES_DIR / "intake" / "submission.schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(body, schema)
+
+
+@pytest.mark.parametrize("kind", ["received", "merged", "rejected"])
+def test_outreach_reads_every_receipt_intake_sends(kind):
+    from services.intake.events import RECEIPT_EXAMPLES
+    from services.outreach.schemas import ReceiptIn
+    example = RECEIPT_EXAMPLES[kind]
+    loaded = read_data(open_envelope(json.dumps(example).encode()), ReceiptIn)
+    assert (loaded["status"], loaded["ticket_no"], loaded["message_id"]) == (
+        kind, example["data"]["ticket_no"], example["data"]["message_id"])
+    assert (loaded["reason"] is not None) == (kind == "rejected")
 
 
 # --- boundaries ----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ record of every change and read
 
 Revision ID: outreach_0001
 Revises:
-Create Date: 2026-12-02 05:41:23.563417
+Create Date: 2026-12-02 05:43:31.459002
 
 """
 from typing import Sequence, Union
@@ -185,12 +185,16 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('attributes', sa.Text(), nullable=False),
     sa.Column('found_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('ticket_no', sa.String(length=40), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], ),
     sa.ForeignKeyConstraint(['visit_id'], ['visits.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('needs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_needs_household_id'), ['household_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_needs_ticket_no'), ['ticket_no'], unique=False)
         batch_op.create_index(batch_op.f('ix_needs_visit_id'), ['visit_id'], unique=False)
 
 
@@ -199,6 +203,7 @@ def downgrade() -> None:
     """Downgrade schema."""
     with op.batch_alter_table('needs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_needs_visit_id'))
+        batch_op.drop_index(batch_op.f('ix_needs_ticket_no'))
         batch_op.drop_index(batch_op.f('ix_needs_household_id'))
 
     op.drop_table('needs')
