@@ -115,12 +115,17 @@ def test_kill_9_of_notify_sending_a_backlog_repeats_only_what_it_had_in_hand(fau
     assert all(message_id(m) for m in run.sink.messages)
     repeated = {mid: n - 1 for mid, n in arrived.items() if n > 1}
     # a kill repeats at most the mails it found in hand, each once: a mail sent again was in hand at a kill,
-    # and is repeated no more often than kills found it in hand
+    # and is repeated no more often than kills found it in hand; or a try of it failed on our side after the
+    # server took it (our timeout while the server answered late: courier.py's other repeat), recorded as the
+    # delivery's error
+    failed_once = {row[0] for row in notify_rows(stack, "SELECT message_id FROM deliveries WHERE error IS NOT NULL")}
     assert all(len(hand) <= IN_PARALLEL for hand in hands)
-    beyond = {mid: n for mid, n in repeated.items() if n > sum(mid in hand for hand in hands)}
-    assert beyond == {}, f"repeated more often than it was in hand at a kill: {beyond}"
+    beyond = {mid: n for mid, n in repeated.items()
+              if n > sum(mid in hand for hand in hands) and mid not in failed_once}
+    assert beyond == {}, f"repeated more often than it was in hand at a kill, and no try of it failed: {beyond}"
     total, repeats = len(run.arrivals), sum(repeated.values())
     run.extra.update({"kills": KILLS, "mails": total, "mails repeated": repeats,
+                      "repeated after a failed try": len(failed_once & set(repeated)),
                       "repeats per kill": round(repeats / KILLS, 2),
                       "repeats per 1000 mails": round(1000 * repeats / total, 2),
                       "in hand at each kill": [len(h) for h in hands]})
