@@ -277,6 +277,9 @@ def _viewport(driver) -> tuple[int, int]:
 # --- waiting ----------------------------------------------------------------------
 
 
+GONE_NODE = "Node with given id does not belong to the document"
+
+
 def wait_for(driver, condition: Callable[[Any], Any] | str, timeout: float = 10.0, what: str = "") -> Any:
     """Poll `condition(driver)` until it returns something truthy, and return that.
 
@@ -285,7 +288,7 @@ def wait_for(driver, condition: Callable[[Any], Any] | str, timeout: float = 10.
     not there yet or gone stale counts as "not yet". Fails (AssertionError, via
     tests.waiting.wait_until) with `what`, the page's URL and the last such error.
     """
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
 
     if isinstance(condition, str):
@@ -302,6 +305,12 @@ def wait_for(driver, condition: Callable[[Any], Any] | str, timeout: float = 10.
         try:
             return condition(driver)
         except (NoSuchElementException, StaleElementReferenceException) as exc:
+            last_error[:] = [f"{type(exc).__name__}: {exc.msg}"]
+            return None
+        except WebDriverException as exc:
+            if GONE_NODE not in (exc.msg or ""):
+                raise
+            # chromedriver's words for a stale element when the page replaced it between finding and reading
             last_error[:] = [f"{type(exc).__name__}: {exc.msg}"]
             return None
 
