@@ -36,7 +36,7 @@ def _staff_headers(args) -> dict:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_loop
+    from .demo import DEMO_DOOR_TOWN, run_loop
     stack, cluster, started = _stack(args), None, False
     try:
         if args.cluster:  # three RabbitMQ nodes of our own (deploy/rabbitmq-cluster.sh), quorum queues
@@ -51,7 +51,7 @@ def cmd_demo(args) -> int:
         postgres = args.postgres or (DEFAULT_POSTGRES if args.instances > 1 or args.cluster else None)
         report = run_loop(stack, args.tickets, args.rate, args.timeout, seed=args.seed,
                           keep_running=args.keep_running, volunteers=args.volunteers, instances=args.instances,
-                          postgres=postgres)
+                          postgres=postgres, door_town=None if args.no_visits else DEMO_DOOR_TOWN)
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP before the report: services stopped
         print(f"stopped ({stop or 'SIGINT'}); the services were stopped too", file=sys.stderr)
         return 130
@@ -297,6 +297,8 @@ def main(argv=None) -> int:
     p.add_argument("--cluster", action="store_true",
                    help="on a 3-node RabbitMQ cluster of this machine's own (deploy/rabbitmq-cluster.sh) with "
                         "quorum queues, and PostgreSQL; a cluster the run started is stopped at its end")
+    p.add_argument("--no-visits", action="store_true",
+                   help="the loop alone: no outreach, no town's day of visits (问需) beside it")
     p.add_argument("--keep-running", action="store_true",
                    help="leave the services running after the report, and print where they listen")
     p.set_defaults(func=cmd_demo)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from services.intake.client import IntakeClient
 
 from . import scenario
+from .door import DoorDay
 from .loop import Console, Habits, Observer, Residents, percentile
 from .peers import MailServer
 from .vhosts import fresh_vhost
@@ -27,7 +28,11 @@ REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "
 FINAL = ("closed", "cancelled")
 # A demo compresses a county's day: deadlines of minutes to seconds (dispatch, volunteer offers), and the
 # waits of days before and after the follow-up survey (notify) harder still, so every path shows in a minute.
-DEMO_SLA_SCALES = {"dispatch": 0.002, "volunteer": 0.02, "notify": 0.0001}  # a volunteer offer: 18 s
+DEMO_SLA_SCALES = {"dispatch": 0.002, "volunteer": 0.02, "notify": 0.0001,  # a volunteer offer: 18 s
+                   "outreach": 0.001}  # a daily call due by 10:00: 36 s after the day opens; a missed one 14 s more
+# going to the door (问需): the city's key households registered, and one town's day of visits
+DEMO_HOUSEHOLDS = 37_900
+DEMO_DOOR_TOWN = "341302123"  # 西二铺镇, 埇桥区: about a hundred key households in four villages
 # what the demo's people do now and then (loop.Habits): supervision has something to act on
 DEMO_HABITS = Habits(miss=0.05, give_back=0.05, cancel=0.03, unreached=0.3)
 DEMO_SILENT = 0.1  # residents who never answer the follow-up: a village cadre calls them (回访)
@@ -40,11 +45,14 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
              keep_running: bool = False, volunteers: int = 100_000, out=sys.stdout,
              habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT, withdraw: float = DEMO_WITHDRAW,
              sla_scales: dict[str, float] = DEMO_SLA_SCALES, instances: int = 1,
-             postgres: str | None = None, watch: Callable[[dict], Watch] | None = None) -> dict:
+             postgres: str | None = None, watch: Callable[[dict], Watch] | None = None,
+             door_town: str | None = None) -> dict:
     """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`, or with
     `postgres` (an admin URL) PostgreSQL databases `songdaojia_<run>_<service>`, which `instances` > 1 needs).
     `watch(processes)`, if given, is started as the first request goes out and stopped once the last ticket
-    closed: what its `stop()` returns joins the report (the benchmark samples outbox lag so)."""
+    closed: what its `stop()` returns joins the report (the benchmark samples outbox lag so).
+    `door_town`: outreach runs too, with the demo's key households, and that town has its day of visits
+    (door.DoorDay): its needs found become tickets the loop closes with the rest."""
     stop_on_signals()
     print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
           file=out, flush=True)
@@ -57,22 +65,26 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         stack.db_urls = fresh_databases(postgres, stack.run_name)
     stack.secure()
     stack.sla_scales = dict(sla_scales)
-    prepare(stack, volunteers=volunteers)
+    prepare(stack, volunteers=volunteers, households=DEMO_HOUSEHOLDS if door_town else 0, visited_town=door_town)
     residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed,
                           silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw)
     sink = MailServer(residents.on_mail, port=stack.smtp_port).start()
     stack.smtp_port = sink.port
     procs = start_all(stack, instances=instances)
-    observer = console = watching = None
-    web = {}  # the people's web console: not part of the loop's figures (CPU, work per instance)
+    observer = console = watching = door = None
+    web = {}  # the people's web console and outreach: not part of the loop's figures (CPU, work per instance)
     try:  # from here on, whatever fails, the services are stopped
-        web = start_all(stack, ("console",)) if keep_running else {}
+        web = start_all(stack, ("console",) * keep_running + ("outreach",) * bool(door_town))
         print("services: " + ", ".join(f"{n} {p.url}" for n, p in {**procs, **web}.items()), file=out, flush=True)
         observer = Observer(stack.uri("monitor"))
         console = Console(stack.uri("console-city"), stack.http("dispatch"), habits=habits,
                           token=lambda who, role, area, department=None: stack.secrets.token(
                               who, role, area, department=department))
         observer.start(), console.start()
+        if door_town:
+            door = DoorDay(stack.http("outreach"), door_town, seed=seed, token=lambda who, role, area:
+                           stack.secrets.token(who, role, area))
+            door.start()
         requests = scenario.requests(count, seed)
         broker = _broker_pid(stack.amqp_uri)  # the same process before and after, or none
         cpu_before = cpu_snapshot(procs, broker)
@@ -82,10 +94,19 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         publisher.start()
         closed = wait_closed(observer, count, timeout)
         publisher.join()
+        needs = 0
+        if door is not None:  # the day's visits end; the tickets of the needs found close like the rest
+            door.join(timeout=max(timeout - (time.monotonic() - started), 1))
+            door.settle()
+            needs = door.tickets_made()
+            closed = wait_closed(observer, publisher.sent + needs, timeout) and closed
         watched = watching.stop() if watching else {}
-        report = build_report(observer, publisher.sent, closed, console.errors + residents.errors + publisher.errors,
+        report = build_report(observer, publisher.sent + needs, closed,
+                              console.errors + residents.errors + publisher.errors + (door.errors if door else []),
                               seconds=time.monotonic() - started)
         report.update(supervision_report(stack, console, observer))
+        if door is not None:
+            report.update(door_report(stack, door_town, door, observer))
         report["withdrawn by residents"] = residents.withdrawn
         if instances > 1:
             report["messages handled per instance"] = work_per_instance(procs)
@@ -102,11 +123,16 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
             wait_for_interrupt()
         return report
     finally:
-        for part in (watching, console, observer, residents):
-            if part is not None:
-                part.stop()
-        stop_all({**procs, **web})
-        sink.stop()
+        try:
+            for part in (watching, door, console, observer, residents):
+                if part is not None:
+                    try:
+                        part.stop()
+                    except Exception as exc:  # one part failing to stop must not leave the services running
+                        print(f"stopping {type(part).__name__}: {exc!r}", file=sys.stderr)
+        finally:
+            stop_all({**procs, **web})
+            sink.stop()
 
 
 def fresh_databases(admin_url: str, run_name: str) -> dict[str, str]:
@@ -272,6 +298,28 @@ def supervision_report(stack: Stack, console: Console, observer: Observer) -> di
         "acknowledged ≤ 10 s": rate("acknowledged_10s_rate"),
         "accepted on time": rate("accepted_on_time_rate"), "resolved on time": rate("resolved_on_time_rate"),
         "satisfaction": rate("satisfaction_rate"),
+    }
+
+
+def door_report(stack: Stack, town: str, door: DoorDay, observer: Observer) -> dict:
+    """The town's day of visits, as outreach's ledger counts it, and the tickets of the needs found."""
+    import requests
+    token = stack.secrets.token("demo-report", "town_dispatcher", town)
+    r = requests.get(f"{stack.http('outreach')}/ledger/visits", params={"area": town, "days": 1},
+                     headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    r.raise_for_status()
+    book = r.json()
+    totals = book["totals"]
+    tickets = observer.snapshot()
+    numbers = door.ticket_numbers()
+    return {
+        "visits due (town)": totals["due"], "visits done": totals["done"], "visits on time": totals["on_time"],
+        "visits missed": totals["missed"], "visits at the village": totals["at_village"],
+        "visits left open": totals["due"] - totals["done"],
+        "needs found": totals["needs_found"], "needs per 100 visits": totals["needs_per_100"],
+        "needs' tickets closed": f"{sum(1 for n in numbers if n in tickets and tickets[n].state == 'closed')} "
+                                 f"of {len(numbers)}",
+        "key households not reached": len(book["not_reached"]),
     }
 
 

@@ -39,18 +39,42 @@ class DoorDay(threading.Thread):
         self.when: dict[str, float] = {}  # visit id -> monotonic time its visitor gets to it
         self.recorded: dict[str, int] = {}
         self.needs: list[str] = []
+        self.found: list[dict] = []  # the needs as outreach has them, with intake's answer (settle)
         self.errors: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._session = requests.Session()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.join(timeout=10)
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+    def settle(self, timeout: float = 60) -> list[dict]:
+        """The needs found today in the town, once intake has answered for each (or `timeout` passed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self._session.get(f"{self.url}/needs", params={"area": self.town, "days": 1, "limit": 1000},
+                                       headers=self._supervisor(), timeout=30)
+            listed.raise_for_status()
+            self.found = listed.json()["needs"]
+            if all(n["status"] != "sent" for n in self.found) or time.monotonic() > deadline:
+                return self.found
+            time.sleep(0.3)
+
+    def tickets_made(self) -> int:
+        """Needs that became a ticket or joined one (as a request does: `merged`); rejected ones made none."""
+        return sum(1 for n in self.found if n["status"] in ("received", "merged"))
+
+    def ticket_numbers(self) -> list[str]:
+        return [n["ticket_no"] for n in self.found if n["status"] == "received"]
+
+    def _supervisor(self) -> dict:
+        return {"Authorization": f"Bearer {self.token('demo-door', 'town_dispatcher', self.town)}"}
 
     def run(self) -> None:
-        supervisor = {"Authorization": f"Bearer {self.token('demo-door', 'town_dispatcher', self.town)}"}
+        supervisor = self._supervisor()
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 listed = self._session.get(f"{self.url}/visits", params={"area": self.town, "limit": 500},
                                            headers=supervisor, timeout=30)
                 listed.raise_for_status()
@@ -59,7 +83,7 @@ class DoorDay(threading.Thread):
                     self._consider(visit)
                 if self.fates and all(self.fates.get(v["id"]) == "left" for v in open_):
                     return  # every visit had its fate: what is left stays overdue at the village
-                self._stop.wait(0.3)
+                self._halt.wait(0.3)
         except Exception as exc:  # reported with the run's errors; the loop goes on
             self.errors.append(f"door day stopped: {exc!r}")
 

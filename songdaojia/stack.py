@@ -199,9 +199,11 @@ class ServiceProcess:
             return "(no log)"
 
 
-def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(APPS)) -> None:
+def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(APPS), households: int = 0,
+            visited_town: str | None = None) -> None:
     """Migrate the databases, declare every exchange and queue (as the vhost's admin), seed demo
-    volunteers (when volunteer is one). The stack must be secured first."""
+    volunteers (when volunteer is one) and demo households (when outreach is one: `households`, of which
+    those of `visited_town` get visit plans). The stack must be secured first."""
     import importlib
 
     from services.common.messaging import declare_topology
@@ -220,6 +222,15 @@ def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(APPS)) -> None:
         from services.volunteer.seed import seed_volunteers
         engine = make_engine(stack.db_url("volunteer"))
         seed_volunteers(engine, [(v.code, v.parent_code) for v in AreaMap.load().villages()], count=volunteers)
+        engine.dispose()
+    if "outreach" in names and households:
+        from services.common.database import make_engine
+        from services.dispatch.areas import AreaMap
+        from services.outreach.seed import seed_households
+        areas = AreaMap.load()
+        engine = make_engine(stack.db_url("outreach"))
+        grids = [(g.code, v.code, v.parent_code) for v in areas.villages() for g in areas.grids_of(v.code)]
+        seed_households(engine, grids, count=households, visited_town=visited_town)
         engine.dispose()
 
 

@@ -19,6 +19,8 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, case, func, or_, select
 
+from services.common.clock import as_utc
+
 from .models import Household, Need, Visit
 from .visits import VILLAGE
 
@@ -94,4 +96,4 @@ def not_reached(session, area: str, days: int, now: datetime) -> list[dict]:
         .order_by(last_reached.c.at.is_not(None), last_reached.c.at, Household.id).limit(NOT_REACHED_LIST)).all()
     return [{"household_id": r.id, "village_code": r.village_code, "grid_code": r.grid_code, "head_id": r.head_id,
              "grid_worker_id": r.grid_worker_id, "key_groups": r.key_groups.split(","),
-             "last_reached_at": r.at.isoformat() if r.at else None} for r in rows]
+             "last_reached_at": as_utc(r.at).isoformat() if r.at else None} for r in rows]

@@ -41,6 +41,7 @@ class Household(Base):
     grid_code: Mapped[str] = mapped_column(String(20), index=True)
     address: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str] = mapped_column(String(20))  # whom a ticket from this household acknowledges
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)  # e.g. a child's, far away
     contact_by: Mapped[str] = mapped_column(String(10))  # phone, door, sms: how the household prefers to be reached
     key_groups: Mapped[str] = mapped_column(String(200), default="")  # comma-separated (registry.KEY_GROUPS)
     grid_worker_id: Mapped[str] = mapped_column(String(40), index=True)

@@ -54,5 +54,6 @@ def submission(need, household, channel: str = "grid_visit") -> dict:
     return {"channel": channel, "category": need.category, "village_code": household.village_code,
             "address": household.address, "description": need.description,
             "submitted_at": need.found_at.isoformat(),
-            "resident": {"phone": household.phone, "vulnerable": bool(household.key_groups), "locale": "zh-CN"},
+            "resident": {"phone": household.phone, "email": household.email, "vulnerable": bool(household.key_groups),
+                         "locale": "zh-CN"},
             "attributes": json.loads(need.attributes or "{}")}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from services.common.contacts import normalise_phone, phone_problem
+from services.common.contacts import email_problem, normalise_phone, phone_problem
 
 from .register import CONTACT_BY, KEY_GROUPS, grid_problem, village_problem
 from .schedules import EVERY, KINDS, MAX_DUE_MINUTES
@@ -65,6 +65,7 @@ class HouseholdIn(_Strict):
     grid_code = fields.String(required=True, validate=validate.Length(max=20))
     address = fields.String(required=True, validate=validate.Length(min=1, max=200))
     phone = _phone(required=True)
+    email = fields.String(load_default=None, allow_none=True, validate=_no_problem(email_problem))
     contact_by = fields.String(load_default="phone", validate=validate.OneOf(CONTACT_BY))
     key_groups = fields.List(fields.String(validate=validate.OneOf(list(KEY_GROUPS))), load_default=list)
     grid_worker_id = fields.String(required=True, validate=validate.Length(min=1, max=40))
@@ -95,6 +96,7 @@ class HouseholdEdit(HouseholdIn):
     grid_code = fields.String(validate=validate.Length(max=20))
     address = fields.String(validate=validate.Length(min=1, max=200))
     phone = _phone()
+    email = fields.String(allow_none=True, validate=_no_problem(email_problem))
     contact_by = fields.String(validate=validate.OneOf(CONTACT_BY))
     key_groups = fields.List(fields.String(validate=validate.OneOf(list(KEY_GROUPS))))
     grid_worker_id = fields.String(validate=validate.Length(min=1, max=40))

@@ -50,6 +50,7 @@ def generate(grids: list[tuple[str, str, str]], count: int = HOUSEHOLDS, seed: i
         groups = sorted(set(rng.choices(list(KEY_GROUPS), weights=(5, 3, 4, 2), k=rng.choice((1, 1, 1, 2)))))
         home = {"id": f"HH{n:08d}", "village_code": village, "grid_code": grid,
                 "address": f"{rng.randint(1, 12)}组{rng.randint(1, 60)}号", "phone": _phone(rng),
+                "email": f"household-{n:08d}@example.cn",  # the demo's mail server stands in for SMS
                 "contact_by": rng.choice(("phone", "phone", "door", "sms")), "key_groups": ",".join(groups),
                 "grid_worker_id": f"W-{grid}-1", "head_id": None, "active": True, "registered_at": now,
                 "updated_at": now, "deactivated_at": None, "version": 1}

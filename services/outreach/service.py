@@ -505,7 +505,8 @@ def _visit_id(day: date, plan_id: int) -> str:
 
 
 def _iso(value) -> str | None:
-    return value.isoformat() if value is not None else None
+    """An ISO time, always with its offset (SQLite hands back naive UTC)."""
+    return as_utc(value).isoformat() if value is not None else None
 
 
 def _head_view(head: Head) -> dict:
@@ -516,7 +517,7 @@ def _head_view(head: Head) -> dict:
 
 def _household_view(h: Household, members, plans) -> dict:
     return {"id": h.id, "village_code": h.village_code, "grid_code": h.grid_code, "address": h.address,
-            "phone": h.phone, "contact_by": h.contact_by, "key_groups": [g for g in h.key_groups.split(",") if g],
+            "phone": h.phone, "email": h.email, "contact_by": h.contact_by, "key_groups": [g for g in h.key_groups.split(",") if g],
             "grid_worker_id": h.grid_worker_id, "head_id": h.head_id, "active": h.active, "version": h.version,
             "members": [{"name": m.name, "relation": m.relation, "born": m.born,
                          "key_groups": [g for g in m.key_groups.split(",") if g]} for m in members],

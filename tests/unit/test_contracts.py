@@ -279,7 +279,7 @@ def test_a_need_found_on_a_visit_is_a_submission_intake_takes(key_groups, vulner
     need = SimpleNamespace(id="4f1e0c55-45a4-4f0c-a1c6-5b0f0a1e2d35", category="R01", description="屋顶漏雨，需要维修",
                            attributes='{"urgent": "yes"}', found_at=datetime.fromisoformat("2026-12-02T02:10:00+00:00"))
     home = SimpleNamespace(id="HH00000001", village_code="341323104214", address="幸福路 12 号", phone="13812345678",
-                           key_groups=key_groups)
+                           email=None, key_groups=key_groups)
     body = submission(need, home)
     loaded = Submission().load(body)
     assert (loaded["channel"], loaded["resident"]["phone"], loaded["resident"]["vulnerable"]) == (

@@ -3,7 +3,7 @@ record of every change and read
 
 Revision ID: outreach_0001
 Revises:
-Create Date: 2026-12-02 05:43:31.459002
+Create Date: 2026-12-02 06:14:15.258288
 
 """
 from typing import Sequence, Union
@@ -97,6 +97,7 @@ def upgrade() -> None:
     sa.Column('grid_code', sa.String(length=20), nullable=False),
     sa.Column('address', sa.String(length=200), nullable=False),
     sa.Column('phone', sa.String(length=20), nullable=False),
+    sa.Column('email', sa.String(length=254), nullable=True),
     sa.Column('contact_by', sa.String(length=10), nullable=False),
     sa.Column('key_groups', sa.String(length=200), nullable=False),
     sa.Column('grid_worker_id', sa.String(length=40), nullable=False),
