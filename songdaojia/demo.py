@@ -317,8 +317,9 @@ def door_report(stack: Stack, town: str, door: DoorDay, observer: Observer) -> d
         "visits missed": totals["missed"], "visits at the village": totals["at_village"],
         "visits left open": totals["due"] - totals["done"],
         "needs found": totals["needs_found"], "needs per 100 visits": totals["needs_per_100"],
-        "needs' tickets closed": f"{sum(1 for n in numbers if n in tickets and tickets[n].state == 'closed')} "
-                                 f"of {len(numbers)}",
+        "raised at a night talk": door.talk_items,
+        "tickets from the door closed": f"{sum(1 for n in numbers if n in tickets and tickets[n].state == 'closed')} "
+                                        f"of {len(numbers)}",
         "key households not reached": len(book["not_reached"]),
     }
 

@@ -40,6 +40,7 @@ class DoorDay(threading.Thread):
         self.recorded: dict[str, int] = {}
         self.needs: list[str] = []
         self.found: list[dict] = []  # the needs as outreach has them, with intake's answer (settle)
+        self.talk_items = 0  # raised at the night talk
         self.errors: list[str] = []
         self._halt = threading.Event()
         self._session = requests.Session()
@@ -71,9 +72,34 @@ class DoorDay(threading.Thread):
     def _supervisor(self) -> dict:
         return {"Authorization": f"Bearer {self.token('demo-door', 'town_dispatcher', self.town)}"}
 
+    def night_talk(self) -> None:
+        """The evening before: one village of the town holds a night talk (乡村夜话), where a villager raises a
+        need and the meeting an opinion; both become tickets (the opinion is answered to the village)."""
+        listed = self._session.get(f"{self.url}/visits", params={"area": self.town, "limit": 1},
+                                   headers=self._supervisor(), timeout=30)
+        listed.raise_for_status()
+        village = (listed.json()["visits"] or [{"village_code": None}])[0]["village_code"]
+        if village is None:
+            return
+        category = next(c for c in self.categories if not fill_attributes(c) and not c.volunteer_skill)
+        r = self._session.post(f"{self.url}/night-talks", timeout=30, headers={
+            "Authorization": f"Bearer {self.token(f'C-{village}-1', 'village_cadre', village)}"}, json={
+            "village_code": village, "held_on": datetime.now(timezone.utc).date().isoformat(), "host": "村支书",
+            "attendance": self.rng.randint(20, 60), "village_phone": "0557-6000000",
+            "village_email": f"committee-{village}@village.example.cn", "raised": [
+                {"kind": "need", "category": category.code, "description": f"夜话中村民反映：{category.name_zh}",
+                 "resident": {"name": "村民", "phone": "13900000000",
+                              "email": f"villager-{village}@village.example.cn"}},
+                {"kind": "opinion", "category": category.code, "description": "群众意见：希望村里增设老年助餐点"}]})
+        if r.status_code != 201:
+            self.errors.append(f"night talk: {r.status_code} {r.text[:200]}")
+            return
+        self.talk_items = len(r.json()["needs"])
+
     def run(self) -> None:
         supervisor = self._supervisor()
         try:
+            self.night_talk()
             while not self._halt.is_set():
                 listed = self._session.get(f"{self.url}/visits", params={"area": self.town, "limit": 500},
                                            headers=supervisor, timeout=30)

@@ -26,6 +26,11 @@ def may_keep_heads(who: Principal, village_code: str) -> None:
     who.require(KEEPS_HEADS, village_code, "keep the register of household heads")
 
 
+def may_record_talk(who: Principal, village_code: str) -> None:
+    """A night talk is the village's: its cadres record it (or dispatchers and admins above)."""
+    who.require(KEEPS_HEADS, village_code, "record a night talk")
+
+
 def may_keep_household(who: Principal, grid_code: str) -> None:
     who.require(KEEPS_HOUSEHOLDS, grid_code, "register or edit a household")
 

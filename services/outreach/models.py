@@ -109,12 +109,32 @@ class Visit(Base):
                       Index("ix_visits_due", "state", "due_at"))
 
 
+class NightTalk(Base):
+    """A village night talk (乡村夜话): when, where, who hosted, how many came; what was raised is in `needs`."""
+    __tablename__ = "night_talks"
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    held_on: Mapped[date] = mapped_column(Date, index=True)
+    host: Mapped[str] = mapped_column(String(50))
+    attendance: Mapped[int] = mapped_column(Integer)
+    # where the village is answered for the opinions raised (its committee), not a villager's number
+    village_phone: Mapped[str] = mapped_column(String(20))
+    village_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Need(Base):
-    """A need found on a visit: sent to intake as a submission (channel grid_visit) with its id as message id."""
+    """A need found going to the door, sent to intake as a submission with its id as message id: found on a
+    visit (`visit`: channel grid_visit, the household the resident), or raised at a night talk (`talk`: channel
+    night_talk, a named resident; `opinion`: the same, a group's, answered to the village)."""
     __tablename__ = "needs"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    visit_id: Mapped[str] = mapped_column(ForeignKey("visits.id"), index=True)
-    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10), default="visit")  # visit, talk, opinion
+    visit_id: Mapped[str | None] = mapped_column(ForeignKey("visits.id"), nullable=True, index=True)
+    household_id: Mapped[str | None] = mapped_column(ForeignKey("households.id"), nullable=True, index=True)
+    talk_id: Mapped[str | None] = mapped_column(ForeignKey("night_talks.id"), nullable=True, index=True)
     category: Mapped[str] = mapped_column(String(10))
     description: Mapped[str] = mapped_column(Text)
     attributes: Mapped[str] = mapped_column(Text, default="{}")  # JSON: the category's attributes, for intake

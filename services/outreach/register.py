@@ -47,6 +47,30 @@ def grid_problem(grid_code: str, village_code: str | None) -> str | None:
     return None
 
 
+def place_and_committee(name: str) -> tuple[str, str]:
+    """A village's place name and its committee's, from its division name: 杨东村委会 → 杨东村, 杨东村村民委员会;
+    城东社区居委会 → 城东社区, 城东社区居民委员会."""
+    if name.endswith("村委会"):
+        return name[:-2], f"{name[:-2]}村民委员会"
+    if name.endswith("居委会"):
+        return name[:-3], f"{name[:-3]}居民委员会"
+    return name, name
+
+
+def talk_submission(need, talk, resident: dict | None, village_name: str) -> dict:
+    """The body intake reads for what was raised at a night talk (channel night_talk): a need of the villager
+    named (`resident`: name, phone, email), or a group's opinion (`resident` None), whose acknowledgement and
+    回访 go to the village committee, at the contact the talk's record gives, not to any one villager."""
+    place, committee = place_and_committee(village_name)
+    contact = resident or {"name": committee, "phone": talk.village_phone, "email": talk.village_email}
+    return {"channel": "night_talk", "category": need.category, "village_code": talk.village_code,
+            "address": f"{place}（乡村夜话 {talk.held_on.isoformat()}）", "description": need.description,
+            "submitted_at": need.found_at.isoformat(),
+            "resident": {"name": contact.get("name"), "phone": contact.get("phone"), "email": contact.get("email"),
+                         "vulnerable": False, "locale": "zh-CN"},
+            "attributes": json.loads(need.attributes or "{}")}
+
+
 def submission(need, household, channel: str = "grid_visit") -> dict:
     """The body intake reads (services/intake/submission.schema.json) for a need found at `household`. The
     ticket it makes remembers this service's broker login and the need's id (intake's publisher and

@@ -177,3 +177,48 @@ class NeedsQuery(Schema):
                                                                     error="must be an area code inside yours"))
     days = fields.Integer(load_default=7, validate=validate.Range(1, 92))
     limit = fields.Integer(load_default=200, validate=validate.Range(1, 1000))
+
+
+class ResidentIn(_Strict):
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+    phone = _phone(load_default=None, allow_none=True)
+    email = fields.String(load_default=None, allow_none=True, validate=_no_problem(email_problem))
+
+    @validates_schema
+    def reachable(self, data, **_):
+        if not (data.get("phone") or data.get("email")):
+            raise ValidationError("a phone or an email: the villager is told their request was received", "phone")
+
+    @post_load
+    def one_form_per_number(self, data, **_):
+        return {**data, "phone": normalise_phone(data.get("phone"))}
+
+
+class RaisedIn(NeedIn):
+    """What was raised at a night talk: a villager's need (`resident` given) or a group's opinion (none)."""
+    kind = fields.String(required=True, validate=validate.OneOf(["need", "opinion"]))
+    resident = fields.Nested(ResidentIn, load_default=None, allow_none=True)
+
+    @validates_schema
+    def resident_for_a_need_only(self, data, **_):
+        if data.get("kind") == "need" and not data.get("resident"):
+            raise ValidationError("a need is a villager's: name how to reach them", "resident")
+        if data.get("kind") == "opinion" and data.get("resident"):
+            raise ValidationError("an opinion is the group's: it is answered to the village, not to one villager",
+                                  "resident")
+
+
+class NightTalkIn(_Strict):
+    village_code = fields.String(required=True, validate=_no_problem(village_problem))
+    held_on = fields.Date(required=True)
+    host = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    attendance = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000))
+    village_phone = _phone(required=True, metadata={"description": "the village committee's: opinions are "
+                                                                   "acknowledged and followed up there"})
+    village_email = fields.String(load_default=None, allow_none=True, validate=_no_problem(email_problem))
+    notes = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    raised = fields.List(fields.Nested(RaisedIn), required=True, validate=validate.Length(min=0, max=30))
+
+    @post_load
+    def one_form_per_number(self, data, **_):
+        return {**data, "village_phone": normalise_phone(data["village_phone"])}

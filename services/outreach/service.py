@@ -22,7 +22,7 @@ import uuid
 from datetime import date, datetime, timedelta
 
 from nameko.dependency_providers import Config
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import Time, as_utc
@@ -40,10 +40,10 @@ from services.common.tokens import StaffTokens
 
 from . import access, ledger, register, schedules, visits
 from .events import SCHEMAS
-from .models import (DayOpened, Head, Household, HouseholdRead, Member, Need, OutboxRow, PlanRow, RegisterChange,
-                     Visit)
-from .schemas import (HeadEdit, HeadIn, HouseholdEdit, HouseholdIn, IdView, LedgerQuery, NeedsQuery, PlanIn, ReceiptIn,
-                      VisitRecordIn, VisitsQuery)
+from .models import (DayOpened, Head, Household, HouseholdRead, Member, Need, NightTalk, OutboxRow, PlanRow,
+                     RegisterChange, Visit)
+from .schemas import (HeadEdit, HeadIn, HouseholdEdit, HouseholdIn, IdView, LedgerQuery, NeedsQuery, NightTalkIn,
+                      PlanIn, ReceiptIn, VisitRecordIn, VisitsQuery)
 
 log = logging.getLogger(__name__)
 OPENS_DAYS = frozenset({TOWN_DISPATCHER, COUNTY_DISPATCHER, ADMIN})
@@ -330,8 +330,8 @@ class OutreachService(Operations):
             except visits.VisitClosed as exc:
                 raise HttpError(409, str(exc)) from None
             visit.note = form["note"]
-            needs = [Need(id=str(uuid.uuid4()), visit_id=visit.id, household_id=household.id, found_at=now,
-                          status="sent", category=n["category"], description=n["description"],
+            needs = [Need(id=str(uuid.uuid4()), kind="visit", visit_id=visit.id, household_id=household.id,
+                          found_at=now, status="sent", category=n["category"], description=n["description"],
                           attributes=json.dumps(n["attributes"], ensure_ascii=False)) for n in form["needs"]]
             s.add_all(needs)
             for need in needs:  # to intake's front door, in this transaction (the outbox)
@@ -352,7 +352,61 @@ class OutreachService(Operations):
                 return
             need.status, need.ticket_no, need.reason = receipt["status"][:10], receipt["ticket_no"], receipt["reason"]
             if receipt["status"] == "rejected":
-                log.warning("need %s (visit %s) made no ticket: %s", need.id, need.visit_id, receipt["reason"])
+                log.warning("need %s (%s %s) made no ticket: %s", need.id, need.kind, need.visit_id or need.talk_id,
+                            receipt["reason"])
+
+    @http("POST", "/night-talks")
+    @api("Record a village night talk (乡村夜话) and what was raised: each need or group opinion becomes a ticket "
+         "through intake (channel night_talk)", body=NightTalkIn, answers={201: {"type": "object"}})
+    def record_night_talk(self, request):
+        """A villager's need is acknowledged and followed up with that villager; a group's opinion with the village
+        committee, at the contact the record gives (register.talk_submission)."""
+        who = self.staff.of(request)
+        form = read_json(request, NightTalkIn())
+        access.may_record_talk(who, form["village_code"])
+        now = self.clock.now()
+        if form["held_on"] > schedules.local_day(now):
+            raise HttpError(400, "invalid fields", {"held_on": ["a night talk is recorded once it was held"]})
+        raised = form.pop("raised")
+        with self.db.transaction() as s:
+            talk = NightTalk(id=_new_id("NT"), recorded_by=who.subject[:64], recorded_at=now, **form)
+            s.add(talk)
+            s.flush()
+            name = register.villages()[talk.village_code]
+            needs = []
+            for item in raised:
+                need = Need(id=str(uuid.uuid4()), kind="talk" if item["kind"] == "need" else "opinion",
+                            talk_id=talk.id, found_at=now, status="sent", category=item["category"],
+                            description=item["description"],
+                            attributes=json.dumps(item["attributes"], ensure_ascii=False))
+                s.add(need)
+                self.outbox.add_message(s, register.SUBMISSIONS_EXCHANGE, "submit.night_talk", need.id,
+                                        register.talk_submission(need, talk, item["resident"], name))
+                needs.append(need.id)
+            return json_response({"id": talk.id, "needs": needs}, 201)
+
+    @http("GET", "/night-talks")
+    @api("Night talks held in an area, with what was raised at each and the ticket it made",
+         query=NeedsQuery, answers={200: {"type": "object"}})
+    def night_talks(self, request):
+        who = self.staff.of(request)
+        query = read_query(request, NeedsQuery())
+        area = query["area"] or who.area
+        who.require(STAFF, area.split("-")[0], "read the night talks of this area")
+        since = schedules.local_day(self.clock.now()) - timedelta(days=query["days"] - 1)
+        with self.db.transaction() as s:
+            talks = s.scalars(select(NightTalk).where(NightTalk.village_code.startswith(area.split("-")[0]),
+                                                      NightTalk.held_on >= since)
+                              .order_by(NightTalk.held_on, NightTalk.id).limit(query["limit"])).all()
+            raised: dict[str, list] = {}
+            for n in s.scalars(select(Need).where(Need.talk_id.in_([t.id for t in talks])).order_by(Need.id)):
+                raised.setdefault(n.talk_id, []).append({
+                    "id": n.id, "kind": n.kind, "category": n.category, "description": n.description,
+                    "status": n.status, "ticket_no": n.ticket_no, "reason": n.reason})
+            return json_response({"night_talks": [
+                {"id": t.id, "village_code": t.village_code, "held_on": t.held_on.isoformat(), "host": t.host,
+                 "attendance": t.attendance, "notes": t.notes, "recorded_by": t.recorded_by,
+                 "raised": raised.get(t.id, [])} for t in talks]})
 
     @http("GET", "/needs")
     @api("Needs found on visits of an area and what became of each: its ticket, or why intake refused it",
@@ -363,14 +417,21 @@ class OutreachService(Operations):
         area = query["area"] or who.area
         who.require(STAFF, area, "read the needs found in this area")
         since = schedules.local_day(self.clock.now()) - timedelta(days=query["days"] - 1)
+        if "-" in area:  # a grid: what its visits found
+            where = Visit.grid_code == area
+        else:  # an area: its visits' needs and its night talks'
+            where = or_(Visit.village_code.startswith(area), NightTalk.village_code.startswith(area))
         with self.db.transaction() as s:
-            rows = s.execute(select(Need, Visit.grid_code, Visit.village_code).join(Visit, Need.visit_id == Visit.id)
-                             .where(Visit.grid_code == area if "-" in area else Visit.village_code.startswith(area),
-                                    Visit.day >= since).order_by(Need.found_at, Need.id).limit(query["limit"])).all()
+            rows = s.execute(select(Need, Visit.grid_code, func.coalesce(Visit.village_code, NightTalk.village_code))
+                             .outerjoin(Visit, Need.visit_id == Visit.id)
+                             .outerjoin(NightTalk, Need.talk_id == NightTalk.id)
+                             .where(where, Need.found_at >= schedules.day_begins(since))
+                             .order_by(Need.found_at, Need.id).limit(query["limit"])).all()
             return json_response({"needs": [
-                {"id": n.id, "visit_id": n.visit_id, "household_id": n.household_id, "grid_code": grid,
-                 "category": n.category, "description": n.description, "found_at": _iso(n.found_at),
-                 "status": n.status, "ticket_no": n.ticket_no, "reason": n.reason} for n, grid, _ in rows]})
+                {"id": n.id, "kind": n.kind, "visit_id": n.visit_id, "household_id": n.household_id,
+                 "talk_id": n.talk_id, "village_code": village, "grid_code": grid, "category": n.category,
+                 "description": n.description, "found_at": _iso(n.found_at), "status": n.status,
+                 "ticket_no": n.ticket_no, "reason": n.reason} for n, grid, village in rows]})
 
     @http("GET", "/ledger/visits")
     @api("The visits' ledger (走访台账) of an area: due, done, on time, needs found; key households not reached",
@@ -517,7 +578,8 @@ def _head_view(head: Head) -> dict:
 
 def _household_view(h: Household, members, plans) -> dict:
     return {"id": h.id, "village_code": h.village_code, "grid_code": h.grid_code, "address": h.address,
-            "phone": h.phone, "email": h.email, "contact_by": h.contact_by, "key_groups": [g for g in h.key_groups.split(",") if g],
+            "phone": h.phone, "email": h.email, "contact_by": h.contact_by,
+            "key_groups": [g for g in h.key_groups.split(",") if g],
             "grid_worker_id": h.grid_worker_id, "head_id": h.head_id, "active": h.active, "version": h.version,
             "members": [{"name": m.name, "relation": m.relation, "born": m.born,
                          "key_groups": [g for g in m.key_groups.split(",") if g]} for m in members],

@@ -198,3 +198,11 @@ def test_who_may_read_a_household_and_keep_the_register():
     access.may_keep_household(Principal(f"W-{GRID}-1", "grid_worker", GRID), GRID)
     with pytest.raises(Forbidden):
         access.may_keep_household(Principal(f"W-{GRID}-1", "grid_worker", GRID), OTHER_GRID)
+
+
+@pytest.mark.parametrize("name, place, committee", [
+    ("杨东村委会", "杨东村", "杨东村村民委员会"), ("城东社区居委会", "城东社区", "城东社区居民委员会"),
+    ("虞姬村", "虞姬村", "虞姬村")])
+def test_a_village_s_place_and_committee_from_its_division_name(name, place, committee):
+    from services.outreach.register import place_and_committee
+    assert place_and_committee(name) == (place, committee)

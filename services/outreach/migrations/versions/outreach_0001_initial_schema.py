@@ -1,9 +1,9 @@
-"""outreach: the household register, household heads, visit plans, visits, needs found, and the
-record of every change and read
+"""outreach: the household register, household heads, visit plans, visits, night talks, needs found, and
+the record of every change and read
 
 Revision ID: outreach_0001
 Revises:
-Create Date: 2026-12-02 06:14:15.258288
+Create Date: 2026-12-02 06:20:23.488631
 
 """
 from typing import Sequence, Union
@@ -62,6 +62,23 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id', 'consumer')
     )
+    op.create_table('night_talks',
+    sa.Column('id', sa.String(length=20), nullable=False),
+    sa.Column('village_code', sa.String(length=12), nullable=False),
+    sa.Column('held_on', sa.Date(), nullable=False),
+    sa.Column('host', sa.String(length=50), nullable=False),
+    sa.Column('attendance', sa.Integer(), nullable=False),
+    sa.Column('village_phone', sa.String(length=20), nullable=False),
+    sa.Column('village_email', sa.String(length=254), nullable=True),
+    sa.Column('notes', sa.Text(), nullable=True),
+    sa.Column('recorded_by', sa.String(length=64), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('night_talks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_night_talks_held_on'), ['held_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_night_talks_village_code'), ['village_code'], unique=False)
+
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
@@ -180,8 +197,10 @@ def upgrade() -> None:
 
     op.create_table('needs',
     sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('visit_id', sa.String(length=24), nullable=False),
-    sa.Column('household_id', sa.String(length=20), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('visit_id', sa.String(length=24), nullable=True),
+    sa.Column('household_id', sa.String(length=20), nullable=True),
+    sa.Column('talk_id', sa.String(length=20), nullable=True),
     sa.Column('category', sa.String(length=10), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('attributes', sa.Text(), nullable=False),
@@ -190,11 +209,13 @@ def upgrade() -> None:
     sa.Column('ticket_no', sa.String(length=40), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], ),
+    sa.ForeignKeyConstraint(['talk_id'], ['night_talks.id'], ),
     sa.ForeignKeyConstraint(['visit_id'], ['visits.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('needs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_needs_household_id'), ['household_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_needs_talk_id'), ['talk_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_needs_ticket_no'), ['ticket_no'], unique=False)
         batch_op.create_index(batch_op.f('ix_needs_visit_id'), ['visit_id'], unique=False)
 
@@ -205,6 +226,7 @@ def downgrade() -> None:
     with op.batch_alter_table('needs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_needs_visit_id'))
         batch_op.drop_index(batch_op.f('ix_needs_ticket_no'))
+        batch_op.drop_index(batch_op.f('ix_needs_talk_id'))
         batch_op.drop_index(batch_op.f('ix_needs_household_id'))
 
     op.drop_table('needs')
@@ -243,6 +265,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outbox_event_id'))
 
     op.drop_table('outbox')
+    with op.batch_alter_table('night_talks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_night_talks_village_code'))
+        batch_op.drop_index(batch_op.f('ix_night_talks_held_on'))
+
+    op.drop_table('night_talks')
     op.drop_table('inbox')
     with op.batch_alter_table('household_reads', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_household_reads_household_id'))
