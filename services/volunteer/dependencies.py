@@ -6,8 +6,9 @@ from sqlalchemy.orm import Session
 
 from services.common.database import make_engine
 
-from .matching import Volunteer, VolunteerIndex
+from .matching import VolunteerIndex
 from .models import VolunteerRow
+from .people import to_volunteer
 
 
 class Registry(DependencyProvider):
@@ -15,8 +16,9 @@ class Registry(DependencyProvider):
 
     It is a cache: loads are read from `volunteers.load`, each decision is taken by the row
     (services/volunteer/loads.py) and the index is told what the row said, so any number of
-    instances (and workers) can share one database. A volunteer added to the registry later is
-    seen after a restart.
+    instances (and workers) can share one database. A volunteer registered, edited or deactivated
+    over the API is proposed as they now are at once by the instance that took the change, and by
+    every other within a tick of its registry timer (service.py, `relearn_registry`).
     """
 
     def setup(self) -> None:
@@ -31,13 +33,15 @@ class Registry(DependencyProvider):
 
 
 def fill_index(index: VolunteerIndex, session) -> VolunteerIndex:
-    """Add every volunteer in the database to `index`, each with the load their row holds."""
-    for row in session.scalars(select(VolunteerRow).order_by(VolunteerRow.id)):
+    """Add every active volunteer in the database to `index`, each with the load their row holds."""
+    for row in session.scalars(select(VolunteerRow).where(VolunteerRow.active.is_(True)).order_by(VolunteerRow.id)):
         index.add(to_volunteer(row), load=row.load)
     return index
 
 
-def to_volunteer(row: VolunteerRow) -> Volunteer:
-    return Volunteer(id=row.id, name=row.name, team_id=row.team_id, village_code=row.village_code,
-                     town_code=row.town_code, skills=frozenset(row.skills.split(",")),
-                     max_load=row.max_load)
+def relearn(index: VolunteerIndex, rows) -> None:
+    """Rows registered, edited or deactivated since the index last looked: it proposes them as they are now."""
+    for row in rows:
+        index.forget(row.id)
+        if row.active:
+            index.add(to_volunteer(row), load=row.load)

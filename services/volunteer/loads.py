@@ -30,7 +30,8 @@ class Place(NamedTuple):
 def take_place(session, volunteer_id: str) -> Place | None:
     """One more ticket for the volunteer if the row says there is room; None when full (or gone)."""
     row = session.execute(update(volunteers)
-                          .where(volunteers.c.id == volunteer_id, volunteers.c.load < volunteers.c.max_load)
+                          .where(volunteers.c.id == volunteer_id, volunteers.c.load < volunteers.c.max_load,
+                                 volunteers.c.active.is_(True))  # deactivated: whatever a stale index thinks
                           .values(load=volunteers.c.load + 1)
                           .returning(volunteers.c.name, volunteers.c.team_id, volunteers.c.load)).first()
     return None if row is None else Place(*row)

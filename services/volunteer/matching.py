@@ -3,14 +3,18 @@
 No framework, database or network here, so the service can rebuild the index from
 its own tables at start-up and the rules can be tested (and benchmarked) in isolation.
 
-Rule: among volunteers with the skill who are not excluded and not at `max_load`,
-prefer the ticket's own village, else its town; pick the lowest load/max_load ratio,
-ties broken by volunteer id so the same state always gives the same answer.
+Rule: among volunteers with the skill who are not excluded, not at `max_load` and available at the
+request's time (their availability windows, China time; none given: any time), prefer the ticket's own
+village, else its town; pick the lowest load/max_load ratio, ties broken by volunteer id so the same
+state always gives the same answer.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+CHINA = timezone(timedelta(hours=8), "CST")  # availability windows are local times
 
 SKILLS: tuple[str, ...] = (
     "errand",      # 跑腿代办: errands for elderly people living alone
@@ -31,6 +35,33 @@ DISTANCE_TOWN = "town"
 
 
 @dataclass(frozen=True)
+class Window:
+    """When a volunteer can be asked: on `days` (1 Monday … 7 Sunday), from `start` to `end` minutes after local
+    midnight (0 … 1440; end after start)."""
+    days: frozenset[int]
+    start: int
+    end: int
+
+    def __post_init__(self):
+        if not self.days or not self.days <= set(range(1, 8)):
+            raise ValueError("days: 1 (Monday) to 7 (Sunday), at least one")
+        if not 0 <= self.start < self.end <= 1440:
+            raise ValueError("from and to: times of one day, from before to")
+
+    def covers(self, local: datetime) -> bool:
+        minute = local.hour * 60 + local.minute
+        return local.isoweekday() in self.days and self.start <= minute < self.end
+
+
+def available(windows: tuple[Window, ...], at: datetime | None) -> bool:
+    """Can someone with these windows be asked at `at`? No windows, or no time given: yes."""
+    if not windows or at is None:
+        return True
+    local = at.astimezone(CHINA)
+    return any(w.covers(local) for w in windows)
+
+
+@dataclass(frozen=True)
 class Volunteer:
     id: str
     name: str
@@ -39,6 +70,7 @@ class Volunteer:
     town_code: str
     skills: frozenset[str]
     max_load: int  # tickets this volunteer can hold at once
+    windows: tuple[Window, ...] = field(default=(), compare=False)  # when they can be asked; none: any time
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,7 @@ class MatchRequest:
     skill: str
     # Volunteers who already declined, or let an offer expire, for this ticket.
     exclude: frozenset[str] = frozenset()
+    at: datetime | None = None  # when the offer is made: volunteers not available then are passed over
 
 
 @dataclass(frozen=True)
@@ -150,24 +183,26 @@ class VolunteerIndex:
     def match(self, request: MatchRequest) -> Match | None:
         self.last_candidates_examined = 0
         village_bucket = self._by_village.get((request.village_code, request.skill), ())
-        best = self._least_loaded(village_bucket, request.exclude)
+        best = self._least_loaded(village_bucket, request.exclude, request.at)
         if best is not None:
             return Match(best.id, best.team_id, DISTANCE_VILLAGE)
         # Same-village volunteers in the town bucket were all just found unavailable,
         # so whoever wins here lives in another village of the town.
         town_bucket = self._by_town.get((request.town_code, request.skill), ())
-        best = self._least_loaded(town_bucket, request.exclude)
+        best = self._least_loaded(town_bucket, request.exclude, request.at)
         if best is not None:
             return Match(best.id, best.team_id, DISTANCE_TOWN)
         return None
 
-    def _least_loaded(self, bucket, exclude: frozenset[str]) -> Volunteer | None:
+    def _least_loaded(self, bucket, exclude: frozenset[str], at: datetime | None) -> Volunteer | None:
         self.last_candidates_examined += len(bucket)
         best: Volunteer | None = None
         best_key: tuple[float, str] | None = None
         for volunteer in bucket:
             load = self._load[volunteer.id]
             if load >= volunteer.max_load or volunteer.id in exclude:
+                continue
+            if volunteer.windows and not available(volunteer.windows, at):
                 continue
             # Equal fractions give equal floats (division is correctly rounded),
             # so ties really fall through to the id.

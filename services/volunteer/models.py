@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, String
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.tables import plumbing_tables
@@ -30,6 +30,27 @@ class VolunteerRow(Base):
     # the service's guarded UPDATEs in the transaction that makes or ends an offer (service.py)
     load: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     service_points: Mapped[int] = mapped_column(Integer, default=0)
+    # people, registered over the API (people.py): never deleted, deactivated
+    kind: Mapped[str] = mapped_column(String(10), default="volunteer", server_default="volunteer")  # or neighbour
+    phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    party_member: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # 党员: takes orders
+    offers: Mapped[str | None] = mapped_column(Text, nullable=True)  # a neighbour's help offered (亲帮亲/邻帮邻)
+    availability: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")  # JSON windows; []: any time
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    registered_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: the demo's seed
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+
+
+class TeamRow(Base):
+    """A volunteer team (志愿服务队): its leader, its area, its members (volunteers.team_id)."""
+    __tablename__ = "teams"
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    leader_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Offer(Base):

@@ -13,13 +13,17 @@ all, so what another instance changed reaches this one's cache too.
 """
 from __future__ import annotations
 
+import json
+import secrets
+from datetime import timedelta
+
 from nameko.dependency_providers import Config
 from sqlalchemy import select
 
 from services.common.clock import Time
 from services.common.database import Database
 from services.common.envelope import Event, read_data
-from services.common.http import HttpError, api, http, json_response
+from services.common.http import HttpError, api, http, json_response, read_json
 from services.common.inbox import Inbox
 from services.common.logs import LogContext
 from services.common.messaging import on_event
@@ -30,17 +34,19 @@ from services.common.schedule import BATCH, TICK_SECONDS, claim_due, timer
 from services.common.staff import STAFF, VOLUNTEER
 from services.common.tokens import StaffTokens
 
-from .dependencies import Registry
+from . import people
+from .dependencies import Registry, relearn
 from .events import SCHEMAS
 from .loads import busy_loads, give_back, learn, load_of, refresh_town, take_place
 from .matching import Match, MatchRequest
-from .models import OPEN_STATES, InboxRow, Offer, OutboxRow, VolunteerRow
-from .schemas import OfferAnswerView, VolunteerRequestedIn, VolunteerView
+from .models import OPEN_STATES, InboxRow, Offer, OutboxRow, TeamRow, VolunteerRow
+from .schemas import OfferAnswerView, PersonEdit, PersonIn, TeamIn, VolunteerRequestedIn, VolunteerView
 
 DEFAULT_OFFER_MINUTES = 15  # config OFFER_MINUTES: how long an offer waits for its answer, before SLA_SCALE
 LOAD_RESYNC_SECONDS = 10  # how often each instance's index re-reads every load (what other instances changed)
 MAX_PROPOSALS = 16  # candidates tried for one offer before giving up for now (the event is retried)
 REFRESH_AFTER = 4  # full rows in a row before the town's loads are re-read at once
+RELEARN_WINDOW_SECONDS = 60  # registry changes re-read each tick (a few ticks' worth: clocks and slow commits)
 
 
 class IndexBehind(RuntimeError):
@@ -138,7 +144,7 @@ class VolunteerService(Operations):
     def _offer(self, s, ticket_id, skill, village_code, town_code, exclude, written: Loads) -> str | None:
         """Offer the ticket to the best free volunteer; record and announce the outcome."""
         now = self.clock.now()
-        taken = self._take_place(s, MatchRequest(ticket_id, village_code, town_code, skill, exclude))
+        taken = self._take_place(s, MatchRequest(ticket_id, village_code, town_code, skill, exclude, at=now))
         if taken is None:
             self.outbox.add(s, [Event("match_failed", ticket_id, {
                 "skill": skill, "village_code": village_code,
@@ -154,6 +160,135 @@ class VolunteerService(Operations):
             "volunteer_id": match.volunteer_id, "volunteer_name": place.name, "team_id": place.team_id,
             "skill": skill, "distance": match.distance}, correlation_id=ticket_id)])
         return match.volunteer_id
+
+    # --- the register of people (people.py) ----------------------------------------------------------
+
+    @http("POST", "/volunteers")
+    @api("Register a volunteer, or a neighbour offering help (亲帮亲/邻帮邻): skills, availability, team, party "
+         "membership", body=PersonIn, answers={201: {"type": "object"}})
+    def register_volunteer(self, request):
+        who = self.staff.of(request)
+        form = read_json(request, PersonIn())
+        people.may_keep(who, form["village_code"])
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            team_id = self._team_for(s, form.pop("team_id"), form["village_code"])
+            row = VolunteerRow(id=f"V{secrets.token_hex(4).upper()}", town_code=form["village_code"][:9],
+                               team_id=team_id, skills=",".join(sorted(set(form.pop("skills")))),
+                               availability=people.stored_windows(form.pop("availability")), load=0,
+                               service_points=0, active=True, registered_by=who.subject[:64], updated_at=now, **form)
+            s.add(row)
+            s.flush()
+            view = _person_view(row)
+        relearn(self.index, [row])  # this instance proposes them at once; the others within a tick
+        return json_response(view, 201)
+
+    @http("PATCH", "/volunteers/<string:volunteer_id>")
+    @api("Edit a volunteer: staff of the village anything, the volunteer their own phone, availability and offer",
+         body=PersonEdit, answers={200: {"type": "object"}, 409: None})
+    def edit_volunteer(self, request, volunteer_id):
+        who = self.staff.of(request)
+        form = read_json(request, PersonEdit())
+        with self.db.transaction() as s:
+            row = self._person(s, volunteer_id)
+            people.may_edit(who, row.id, row.village_code, form)
+            if not row.active:
+                raise HttpError(409, f"volunteer {row.id} was deactivated; register them again")
+            if "team_id" in form:
+                form["team_id"] = self._team_for(s, form["team_id"], row.village_code)
+            if "skills" in form:
+                form["skills"] = ",".join(sorted(set(form["skills"])))
+            if "availability" in form:
+                form["availability"] = people.stored_windows(form["availability"])
+            for key, value in form.items():
+                setattr(row, key, value)
+            row.updated_at = self.clock.now()
+            view = _person_view(row)
+        relearn(self.index, [row])
+        return json_response(view)
+
+    @http("POST", "/volunteers/<string:volunteer_id>/deactivate")
+    @api("Deactivate a volunteer: never offered again; offers they hold run their course; nothing is deleted",
+         answers={200: {"type": "object"}, 409: None})
+    def deactivate_volunteer(self, request, volunteer_id):
+        who = self.staff.of(request)
+        with self.db.transaction() as s:
+            row = self._person(s, volunteer_id)
+            people.may_keep(who, row.village_code)
+            if not row.active:
+                raise HttpError(409, f"volunteer {row.id} is already deactivated")
+            row.active, row.updated_at = False, self.clock.now()
+            view = _person_view(row)
+        relearn(self.index, [row])
+        return json_response(view)
+
+    @http("POST", "/teams")
+    @api("Register a volunteer team (志愿服务队): its name, village, leader and members", body=TeamIn,
+         answers={201: {"type": "object"}})
+    def register_team(self, request):
+        who = self.staff.of(request)
+        form = read_json(request, TeamIn())
+        people.may_keep(who, form["village_code"])
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            members = sorted(set(form["members"]) | {form["leader_id"]})
+            rows = s.scalars(select(VolunteerRow).where(VolunteerRow.id.in_(members)).with_for_update()).all()
+            found = {r.id: r for r in rows if r.active}
+            if missing := [m for m in members if m not in found]:
+                field = "leader_id" if form["leader_id"] in missing else "members"
+                raise HttpError(400, "invalid fields", {field: [f"no active volunteer {', '.join(missing)}"]})
+            if elsewhere := [r.id for r in rows if r.town_code != form["village_code"][:9]]:
+                raise HttpError(400, "invalid fields", {"members": [f"not of this town: {', '.join(elsewhere)}"]})
+            team = TeamRow(id=f"T{secrets.token_hex(4).upper()}", name=form["name"], leader_id=form["leader_id"],
+                           village_code=form["village_code"], active=True, created_at=now, updated_at=now)
+            s.add(team)
+            for row in rows:
+                row.team_id, row.updated_at = team.id, now
+            view = {"id": team.id, "name": team.name, "village_code": team.village_code,
+                    "leader_id": team.leader_id, "members": members}
+        relearn(self.index, rows)
+        return json_response(view, 201)
+
+    @http("GET", "/teams/<string:team_id>")
+    @api("A team, its leader and its members", answers={200: {"type": "object"}})
+    def team(self, request, team_id):
+        who = self.staff.of(request)
+        with self.db.transaction() as s:
+            team = s.get(TeamRow, team_id[:20])
+            if team is None:
+                raise HttpError(404, f"team {team_id[:20]} not found")
+            who.require(STAFF, team.village_code, "read this team")
+            members = s.scalars(select(VolunteerRow).where(VolunteerRow.team_id == team.id)
+                                .order_by(VolunteerRow.id)).all()
+            return json_response({"id": team.id, "name": team.name, "village_code": team.village_code,
+                                  "leader_id": team.leader_id, "active": team.active,
+                                  "members": [_person_view(m) for m in members]})
+
+    @timer(interval=LOAD_RESYNC_SECONDS)
+    def relearn_registry(self) -> int:
+        """What other instances registered, edited or deactivated lately: this index proposes them as they are."""
+        since = self.clock.now() - timedelta(seconds=RELEARN_WINDOW_SECONDS)
+        with self.db.transaction() as s:
+            rows = s.scalars(select(VolunteerRow).where(VolunteerRow.updated_at >= since)).all()
+        relearn(self.index, rows)
+        return len(rows)
+
+    def _person(self, s, volunteer_id: str) -> VolunteerRow:
+        row = s.get(VolunteerRow, volunteer_id[:20], with_for_update=True)
+        if row is None:
+            raise HttpError(404, f"volunteer {volunteer_id[:20]} not found")
+        return row
+
+    def _team_for(self, s, team_id: str | None, village_code: str) -> str:
+        """The team a volunteer joins, checked (an active team of their town); none: a neighbour of their own."""
+        if team_id is None:
+            return ""
+        team = s.get(TeamRow, team_id)
+        if team is None or not team.active:
+            raise HttpError(400, "invalid fields", {"team_id": [f"no active team {team_id}"]})
+        if team.village_code[:9] != village_code[:9]:
+            raise HttpError(400, "invalid fields", {"team_id": [f"team {team_id} is of another town"]})
+        return team.id
 
     def _take_place(self, s, request: MatchRequest):
         """The index's best candidate whose row still has room, with the place taken in `s`; None when the
@@ -230,10 +365,7 @@ class VolunteerService(Operations):
             if who.subject != row.id or who.role != VOLUNTEER:
                 who.require(STAFF, row.village_code, "read this volunteer")
             self.index.set_load(row.id, row.load)
-            return json_response({"id": row.id, "name": row.name, "team_id": row.team_id,
-                                  "village_code": row.village_code, "skills": row.skills.split(","),
-                                  "load": row.load, "max_load": row.max_load,
-                                  "service_points": row.service_points})
+            return json_response(_person_view(row))
 
     @http("GET", "/openapi.json")
     @api("This API, described (OpenAPI 3.1)", answers={200: {"type": "object"}}, auth=None)
@@ -262,6 +394,13 @@ class VolunteerService(Operations):
             self.outbox.add(s, [Event(f"volunteer_{answer}", ticket_id, {
                 "volunteer_id": volunteer_id, "skill": offer.skill}, correlation_id=ticket_id)])
             return json_response({"ticket_id": ticket_id, "volunteer_id": volunteer_id, "state": answer})
+
+
+def _person_view(row: VolunteerRow) -> dict:
+    return {"id": row.id, "name": row.name, "kind": row.kind, "team_id": row.team_id, "phone": row.phone,
+            "village_code": row.village_code, "skills": row.skills.split(","), "load": row.load,
+            "max_load": row.max_load, "service_points": row.service_points, "party_member": row.party_member,
+            "offers": row.offers, "availability": json.loads(row.availability or "[]"), "active": row.active}
 
 
 OPENAPI = document(VolunteerService, "送到家 volunteer: offers and the registry",

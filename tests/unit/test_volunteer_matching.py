@@ -196,3 +196,25 @@ def test_a_volunteer_can_start_with_a_load_and_be_forgotten():
     assert index.match(request()) is None
     with pytest.raises(ValueError):
         index.add(volunteer("c"), load=-1)
+
+
+def test_a_volunteer_is_asked_only_within_their_availability_china_time():
+    """Evenings on weekdays (18:00–21:00 China time): passed over at noon and on Saturday evening, chosen at 19:00
+    on a Wednesday, which is 11:00 UTC; one with no windows may be asked any time."""
+    from datetime import datetime, timezone
+
+    from services.volunteer.matching import Window
+    evenings = (Window(frozenset({1, 2, 3, 4, 5}), 18 * 60, 21 * 60),)
+    index = index_of(Volunteer("V1", "name-V1", "T1", "341323104214", "341323104", frozenset({"errand"}), 2,
+                               windows=evenings),
+                     volunteer("V2", "341323104215", "341323104"))  # the next village: any time
+    ask = dict(ticket_id="T", village_code="341323104214", town_code="341323104", skill="errand")
+    wednesday_19h = datetime(2026, 12, 2, 11, 0, tzinfo=timezone.utc)
+    assert index.match(MatchRequest(**ask, at=wednesday_19h)).volunteer_id == "V1"
+    assert index.match(MatchRequest(**ask, at=datetime(2026, 12, 2, 4, 0, tzinfo=timezone.utc))).volunteer_id == "V2"
+    assert index.match(MatchRequest(**ask, at=datetime(2026, 12, 5, 11, 0, tzinfo=timezone.utc))).volunteer_id == "V2"
+    assert index.match(MatchRequest(**ask, at=datetime(2026, 12, 2, 13, 0, tzinfo=timezone.utc))).volunteer_id == "V2"
+    with pytest.raises(ValueError, match="days"):
+        Window(frozenset({0}), 0, 60)
+    with pytest.raises(ValueError, match="before"):
+        Window(frozenset({1}), 600, 600)
