@@ -149,6 +149,7 @@ class Courier(DependencyProvider):
         self.sent = 0  # deliveries this instance sent and marked sent (its share of the work)
         self._wakeup = GreenEvent()
         self._running = True
+        self._released = False  # the claims of this id's last life given back: only then are acks written claimed
 
     def start(self) -> None:
         outbox = next(d for d in self.container.dependencies if isinstance(d, Outbox))
@@ -161,6 +162,10 @@ class Courier(DependencyProvider):
             except Exception:
                 log.exception("courier %s: could not release its earlier claims (they wait out their lease)",
                               self.instance)
+        # nameko starts a container's extensions side by side: the acknowledge consumer may already be writing
+        # acks while release_own runs. One written claimed before it finished would be released by it and
+        # claimed again: sent twice, with no kill to blame. Until now they were written pending.
+        self._released = True
         self.container.spawn_managed_thread(self.run, identifier="courier")
 
     def stop(self) -> None:
@@ -205,7 +210,7 @@ class Courier(DependencyProvider):
         """For an acknowledgement being written: the claim it is written with, or None when no slot is free (it is
         written pending). The slot is held until its transaction ends: committed, it is sent at once
         (`send_claimed`); rolled back, the slot is free again (`not_claimed`)."""
-        if not self._running or self.busy() >= IN_PARALLEL:
+        if not (self._running and self._released) or self.busy() >= IN_PARALLEL:
             return None
         self.promised += 1
         now = utcnow()

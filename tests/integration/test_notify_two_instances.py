@@ -175,6 +175,7 @@ def bare_courier(db_url: str, instance: str) -> Courier:
     courier.engine, courier.lease, courier.instance, courier.in_flight = make_engine(db_url), timedelta(minutes=2), \
         instance, {}
     courier.promised = courier.claiming = 0
+    courier._released = True  # as once start() has given back its earlier claims
     courier.lanes = FakeLanes()  # nothing else in hand
     courier._background_turn = time.monotonic()
     return courier
@@ -270,8 +271,11 @@ def test_an_acknowledgement_is_written_claimed_while_a_slot_is_free(db_url):
     with every slot taken it is written pending, for whichever courier has one first."""
     upgrade("notify", db_url)
     courier = bare_courier(db_url, "notify-1")
-    courier._running = True
+    courier._running, courier._released = True, False
     try:
+        # starting: its earlier claims not yet given back (release_own would take back an ack claimed now)
+        assert courier.claimed_at_once() is None
+        courier._released = True
         claim = courier.claimed_at_once()
         assert (claim["state"], claim["claimed_by"], claim["attempts"]) == ("sending", "notify-1", 1)
         assert claim["claimed_until"] - claim["first_tried_at"] == courier.lease
