@@ -295,6 +295,7 @@ def supervision_report(stack: Stack, console: Console, observer: Observer) -> di
         "callbacks made": console.done.get("callback calls", 0),
         "回访 calls made": console.done.get("follow_up calls", 0),
         "proxy items handled": totals["proxy_handled"],
+        "found at the door": rate("found_at_door_rate"),
         "acknowledged ≤ 10 s": rate("acknowledged_10s_rate"),
         "accepted on time": rate("accepted_on_time_rate"), "resolved on time": rate("resolved_on_time_rate"),
         "satisfaction": rate("satisfaction_rate"),

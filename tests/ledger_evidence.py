@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 CHINA = timezone(timedelta(hours=8))
 COUNTS = ("received", "acknowledged_10s", "accepted", "accepted_on_time", "resolved", "resolved_on_time",
           "overdue_now", "escalated", "returned", "reassigned", "reopened", "cancelled", "closed",
-          "answered", "satisfied", "proxy_handled")
+          "answered", "satisfied", "proxy_handled", "found_at_door")
 DEFAULT_LEVEL = {4: "county", 6: "town", 9: "village", 12: "grid"}
 
 
@@ -171,6 +171,7 @@ def judge(arrival: dict, history: list[dict], now: datetime) -> dict:
         "answered": int(satisfied is not None),
         "satisfied": int(satisfied is True),
         "proxy_handled": int(arrival["handling"] == "proxy" and resolved_at is not None),
+        "found_at_door": int(arrival.get("channel") in ("grid_visit", "night_talk")),
     }
 
 
@@ -184,7 +185,8 @@ def _row(key: str, tickets: list[dict], level: str | None) -> dict:
                                 "accepted_on_time_rate": ("accepted_on_time", "accepted"),
                                 "resolved_on_time_rate": ("resolved_on_time", "resolved"),
                                 "satisfaction_rate": ("satisfied", "answered"),
-                                "reopen_rate": ("reopened", "resolved")}.items():
+                                "reopen_rate": ("reopened", "resolved"),
+                                "found_at_door_rate": ("found_at_door", "received")}.items():
         row[rate] = round(row[count] / row[base], 4) if row[base] else None
     return row
 

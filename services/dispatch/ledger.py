@@ -28,10 +28,12 @@ daylight saving), and in the group it belongs to now. The counts (all ticket cou
 - answered, satisfied: the resident answered the 回访 (`satisfied` is not None), and the last answer
   was satisfied (`satisfied` is True).
 - proxy_handled: a 代办 item (`handling == "proxy"`) that was resolved (`resolved_at` is set).
+- found_at_door: found by going to the door, not asked for: its channel is `grid_visit` (a need found on a
+  visit) or `night_talk` (raised at a village night talk).
 
 The rates, each the share of its base (None when the base is 0, else rounded to 4 places):
 acknowledged_10s_rate (of received), accepted_on_time_rate (of accepted), resolved_on_time_rate (of
-resolved), satisfaction_rate (of answered), reopen_rate (reopened, of resolved).
+resolved), satisfaction_rate (of answered), reopen_rate (reopened, of resolved), found_at_door_rate (of received).
 
 Groups (`level`): county (`county_code`); town (the first 9 digits of `village_code`); village; grid;
 worker (`assignee_id`, with `assignee_name`); department; day (the China-time day of `received_at`, a trend:
@@ -66,13 +68,15 @@ ACKNOWLEDGE_SECONDS = 10
 
 COUNTS = ("received", "acknowledged_10s", "accepted", "accepted_on_time", "resolved", "resolved_on_time",
           "overdue_now", "escalated", "returned", "reassigned", "reopened", "cancelled", "closed",
-          "answered", "satisfied", "proxy_handled")
+          "answered", "satisfied", "proxy_handled", "found_at_door")
+DOOR_CHANNELS = ("grid_visit", "night_talk")  # what going to the door found (services/outreach), not asked for
 RATES = {  # rate: (count, base)
     "acknowledged_10s_rate": ("acknowledged_10s", "received"),
     "accepted_on_time_rate": ("accepted_on_time", "accepted"),
     "resolved_on_time_rate": ("resolved_on_time", "resolved"),
     "satisfaction_rate": ("satisfied", "answered"),
     "reopen_rate": ("reopened", "resolved"),
+    "found_at_door_rate": ("found_at_door", "received"),
 }
 COLUMNS = ("key", "name") + COUNTS + tuple(RATES)  # a row's keys, in order: the CSV header
 
@@ -256,6 +260,7 @@ def _measures(now: datetime) -> list:
         "answered": Case.satisfied.is_not(None),
         "satisfied": Case.satisfied.is_(True),
         "proxy_handled": and_(Case.handling == "proxy", Case.resolved_at.is_not(None)),
+        "found_at_door": Case.channel.in_(DOOR_CHANNELS),
     }
     return [func.sum(case((conditions[name], 1), else_=0)).label(name) for name in COUNTS]
 

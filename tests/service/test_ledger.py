@@ -58,6 +58,7 @@ class Story:
     place: Place
     handling: str = "grid"
     department: str = "civil"
+    channel: str = "hotline"
     accept_minutes: int = 30
     resolve_minutes: int = 240
     t: datetime = None
@@ -73,13 +74,15 @@ class Story:
             accept_minutes=self.accept_minutes,
             resolve_hours=self.resolve_minutes // 60 or 1, resolve_minutes=self.resolve_minutes, follow_up_hours=24,
             received_at=self.received_at, updated_at=self.received_at, reopen_count=0, handling=self.handling,
+            channel=self.channel,
             overdue_count=0, escalation_count=0, return_count=0, reassign_count=0, level=0)
         self.routed_before = False
 
     @property
     def arrival(self) -> dict:
         return {"received_at": self.received_at, "county_code": self.place.county,
-                "village_code": self.place.village, "department": self.department, "handling": self.handling}
+                "village_code": self.place.village, "department": self.department, "handling": self.handling,
+                "channel": self.channel}
 
     # -- the steps: `after` minutes (or seconds) past the previous step --
 
@@ -425,7 +428,9 @@ def stories() -> list[Story]:
     def tell(scenario, received_at, place, handling="grid", department="civil"):
         nonlocal n
         n += 1
-        s = Story(f"SDJ-LEDGER-{n:03d}", received_at, place, handling=handling, department=department)
+        channel = ("hotline", "wechat", "grid_visit", "counter", "night_talk")[n % 5]  # some found at the door
+        s = Story(f"SDJ-LEDGER-{n:03d}", received_at, place, handling=handling, department=department,
+                  channel=channel)
         scenario(s, place)
         told.append(s)
 
