@@ -15,6 +15,7 @@ from services.dispatch import service as dispatch
 from services.intake import events as intake_events
 from services.intake import service as intake
 from services.notify import service as notify
+from services.outreach import service as outreach
 from services.volunteer import service as volunteer
 from songdaojia.loop import signed_headers
 from songdaojia.peers import free_port
@@ -34,7 +35,7 @@ def urls(amqp_uri, tmp_path_factory, keys):
     base = tmp_path_factory.mktemp("fuzz")
     started = {name: start(keys, cls, amqp_uri, f"sqlite:///{base / (name + '.db')}", **extra) for name, cls, extra in (
         ("intake", intake.IntakeService, {}), ("dispatch", dispatch.DispatchService, {}),
-        ("volunteer", volunteer.VolunteerService, {}),
+        ("volunteer", volunteer.VolunteerService, {}), ("outreach", outreach.OutreachService, {}),
         ("notify", notify.NotifyService, {"CHANNEL": "email", "EMAIL": {"host": "127.0.0.1", "port": free_port(),
                                                                         "sender": "s@localhost"}}))}
     publish_event(amqp_uri, "intake", intake_events.EXAMPLES["ticket_received"], TICKET)
@@ -74,6 +75,14 @@ def test_intake_answers_as_documented(case, urls, keys):
 def test_volunteer_answers_as_documented(case, urls, keys):
     check(case, urls["volunteer"], signed_in(keys, "volunteer", "341323104214", "V000001"),
           signed_in(keys, "town_dispatcher", "341323104"))
+
+
+@schemathesis.openapi.from_dict(outreach.OPENAPI).parametrize()
+@FUZZ
+def test_outreach_answers_as_documented(case, urls, keys):
+    check(case, urls["outreach"], signed_in(keys, "grid_worker", GRID),
+          signed_in(keys, "village_cadre", "341323104214", "C-341323104214-1"),
+          signed_in(keys, "household_head", "341323104214", "H3413231042140001"))
 
 
 @schemathesis.openapi.from_dict(notify.OPENAPI).parametrize()
