@@ -38,7 +38,7 @@ from services.common.schedule import TICK_SECONDS, claim_due, timer
 from services.common.staff import ADMIN, COUNTY_DISPATCHER, STAFF, TOWN_DISPATCHER, Principal
 from services.common.tokens import StaffTokens
 
-from . import access, ledger, register, schedules, visits
+from . import access, ledger, register, retention, schedules, visits
 from .events import SCHEMAS
 from .models import (DayOpened, Head, Household, HouseholdRead, Member, Need, NightTalk, OutboxRow, PlanRow,
                      RegisterChange, Visit)
@@ -291,6 +291,14 @@ class OutreachService(Operations):
                                                                 self.clock.span)]
             self.outbox.add(s, events)
             return len(due)
+
+    @timer(interval=3600, eager=True)
+    def forget_departed(self) -> int:
+        """Retention, hourly: the personal data of households and heads deactivated more than RETENTION_DAYS
+        (180) ago is erased (retention.py)."""
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            return retention.forget(s, now - timedelta(days=float(self.config.get("RETENTION_DAYS", 180))), now)
 
     @http("GET", "/visits")
     @api("Visits: a household head's own, or those of an area (default the caller's), open ones by default",

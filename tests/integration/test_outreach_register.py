@@ -204,3 +204,36 @@ def test_a_day_opens_once_and_an_operator_may_open_one_ahead(outreach):
     assert bad.status_code == 400 and "day" in bad.json()["error"]
     days = sorted(v["day"] for v in requests.get(f"{outreach.url}/visits", headers=outreach.worker).json()["visits"])
     assert days == [local_day(datetime.now(timezone.utc)).isoformat(), tomorrow.isoformat()]
+
+
+def test_retention_erases_who_departed_long_ago_and_keeps_the_record(outreach, db_url):
+    """A household and a head deactivated more than RETENTION_DAYS ago lose what could name or reach anyone; the
+    household's id, place and visits stay (the ledger still counts them), and so does the record of changes."""
+    from sqlalchemy.orm import Session
+
+    from services.common.database import make_engine as engine_of
+    from services.outreach import retention
+    head = a_head(outreach)
+    gone = a_household(outreach, head_id=head, email="child@example.cn").json()["id"]
+    kept = a_household(outreach).json()["id"]
+    todays_visits(outreach, outreach.worker)
+    assert requests.post(f"{outreach.url}/households/{gone}/deactivate", headers=outreach.worker).status_code == 200
+    assert requests.post(f"{outreach.url}/heads/{head}/deactivate", headers=outreach.cadre).status_code == 200
+    engine = engine_of(db_url)
+    try:
+        now = datetime.now(timezone.utc)
+        with Session(engine) as s, s.begin():
+            assert retention.forget(s, cutoff=now - timedelta(days=1), now=now) == 0  # not yet long enough ago
+        with Session(engine) as s, s.begin():
+            assert retention.forget(s, cutoff=now + timedelta(seconds=1), now=now) == 1
+        with Session(engine) as s, s.begin():
+            assert retention.forget(s, cutoff=now + timedelta(seconds=1), now=now) == 0  # once
+    finally:
+        engine.dispose()
+    erased = requests.get(f"{outreach.url}/households/{gone}", headers=outreach.county).json()
+    assert (erased["address"], erased["phone"], erased["email"], erased["key_groups"]) == ("", "", None, [])
+    assert (erased["members"][0]["name"], erased["members"][0]["born"], erased["grid_code"]) == ("", None, GRID)
+    assert requests.get(f"{outreach.url}/households/{kept}", headers=outreach.county).json()["phone"] == "13912345678"
+    assert requests.get(f"{outreach.url}/heads/{head}", headers=outreach.cadre).json()["phone"] == ""
+    assert len(outreach.rows(select(Visit.id).where(Visit.household_id == gone))) == 1  # cancelled, kept
+    assert outreach.count(RegisterChange) >= 4

@@ -3,7 +3,7 @@ the record of every change and read
 
 Revision ID: outreach_0001
 Revises:
-Create Date: 2026-12-02 06:20:23.488631
+Create Date: 2026-12-02 06:36:18.973614
 
 """
 from typing import Sequence, Union
@@ -123,6 +123,7 @@ def upgrade() -> None:
     sa.Column('registered_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('deactivated_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('forgotten_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['head_id'], ['heads.id'], ),
     sa.PrimaryKeyConstraint('id')
