@@ -107,3 +107,9 @@ class TeamIn(Schema):
     leader_id = fields.String(required=True, validate=validate.Length(min=1, max=20))
     members = fields.List(fields.String(validate=validate.Length(min=1, max=20)), load_default=list,
                           validate=validate.Length(max=500), metadata={"description": "volunteers joining it"})
+
+
+class TeamEdit(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=50))
+    leader_id = fields.String(validate=validate.Length(min=1, max=20),
+                              metadata={"description": "one of the team's active members"})

@@ -40,7 +40,7 @@ from .events import SCHEMAS
 from .loads import busy_loads, give_back, learn, load_of, refresh_town, take_place
 from .matching import Match, MatchRequest
 from .models import OPEN_STATES, InboxRow, Offer, OutboxRow, TeamRow, VolunteerRow
-from .schemas import OfferAnswerView, PersonEdit, PersonIn, TeamIn, VolunteerRequestedIn, VolunteerView
+from .schemas import OfferAnswerView, PersonEdit, PersonIn, TeamEdit, TeamIn, VolunteerRequestedIn, VolunteerView
 
 DEFAULT_OFFER_MINUTES = 15  # config OFFER_MINUTES: how long an offer waits for its answer, before SLA_SCALE
 LOAD_RESYNC_SECONDS = 10  # how often each instance's index re-reads every load (what other instances changed)
@@ -254,15 +254,53 @@ class VolunteerService(Operations):
     def team(self, request, team_id):
         who = self.staff.of(request)
         with self.db.transaction() as s:
-            team = s.get(TeamRow, team_id[:20])
-            if team is None:
-                raise HttpError(404, f"team {team_id[:20]} not found")
+            team = self._team(s, team_id)
             who.require(STAFF, team.village_code, "read this team")
             members = s.scalars(select(VolunteerRow).where(VolunteerRow.team_id == team.id)
                                 .order_by(VolunteerRow.id)).all()
             return json_response({"id": team.id, "name": team.name, "village_code": team.village_code,
                                   "leader_id": team.leader_id, "active": team.active,
                                   "members": [_person_view(m) for m in members]})
+
+    @http("PATCH", "/teams/<string:team_id>")
+    @api("Rename a team, or name another of its members its leader", body=TeamEdit,
+         answers={200: {"type": "object"}, 409: None})
+    def edit_team(self, request, team_id):
+        who = self.staff.of(request)
+        form = read_json(request, TeamEdit())
+        with self.db.transaction() as s:
+            team = self._team(s, team_id)
+            people.may_keep(who, team.village_code)
+            if not team.active:
+                raise HttpError(409, f"team {team.id} was deactivated")
+            if "leader_id" in form:
+                leader = s.get(VolunteerRow, form["leader_id"])
+                if leader is None or not leader.active or leader.team_id != team.id:
+                    raise HttpError(400, "invalid fields", {"leader_id": [f"{form['leader_id']} is no active "
+                                                                          f"member of team {team.id}"]})
+            for key, value in form.items():
+                setattr(team, key, value)
+            team.updated_at = self.clock.now()
+            return json_response(_team_view(team))
+
+    @http("POST", "/teams/<string:team_id>/deactivate")
+    @api("Deactivate a team (disbanded): it takes no new members; its volunteers keep helping, and keep its name "
+         "on their record until they join another; nothing is deleted", answers={200: {"type": "object"}, 409: None})
+    def deactivate_team(self, request, team_id):
+        who = self.staff.of(request)
+        with self.db.transaction() as s:
+            team = self._team(s, team_id)
+            people.may_keep(who, team.village_code)
+            if not team.active:
+                raise HttpError(409, f"team {team.id} is already deactivated")
+            team.active, team.updated_at = False, self.clock.now()
+            return json_response(_team_view(team))
+
+    def _team(self, s, team_id: str) -> TeamRow:
+        team = s.get(TeamRow, team_id[:20], with_for_update=True)
+        if team is None:
+            raise HttpError(404, f"team {team_id[:20]} not found")
+        return team
 
     @timer(interval=LOAD_RESYNC_SECONDS)
     def relearn_registry(self) -> int:
@@ -394,6 +432,11 @@ class VolunteerService(Operations):
             self.outbox.add(s, [Event(f"volunteer_{answer}", ticket_id, {
                 "volunteer_id": volunteer_id, "skill": offer.skill}, correlation_id=ticket_id)])
             return json_response({"ticket_id": ticket_id, "volunteer_id": volunteer_id, "state": answer})
+
+
+def _team_view(team: TeamRow) -> dict:
+    return {"id": team.id, "name": team.name, "village_code": team.village_code, "leader_id": team.leader_id,
+            "active": team.active}
 
 
 def _person_view(row: VolunteerRow) -> dict:

@@ -124,8 +124,20 @@ def test_a_team_with_its_leader_and_members_and_a_neighbour_offering_help(volunt
     assert volunteer.count(TeamRow) == 0
     r = requests.post(f"{volunteer.url}/teams", json=team, headers=volunteer.cadre)
     assert r.status_code == 201, r.text
-    shown = requests.get(f"{volunteer.url}/teams/{r.json()['id']}", headers=volunteer.cadre).json()
+    team_id = r.json()["id"]
+    shown = requests.get(f"{volunteer.url}/teams/{team_id}", headers=volunteer.cadre).json()
     assert (shown["leader_id"], sorted(m["id"] for m in shown["members"])) == (leader, sorted([leader, member]))
+    r = requests.patch(f"{volunteer.url}/teams/{team_id}", json={"leader_id": far}, headers=volunteer.cadre)
+    assert r.status_code == 400 and "leader_id" in r.json()["fields"]  # not one of its members
+    r = requests.patch(f"{volunteer.url}/teams/{team_id}", json={"leader_id": member, "name": "红马甲服务队"},
+                       headers=volunteer.cadre)
+    assert (r.status_code, r.json()["leader_id"], r.json()["name"]) == (200, member, "红马甲服务队")
+    disband = f"{volunteer.url}/teams/{team_id}/deactivate"
+    assert requests.post(disband, headers=volunteer.cadre).json()["active"] is False
+    assert requests.post(disband, headers=volunteer.cadre).status_code == 409
+    late = requests.post(f"{volunteer.url}/volunteers", json=person(team_id=team_id), headers=volunteer.cadre)
+    assert late.status_code == 400 and "team_id" in late.json()["fields"]  # a disbanded team takes nobody new
+    assert volunteer.count(TeamRow) == 1  # nothing deleted
 
     neighbour = requests.post(f"{volunteer.url}/volunteers", headers=volunteer.cadre, json=person(
         name="王大妈", kind="neighbour", skills=["elder_care"], offers="每天给隔壁独居的李奶奶送一顿午饭",
