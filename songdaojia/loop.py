@@ -309,8 +309,14 @@ class Observer(_Listener):
             return sum(self.counts.values())
 
     def count_in(self, state: str) -> int:
+        """Tickets in `state` now (a final state: closed, cancelled)."""
         with self.lock:
             return sum(1 for t in self.tickets.values() if t.state == state)
+
+    def count_reached(self, state: str) -> int:
+        """Tickets that have been in `state`, whatever they are in now (`routed` lasts an instant)."""
+        with self.lock:
+            return sum(1 for t in self.tickets.values() if state in t.states)
 
     def callback_latencies_ms(self) -> list[float]:
         """From the hotline request's submission to its callback task, per ticket, sorted."""

@@ -4,7 +4,7 @@ the loop took to recover, and the checks every fault test makes.
     def test_x(fault_run):                       # conftest's fixture: a FaultRun on a running_stack
         run = fault_run
         run.submit(TICKETS)                      # 200 requests at a brisk rate, in the background
-        run.wait_for(lambda: run.observer.count_in("routed") >= 20, "offers under way")
+        run.wait_for(lambda: run.observer.count_reached("routed") >= 20, "offers under way")
         with run.fault("dispatch killed -9"):    # timed; what was in flight is noted
             run.kill("dispatch")
             run.restart("dispatch")

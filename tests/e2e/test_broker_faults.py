@@ -13,7 +13,7 @@ def mid_submission(run):
     the fault meets tickets in every state and the outside publisher mid-way (IntakeClient sends again what
     was not confirmed). Notes in the record how many were still to come."""
     publisher = run.submit(rate=20)
-    run.wait_for(lambda: run.observer.count_in("routed") >= 5 and publisher.sent >= 60, "offers under way")
+    run.wait_for(lambda: run.observer.count_reached("routed") >= 5 and publisher.sent >= 60, "offers under way")
     run.extra["requests still to come at the fault"] = run.tickets - publisher.sent
     return publisher
 

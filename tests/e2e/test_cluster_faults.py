@@ -19,7 +19,7 @@ def test_one_node_of_three_stopped_mid_run_loses_nothing(fault_run):
         "list_queues", "-q", "--no-table-headers", "-p", run.stack.vhost, "name", "type").splitlines() if "\t" in line}
     assert kinds and set(kinds.values()) == {"quorum"}, f"every queue a quorum queue: {kinds}"
     publisher = run.submit(rate=20)
-    run.wait_for(lambda: run.observer.count_in("routed") >= 5 and publisher.sent >= 60, "offers under way")
+    run.wait_for(lambda: run.observer.count_reached("routed") >= 5 and publisher.sent >= 60, "offers under way")
     with run.fault("node 1 of 3 stopped (stop_app) until 10 tickets closed on the other two, then started"):
         run.running.broker.ctl(1, "stop_app")
         run.wait_for(lambda: run.closed() >= 10, "tickets closing on two nodes", timeout=120)

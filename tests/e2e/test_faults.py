@@ -10,7 +10,7 @@ def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(fault_run):
 
     # dispatch dies with no warning while tickets sit between every pair of states: once from
     # outside at a random moment, then at its two worst moments (crash points, see services/common/faults.py)
-    run.wait_for(lambda: run.observer.count_in("routed") >= 20, "offers under way", timeout=60)
+    run.wait_for(lambda: run.observer.count_reached("routed") >= 20, "offers under way", timeout=60)
     fault = run.begin("dispatch killed -9")
     run.kill("dispatch")
     for crash_at in ("consumer.before_ack:40", "relay.before_mark:4"):

@@ -60,7 +60,7 @@ def test_dispatch_frozen_for_20_s_mid_run_loses_nothing(fault_run):
     nothing; the console's calls time out and are tried again. Then SIGCONT."""
     run = fault_run
     run.submit()
-    run.wait_for(lambda: run.observer.count_in("routed") >= 20, "offers under way")
+    run.wait_for(lambda: run.observer.count_reached("routed") >= 20, "offers under way")
     with run.fault("dispatch frozen (SIGSTOP) for 20 s"):
         run.running.freeze("dispatch")
         try:
