@@ -319,8 +319,8 @@ def door_report(stack: Stack, town: str, door: DoorDay, observer: Observer) -> d
         "visits left open": totals["due"] - totals["done"],
         "needs found": totals["needs_found"], "needs per 100 visits": totals["needs_per_100"],
         "raised at a night talk": door.talk_items,
-        "tickets from the door closed": f"{sum(1 for n in numbers if n in tickets and tickets[n].state == 'closed')} "
-                                        f"of {len(numbers)}",
+        "tickets from the door": ", ".join(f"{sum(1 for n in numbers if n in tickets and tickets[n].state == s)} {s}"
+                                           for s in ("closed", "cancelled")) + f" of {len(numbers)}",
         "key households not reached": len(book["not_reached"]),
     }
 
