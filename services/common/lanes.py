@@ -10,17 +10,18 @@ be worked off once the surge is over.
   messaging.py): its messages never queue behind background messages already fetched.
 - Background work takes at most `max_workers - URGENT_RESERVE` of the process's workers: an urgent
   message always finds a free one.
-- A background message starts only once the urgent lane has been idle for `QUIET` seconds (or after
-  waiting `PATIENCE` seconds: background work is delayed by the urgent lane, never starved by it). In a
-  surge acknowledgements come closer together than that, and the process's time is theirs. Green
-  threads yield to each other only on I/O, so an urgent worker otherwise waits for every background
-  handler that started before it.
+- Background work waits while an urgent message is in hand. While acknowledgements keep coming (the
+  urgent lane was busy within the last `QUIET` seconds) it goes one message at a time, in the gaps
+  between them: green threads yield to each other only on I/O, so an urgent message then waits for one
+  background handler at most, not for every one that started before it, and the loop keeps closing
+  tickets at the rate it is offered. Once the urgent lane has been quiet for `QUIET`, background work
+  takes every worker it may. A background message waits `PATIENCE` seconds at most: delayed by the
+  urgent lane, never starved by it.
 """
 from __future__ import annotations
 
 import time
 
-import eventlet
 from eventlet.event import Event as GreenEvent
 from eventlet.semaphore import Semaphore
 from eventlet.timeout import Timeout
@@ -28,7 +29,7 @@ from nameko.extensions import SharedExtension
 
 URGENT_RESERVE = 4  # workers only the urgent lane may use
 PATIENCE = 5.0  # seconds a background message waits for the urgent lane to be idle, at most
-QUIET = 0.05  # seconds the urgent lane must have been idle before background work starts
+QUIET = 0.05  # seconds the urgent lane must have been idle before background work takes every worker
 
 
 class Lanes(SharedExtension):
@@ -41,6 +42,9 @@ class Lanes(SharedExtension):
         self._idle = GreenEvent()
         self._idle.send(True)
         self._background = Semaphore(max(1, workers - URGENT_RESERVE))
+        self.background = 0  # background messages in hand
+        self._background_idle = GreenEvent()
+        self._background_idle.send(True)
 
     def urgent_began(self) -> None:
         if self.urgent == 0:
@@ -55,7 +59,7 @@ class Lanes(SharedExtension):
                 self._idle.send(True)
 
     def quiet(self) -> bool:
-        """No urgent work in hand, nor any for QUIET seconds: background work may start."""
+        """No urgent work in hand, nor any for QUIET seconds: background work may take every worker."""
         return not self.urgent and time.monotonic() - self._urgent_ended >= QUIET
 
     def background_may_begin(self) -> None:
@@ -65,10 +69,18 @@ class Lanes(SharedExtension):
             while not self.quiet():
                 if self.urgent:
                     self._idle.wait()
+                elif self.background:  # acknowledgements keep coming: one background message at a time
+                    self._background_idle.wait(QUIET)  # or until quiet: then every worker
                 else:
-                    eventlet.sleep(QUIET - (time.monotonic() - self._urgent_ended))
+                    break
+        if self.background == 0:
+            self._background_idle = GreenEvent()
+        self.background += 1
 
     def background_ended(self) -> None:
+        self.background -= 1
+        if self.background == 0 and not self._background_idle.ready():
+            self._background_idle.send(True)
         self._background.release()
 
     def began(self, urgent: bool) -> None:

@@ -31,17 +31,33 @@ def test_background_waits_while_urgent_work_is_in_hand():
     assert order == ["urgent ended", "background began"]
 
 
-def test_background_waits_for_the_urgent_lane_to_be_quiet_a_moment():
-    """In a surge acknowledgements come a few milliseconds apart: the gap between two is not background's."""
+def test_between_acknowledgements_background_goes_one_message_at_a_time():
+    """In a surge acknowledgements come a few milliseconds apart: background work goes on in the gaps, one
+    message at a time, so an acknowledgement waits for one background handler at most."""
     lanes = lanes_for()
     lanes.began(urgent=True), lanes.ended(urgent=True)
     assert not lanes.quiet()
-    waiting = eventlet.spawn(lanes.began, False)
+    with eventlet.Timeout(0.02):  # well within QUIET: it takes the gap
+        lanes.began(urgent=False)
+    second = eventlet.spawn(lanes.began, False)
     eventlet.sleep(0)
-    assert not waiting.dead
+    lanes.began(urgent=True), lanes.ended(urgent=True)  # acknowledgements keep coming
+    eventlet.sleep(0.01)
+    assert not second.dead  # the first is still in hand
+    lanes.ended(urgent=False)
+    with eventlet.Timeout(0.02):
+        second.wait()
+
+
+def test_once_the_urgent_lane_is_quiet_background_takes_every_worker_it_may():
+    lanes = lanes_for(max_workers=10)
+    lanes.began(urgent=True), lanes.ended(urgent=True)
+    lanes.began(urgent=False)  # in the gap
+    others = [eventlet.spawn(lanes.began, False) for _ in range(10 - URGENT_RESERVE - 1)]
     with eventlet.Timeout(2):
-        waiting.wait()
-    assert lanes.quiet()
+        for other in others:
+            other.wait()  # with the first still in hand
+    assert lanes.quiet() and lanes.background == 10 - URGENT_RESERVE
 
 
 def test_background_begins_at_once_when_the_urgent_lane_is_idle():
