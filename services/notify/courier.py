@@ -5,7 +5,10 @@ commits), on the first channel of CHANNELS (NOTIFY_CHANNELS, e.g. `email,sms`: t
 preference) the recipient has an address for. An acknowledgement (delivery_rules.is_urgent) goes first:
 claimed before any other due delivery, with URGENT_RESERVE slots only it may use; and, when this
 instance has a slot free, written already claimed by it (as step 1 would) and sent as soon as the
-handler's transaction commits. The courier of every notify instance then, for each delivery:
+handler's transaction commits. Other deliveries are not claimed while an acknowledgement is being
+written or sent; while acknowledgements keep coming (common/lanes.py) at most BETWEEN_ACKS of them are
+in flight, in the gaps; none waits more than PATIENCE seconds for a turn. The courier of every notify
+instance then, for each delivery:
 
 1. claims it, in a short transaction of its own, committed before anything is sent: up to as many
    due deliveries as it has free slots (IN_PARALLEL per instance) go from `pending` to `sending`,
@@ -97,6 +100,7 @@ from .templates import STAFF_TEMPLATES, recipient_of
 log = logging.getLogger(__name__)
 IN_PARALLEL = 20  # sends in flight per instance
 URGENT_RESERVE = 5  # of those, kept for acknowledgements (delivery_rules.is_urgent): they never wait for a slot
+BETWEEN_ACKS = 2  # other deliveries in flight at most while acknowledgements keep coming
 REFILL = 5  # a finished send wakes the courier once this many slots are free (else the next poll claims)
 POLL_SECONDS = 0.5
 LEASE_SECONDS = 120.0
@@ -146,6 +150,7 @@ class Courier(DependencyProvider):
         self.promised = 0  # slots held for acknowledgements written claimed, their transactions not yet over
         self.claiming = 0  # slots held for the claim under way
         self._background_turn = time.monotonic()  # when the rest last had its turn to be claimed
+        self._follow_ups_turn = time.monotonic()  # when the follow-up timer last had its turn
         self.sent = 0  # deliveries this instance sent and marked sent (its share of the work)
         self._wakeup = GreenEvent()
         self._running = True
@@ -231,20 +236,36 @@ class Courier(DependencyProvider):
         self.promised -= 1
 
     def urgent_in_hand(self) -> bool:
-        """An acknowledgement is being written (or was, a moment ago: common/lanes.py) or sent: background work
-        waits."""
-        return not self.lanes.quiet() or any(self.in_flight.values())
+        """An acknowledgement is being written or sent: background work waits."""
+        return bool(self.lanes.urgent) or any(self.in_flight.values())
+
+    def follow_ups_may_run(self) -> bool:
+        """The follow-up timer's turn (surveys, reminders): not while an acknowledgement is in hand, unless it
+        has waited PATIENCE seconds."""
+        now = time.monotonic()
+        if self.urgent_in_hand() and now - self._follow_ups_turn < PATIENCE:
+            return False
+        self._follow_ups_turn = now
+        return True
+
+    def background_room(self) -> int:
+        """How many more of the other deliveries may be in flight now: none while an acknowledgement is in hand,
+        BETWEEN_ACKS while acknowledgements keep coming (the gaps between them), else all but URGENT_RESERVE;
+        and all but URGENT_RESERVE once they have waited PATIENCE seconds for a turn (delayed, never starved)."""
+        if time.monotonic() - self._background_turn >= PATIENCE or self.lanes.quiet() and not self.urgent_in_hand():
+            cap = IN_PARALLEL - URGENT_RESERVE
+        elif self.urgent_in_hand():
+            cap = 0
+        else:
+            cap = BETWEEN_ACKS
+        return cap - sum(1 for urgent in self.in_flight.values() if not urgent)
 
     def claim_in_turn(self, free: int) -> list:
-        """Acknowledgements first, then the rest in the order written. The rest waits while acknowledgements are
-        being written or sent (common/lanes.py: in a surge, this process's time is theirs), PATIENCE seconds at
-        most, and never takes the last URGENT_RESERVE slots."""
-        now = time.monotonic()
-        if self.urgent_in_hand() and now - self._background_turn < PATIENCE:  # delayed, never starved
-            room = 0
-        else:
-            room = min(free, IN_PARALLEL - URGENT_RESERVE - sum(1 for u in self.in_flight.values() if not u))
-            self._background_turn = now
+        """Acknowledgements first, then the rest in the order written, as much of it as `background_room` lets
+        (common/lanes.py: in a surge, this process's time is the acknowledgements')."""
+        room = min(free, self.background_room())
+        if room > 0:
+            self._background_turn = time.monotonic()
         claimed = self.claim(room) if room > 0 else []  # urgent ones first in its order
         if free - len(claimed) > 0 and len(claimed) == max(room, 0):  # more acknowledgements may be waiting
             claimed += self.claim(free - len(claimed), urgent_only=True)

@@ -122,8 +122,9 @@ class NotifyService(Operations):
     @timer(interval=TICK_SECONDS)
     def chase_follow_ups(self):
         """Take each survey whose next step is due one step on: ask, remind, give up. Not while an acknowledgement
-        is in hand (a surge): a survey waits a tick, a resident waiting to hear does not."""
-        if self.courier.urgent_in_hand():
+        is in hand (a surge): a survey waits a tick (PATIENCE seconds at most), a resident waiting to hear does
+        not."""
+        if not self.courier.follow_ups_may_run():
             return 0
         now = self.clock.now()
         remind_after = self.clock.span(float(self.config.get("REMIND_AFTER_HOURS", 24)) * 60)

@@ -25,7 +25,7 @@ from services.common.lanes import PATIENCE
 from services.common.migrations import upgrade
 from services.intake import events as intake_events
 from services.notify.channels import Receipt
-from services.notify.courier import IN_PARALLEL, URGENT_RESERVE, Courier
+from services.notify.courier import BETWEEN_ACKS, IN_PARALLEL, URGENT_RESERVE, Courier
 from services.notify.models import Delivery, OutboxRow
 from services.notify.service import NotifyService
 from tests.amqp_helpers import connect
@@ -162,11 +162,13 @@ def test_a_lapsed_claim_is_taken_over_a_live_one_is_not(fresh_vhost_uri, db_url,
 
 
 class FakeLanes:
-    """The process's urgent lane as the courier sees it: `urgent` acknowledgements being written."""
+    """The process's urgent lane as the courier sees it: `urgent` acknowledgements being written, and whether
+    more came a moment ago (`recent`: they keep coming)."""
     urgent = 0
+    recent = False
 
     def quiet(self) -> bool:
-        return not self.urgent
+        return not self.urgent and not self.recent
 
 
 def bare_courier(db_url: str, instance: str) -> Courier:
@@ -177,7 +179,7 @@ def bare_courier(db_url: str, instance: str) -> Courier:
     courier.promised = courier.claiming = 0
     courier._released = True  # as once start() has given back its earlier claims
     courier.lanes = FakeLanes()  # nothing else in hand
-    courier._background_turn = time.monotonic()
+    courier._background_turn = courier._follow_ups_turn = time.monotonic()
     return courier
 
 
@@ -230,6 +232,41 @@ def test_acknowledgements_are_claimed_first_and_always_find_a_slot(db_url):
         assert courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight)) == []
         courier._background_turn -= PATIENCE  # and the rest waited that long: delayed, never starved
         assert {d.template for d in courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))} == {"closed"}
+    finally:
+        courier.engine.dispose()
+
+
+def test_while_acknowledgements_keep_coming_the_rest_goes_a_few_at_a_time_in_the_gaps(db_url):
+    """30 requests a second: an acknowledgement is written every few tens of milliseconds. Between them, outcomes
+    and surveys go BETWEEN_ACKS at a time (they used to wait until the requests stopped), and none while an
+    acknowledgement is being written or sent."""
+    upgrade("notify", db_url)
+    courier = bare_courier(db_url, "notify-1")
+    courier.lanes.recent = True  # acknowledgements keep coming
+    with Session(courier.engine) as s, s.begin():
+        s.add_all([_delivery(f"closed-{n:08d}", "pending", template="closed") for n in range(10)])
+    try:
+        first = courier.claim_in_turn(IN_PARALLEL)
+        assert [d.template for d in first] == ["closed"] * BETWEEN_ACKS
+        courier.in_flight.update((d.id, d.urgent) for d in first)
+        assert courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight)) == []  # the gap's share is in flight
+        del courier.in_flight[first[0].id]  # one went out
+        courier.lanes.urgent = 1  # and an acknowledgement is being written
+        assert courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight)) == []
+        courier.lanes.urgent = 0
+        assert len(courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))) == 1  # the next gap
+    finally:
+        courier.engine.dispose()
+
+
+def test_the_follow_up_timer_waits_while_an_acknowledgement_is_in_hand_patience_seconds_at_most(db_url):
+    courier = bare_courier(db_url, "notify-1")
+    try:
+        assert courier.follow_ups_may_run()  # nothing in hand
+        courier.lanes.urgent = 1  # an acknowledgement being written, and for ever after
+        assert not courier.follow_ups_may_run()
+        courier._follow_ups_turn -= PATIENCE  # the surveys have waited that long
+        assert courier.follow_ups_may_run() and not courier.follow_ups_may_run()  # one turn, then wait again
     finally:
         courier.engine.dispose()
 

@@ -41,8 +41,8 @@ class Courier:
         self.woken = 0
         self.urgent = False
 
-    def urgent_in_hand(self) -> bool:
-        return self.urgent
+    def follow_ups_may_run(self) -> bool:
+        return not self.urgent
 
     def claimed_at_once(self) -> None:
         return None  # every delivery written pending, as when the real courier has no slot free
