@@ -7,11 +7,13 @@
   over AMQP as the vhost's admin): the peak, and how long after the last request went out the queues took to
   drain to at most 10 messages, or 1 % of the peak (the surge's figure).
 - `Profiles`: a py-spy flame graph (SVG) of each service process over the run (`--profile`), under
-  var/artefacts/profiles/.
+  var/artefacts/profiles/, and beside each a summary (`flame_summary`): the share of the samples spent in each
+  library's own code (the ORM, eventlet, the AMQP client, nameko, ours…) and the functions that cost most.
 - `Watches`: several of these as the one `watch` run_loop takes.
 """
 from __future__ import annotations
 
+import html
 import importlib
 import re
 import shutil
@@ -143,9 +145,61 @@ class Profiles:
             except subprocess.TimeoutExpired:
                 recorder.kill()
                 err = b"did not finish"
-            written[label] = str(path.relative_to(ROOT)) if path.exists() else \
-                f"none ({err.decode(errors='replace').strip().splitlines()[-1:] or 'py-spy failed'})"
+            if not path.exists():
+                written[label] = f"none ({err.decode(errors='replace').strip().splitlines()[-1:] or 'py-spy failed'})"
+                continue
+            summary = flame_summary(path.read_text(encoding="utf-8"))
+            path.with_suffix(".txt").write_text(summary_text(label, summary), encoding="utf-8")
+            written[label] = {"svg": str(path.relative_to(ROOT)), "% own time by library": summary["by library"]}
         return {"flame graphs": written}
+
+
+# a py-spy flame graph's frame: <g><title>function (file:line) (N samples, P%)</title><rect … y="…" fg:x="…" fg:w="…"
+_FRAME = re.compile(r'<g><title>(?P<title>[^<]*)</title><rect [^>]*?y="(?P<y>\d+)"[^>]*?fg:x="(?P<x>\d+)" '
+                    r'fg:w="(?P<w>\d+)"')
+_SAMPLES = re.compile(r" \([\d,]+ samples?, [\d.]+%\)$")
+LIBRARIES = (("sqlalchemy", "sqlalchemy/"), ("eventlet", "eventlet/"), ("amqp, kombu", ("amqp/", "kombu/")),
+             ("nameko", "nameko/"), ("marshmallow", "marshmallow/"), ("ours", ("services/", "songdaojia/")))
+
+
+def flame_summary(svg: str, top: int = 25) -> dict:
+    """What a py-spy flame graph says, as figures: each frame's own samples (its width less its children's, one
+    row further from the root), summed per library and per function (lines merged), as % of all samples."""
+    frames = []
+    for m in _FRAME.finditer(svg):
+        name = re.sub(r":\d+\)$", ")", _SAMPLES.sub("", html.unescape(m["title"])))
+        frames.append((int(m["y"]), int(m["x"]), int(m["w"]), name))
+    if not frames:
+        return {"samples": 0, "by library": {}, "top": []}
+    rows: dict[int, list] = {}
+    for frame in frames:
+        rows.setdefault(frame[0], []).append(frame)
+    root_row = min(rows)
+    total = sum(w for _y, _x, w, _n in rows[root_row]) or 1
+    step = min((y for y in rows if y > root_row), default=root_row + 16) - root_row
+    own: dict[str, int] = {}
+    for y, x, w, name in frames:
+        if y == root_row:
+            continue  # "all": its own samples are none of the process's code
+        children = sum(cw for _cy, cx, cw, _cn in rows.get(y + step, ()) if x <= cx and cx + cw <= x + w)
+        own[name] = own.get(name, 0) + w - children
+    by_library: dict[str, float] = {}
+    for name, samples in own.items():
+        library = next((label for label, marks in LIBRARIES
+                        if any(mark in name for mark in ((marks,) if isinstance(marks, str) else marks))), "other")
+        by_library[library] = by_library.get(library, 0) + samples
+    share = lambda samples: round(100 * samples / total, 1)  # noqa: E731
+    return {"samples": total,
+            "by library": {k: share(v) for k, v in sorted(by_library.items(), key=lambda kv: -kv[1])},
+            "top": [(share(v), k) for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]]}
+
+
+def summary_text(label: str, summary: dict) -> str:
+    lines = [f"{label}: {summary['samples']} samples; % of them in each library's own code"]
+    lines += [f"  {pct:5.1f}%  {library}" for library, pct in summary["by library"].items()]
+    lines += ["functions by their own samples (lines merged)"]
+    lines += [f"  {pct:5.1f}%  {name}" for pct, name in summary["top"]]
+    return "\n".join(lines) + "\n"
 
 
 class Watches:

@@ -72,3 +72,29 @@ def test_watches_start_together_and_merge_what_they_found():
     first, second = Probe({"a": 1}), Probe({"b": 2})
     watch = Watches(first, None, second)({"intake": object()})
     assert first.procs is second.procs and watch.stop() == {"a": 1, "b": 2}
+
+
+def _frame(name: str, y: int, x: int, w: int) -> str:
+    return (f'<g><title>{name} ({w} samples, {w * 10}%)</title><rect x="{x * 10}%" y="{y}" width="{w * 10}%" '
+            f'height="15" fill="rgb(1,2,3)" fg:x="{x}" fg:w="{w}"/><text x="0" y="0"></text></g>')
+
+
+def test_a_flame_graph_is_summed_per_library_by_each_frame_s_own_samples():
+    """py-spy's SVG: the root row `all`, each child one row further down and within its parent's span; a frame's
+    own samples are its width less its children's. Lines of one function are merged."""
+    svg = "".join([
+        _frame("all", 84, 0, 10),
+        _frame("DispatchService.open_case (services/dispatch/service.py:56)", 100, 0, 6),
+        _frame("Session.flush (sqlalchemy/orm/session.py:4100)", 100, 6, 4),
+        _frame("GreenSocket._send_loop (eventlet/greenio/base.py:383)", 116, 0, 1),
+        _frame("GreenSocket._send_loop (eventlet/greenio/base.py:390)", 116, 1, 1),
+    ])
+    summary = bench_probes.flame_summary(svg)
+    assert summary["samples"] == 10
+    assert summary["by library"] == {"ours": 40.0, "sqlalchemy": 40.0, "eventlet": 20.0}
+    assert summary["top"][2] == (20.0, "GreenSocket._send_loop (eventlet/greenio/base.py)")
+    assert "40.0%  sqlalchemy" in bench_probes.summary_text("dispatch", summary)
+
+
+def test_an_empty_flame_graph_says_so():
+    assert bench_probes.flame_summary("<svg></svg>") == {"samples": 0, "by library": {}, "top": []}
