@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from services.common.clock import Time
 from services.common.database import Database
@@ -516,12 +516,14 @@ class DispatchService(Operations):
 
     def _record(self, s, case, events, actor, note=""):
         """History (with each event's data, the ledger's evidence), outbox, work keys, and new deadlines."""
+        history, deadlines = [], []
         for ev in events:
-            s.add(HistoryEntry(ticket_id=case.id, at=ev.occurred_at, event=ev.name,
-                               state=ev.data.get("state", case.state), actor=actor, note=note,
-                               data=json.dumps(ev.data, ensure_ascii=False, default=str)))
-            for timer_row in timers_for(ev, case, self.policy, ev.occurred_at):
-                s.add(Deadline(**timer_row))
+            history.append({"ticket_id": case.id, "at": ev.occurred_at, "event": ev.name,
+                            "state": ev.data.get("state", case.state), "actor": actor, "note": note,
+                            "data": json.dumps(ev.data, ensure_ascii=False, default=str)})
+            deadlines += timers_for(ev, case, self.policy, ev.occurred_at)
+        _append(s, ADD_HISTORY, history)
+        _append(s, ADD_DEADLINES, deadlines)
         self.outbox.add(s, events)
         for ev in events:  # what a console acts on goes to the work exchange too, under its area's key
             if ev.data.get("work_key") and not (ev.name == "ticket_escalated" and ev.data["mode"] == "reassign"):
@@ -547,6 +549,18 @@ class DispatchService(Operations):
             # an event about a ticket we have not opened yet: it may be ahead of ticket_received
             raise LookupError(f"ticket {ticket_id} is not known to dispatch (yet)")
         return case
+
+
+# History and deadlines are only ever added on the hot paths: prebuilt Core inserts, without the unit of work
+# (its bookkeeping cost more than the rows' writing)
+ADD_HISTORY = insert(HistoryEntry.__table__)
+ADD_DEADLINES = insert(Deadline.__table__)
+
+
+def _append(s, statement, rows: list[dict]) -> None:
+    if rows:
+        s.flush()  # the case first (new, or changed): the rows refer to it
+        s.execute(statement, rows)
 
 
 def new_case(ticket_id: str, data: dict, now) -> Case:
