@@ -3,7 +3,7 @@
 Publishing one message and waiting for its confirm caps a service at about a
 thousand events a second; here a batch is published and then all of its
 confirms are awaited together, so one round trip covers many events. The
-batch's frames also go to the socket in one write (`_corked`), not one
+batch's frames also go to the socket in one write (`corked`), not one
 system call per message.
 """
 from __future__ import annotations
@@ -134,7 +134,7 @@ class ConfirmingPublisher:
     def _publish(self, batch: list[Outgoing]) -> None:
         try:
             ch = self._ensure_channel()
-            with _corked(self._conn.transport):
+            with corked(self._conn.transport):
                 self._put(ch, batch)
             while self._pending:
                 self._conn.drain_events(timeout=self.confirm_timeout)
@@ -177,7 +177,7 @@ class ConfirmingPublisher:
 
 
 @contextmanager
-def _corked(transport):
+def corked(transport):
     """Frames written inside go to the socket in one write as the block ends (py-amqp writes each message's
     frames with one `transport._write` call, a copy of a buffer it reuses). If the block raises, nothing of it
     is sent: the caller closes the connection and publishes the batch again."""

@@ -33,7 +33,7 @@ from marshmallow import ValidationError
 from nameko.containers import ServiceContainer
 from nameko.messaging import Consumer, QueueConsumer
 
-from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_uris, broker_user
+from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_uris, broker_user, corked
 from .envelope import MalformedEvent, open_envelope, utcnow
 from .faults import crash_point
 from .lanes import Lanes
@@ -384,12 +384,25 @@ class BatchConsumer(ReliableConsumer):
         self.lanes.ended(False)
         if exc_info is None:
             crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
+            self._ack_all([message for message, _args in batch])
             for message, _args in batch:
-                self._ack(message)
                 self._count(message, "handled")
         else:  # one of them may be poison: each alone, outside this worker (its slot is still taken)
             eventlet.spawn_n(self._one_by_one, batch)
         return result, exc_info
+
+    def _ack_all(self, messages: list) -> None:
+        """Ack a batch's messages, their frames in one write to the socket (they came on one channel)."""
+        connection = getattr(messages[0].channel, "connection", None)
+        if connection is None:  # gone: the broker has put them back already
+            return
+        try:
+            with corked(connection.transport):
+                for message in messages:
+                    self._ack(message)
+        except Exception as exc:  # the connection failed as the acks went out: the broker delivers them again
+            log.warning("%s: could not ack a batch of %d (%r); the broker delivers it again", self.queue_name,
+                        len(messages), exc)
 
     def _one_by_one(self, batch) -> None:
         for message, args in batch:

@@ -271,3 +271,29 @@ def test_a_batch_with_a_poison_message_dead_letters_it_alone_and_handles_the_res
     finally:
         probe.close()
         engine.dispose()
+
+
+def test_a_batch_s_acks_reach_the_broker_and_nothing_handled_comes_back_after_a_stop(fresh_vhost_uri, db_url,
+                                                                                     start_service):
+    """A batch's acks go to the broker in one write: once the service has stopped, what it handled is not
+    in its queue again (an unacked message would be)."""
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    service = start_service(EchoInBatches, fresh_vhost_uri, db_url, migrate=False, max_workers=10)
+    BATCH_CALLS.clear()
+    try:
+        conn = connect(fresh_vhost_uri)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for n in range(30):
+            ch.basic_publish("source.events", "thing_happened", json.dumps(envelope(f"A-{n}", f"第{n}条")).encode(),
+                             pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                  message_id=str(uuid.uuid4()), user_id="guest"))
+        wait_until(lambda: noted_count(engine) == 30, message="all thirty noted")
+        assert max(BATCH_CALLS) > 1, f"handled one at a time: {BATCH_CALLS}"
+        service.stop()
+        waiting = ch.queue_declare("echo.note_all", passive=True).method.message_count
+        conn.close()
+        assert waiting == 0, f"{waiting} handled messages came back: their acks never reached the broker"
+    finally:
+        engine.dispose()
