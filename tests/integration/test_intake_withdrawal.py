@@ -150,3 +150,23 @@ def test_the_status_follows_dispatch_s_cancellation_and_a_cancelled_ticket_is_cl
     with Session(engine) as s:
         ticket = s.get(Ticket, tickets["leak"])
         assert ticket.status == "cancelled" and ticket.closed_at is not None  # retention counts from here
+
+
+def test_the_mirror_takes_dispatch_s_changes_arriving_together_and_out_of_order(intake):
+    """In progress, accepted and routed published at once, the newest first (they are handled several to a
+    transaction): the mirror ends at the newest, and the older ones change nothing; the other ticket is
+    untouched until its own routing comes, which sets its grid."""
+    url, tickets, _events, engine, uri = intake
+    ticket = tickets["goods"]
+    for name in ("ticket_in_progress", "ticket_accepted", "ticket_routed"):
+        publish_event(uri, "dispatch", dispatch_events.EXAMPLES[name], ticket)
+    wait_until(lambda: status(engine, ticket) == "in_progress", message="the mirror at the newest change")
+    with Session(engine) as s:
+        mirrored, other = s.get(Ticket, ticket), s.get(Ticket, tickets["leak"])
+        assert (mirrored.status_version, mirrored.assignee_name) == (4, "李桂兰")
+        assert mirrored.grid_code is None  # the routing came after in_progress: older, it changed nothing
+        assert mirrored.updated_at is not None and other.status == "received" and other.updated_at is None
+    publish_event(uri, "dispatch", dispatch_events.EXAMPLES["ticket_routed"], tickets["leak"])
+    wait_until(lambda: status(engine, tickets["leak"]) == "routed", message="the other ticket routed")
+    with Session(engine) as s:
+        assert s.get(Ticket, tickets["leak"]).grid_code == "341323104214-G10"
