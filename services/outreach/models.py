@@ -140,6 +140,7 @@ class Need(Base):
     description: Mapped[str] = mapped_column(Text)
     attributes: Mapped[str] = mapped_column(Text, default="{}")  # JSON: the category's attributes, for intake
     found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # its order in its visit or talk
     # intake's receipt: sent (none yet), received or merged (with the ticket), or rejected (with the reason)
     status: Mapped[str] = mapped_column(String(10), default="sent")
     ticket_no: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)

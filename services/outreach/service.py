@@ -339,8 +339,9 @@ class OutreachService(Operations):
                 raise HttpError(409, str(exc)) from None
             visit.note = form["note"]
             needs = [Need(id=str(uuid.uuid4()), kind="visit", visit_id=visit.id, household_id=household.id,
-                          found_at=now, status="sent", category=n["category"], description=n["description"],
-                          attributes=json.dumps(n["attributes"], ensure_ascii=False)) for n in form["needs"]]
+                          found_at=now, position=position, status="sent", category=n["category"],
+                          description=n["description"], attributes=json.dumps(n["attributes"], ensure_ascii=False))
+                     for position, n in enumerate(form["needs"])]
             s.add_all(needs)
             for need in needs:  # to intake's front door, in this transaction (the outbox)
                 self.outbox.add_message(s, register.SUBMISSIONS_EXCHANGE, "submit.grid_visit", need.id,
@@ -382,9 +383,9 @@ class OutreachService(Operations):
             s.flush()
             name = register.villages()[talk.village_code]
             needs = []
-            for item in raised:
+            for position, item in enumerate(raised):
                 need = Need(id=str(uuid.uuid4()), kind="talk" if item["kind"] == "need" else "opinion",
-                            talk_id=talk.id, found_at=now, status="sent", category=item["category"],
+                            talk_id=talk.id, found_at=now, position=position, status="sent", category=item["category"],
                             description=item["description"],
                             attributes=json.dumps(item["attributes"], ensure_ascii=False))
                 s.add(need)
@@ -407,7 +408,8 @@ class OutreachService(Operations):
                                                       NightTalk.held_on >= since)
                               .order_by(NightTalk.held_on, NightTalk.id).limit(query["limit"])).all()
             raised: dict[str, list] = {}
-            for n in s.scalars(select(Need).where(Need.talk_id.in_([t.id for t in talks])).order_by(Need.id)):
+            for n in s.scalars(select(Need).where(Need.talk_id.in_([t.id for t in talks]))
+                                .order_by(Need.position, Need.id)):
                 raised.setdefault(n.talk_id, []).append({
                     "id": n.id, "kind": n.kind, "category": n.category, "description": n.description,
                     "status": n.status, "ticket_no": n.ticket_no, "reason": n.reason})
@@ -434,7 +436,7 @@ class OutreachService(Operations):
                              .outerjoin(Visit, Need.visit_id == Visit.id)
                              .outerjoin(NightTalk, Need.talk_id == NightTalk.id)
                              .where(where, Need.found_at >= schedules.day_begins(since))
-                             .order_by(Need.found_at, Need.id).limit(query["limit"])).all()
+                             .order_by(Need.found_at, Need.position, Need.id).limit(query["limit"])).all()
             return json_response({"needs": [
                 {"id": n.id, "kind": n.kind, "visit_id": n.visit_id, "household_id": n.household_id,
                  "talk_id": n.talk_id, "village_code": village, "grid_code": grid, "category": n.category,

@@ -87,7 +87,8 @@ def test_a_night_talk_s_needs_and_opinions_become_tickets_an_opinion_answered_to
         [held] = requests.get(f"{both.url}/night-talks", params={"area": VILLAGE}, headers=cadre).json()["night_talks"]
         return held if all(item["status"] == "received" for item in held["raised"]) else None
     held = wait_until(answered, timeout=20, message="intake's receipts for what was raised")
-    assert (held["attendance"], sorted(i["kind"] for i in held["raised"])) == (46, ["opinion", "talk"])
+    assert (held["attendance"], [i["kind"] for i in held["raised"]]) == (46, ["talk", "opinion"])  # as raised
+    assert [i["id"] for i in held["raised"]] == [need, opinion]
     tickets = {i["id"]: i["ticket_no"] for i in held["raised"]}
     with both.intake.connect() as conn:
         made = {t.message_id: t for t in conn.execute(select(Ticket).where(Ticket.channel == "night_talk")).all()}
