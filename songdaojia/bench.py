@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import sys
 import threading
 import time
@@ -218,6 +219,41 @@ def _shares(report: dict, instances: int) -> dict[str, str]:
         else:
             shares[name] = " / ".join(f"{c / sum(counts):.0%}" for c in counts)
     return shares
+
+
+REPEATED = ("closed loop tickets/s", "ack p50 ms", "ack p95 ms", "ack p99 ms", "CPU ms, services+broker",
+            "CPU ms per ticket", "backlog peak messages", "drained s after last req.")
+
+
+def repeated_figures(runs: list[dict]) -> dict[str, str]:
+    """Several runs of the same load, figure by figure: the median and the range (min–max), per service for the
+    CPU. One run's noise is a few ms a ticket: a lever smaller than the range has not shown."""
+    def spread(values) -> str:
+        values = sorted(v for v in values if isinstance(v, (int, float)))
+        if not values:
+            return "n/a"
+        return f"{statistics.median(values):g} ({values[0]:g}–{values[-1]:g})"
+    summary = {}
+    for key in REPEATED:
+        if key == "CPU ms per ticket":
+            for process in dict.fromkeys(p for run in runs for p in run.get(key, {})):
+                summary[f"CPU ms, {process}"] = spread(run.get(key, {}).get(process) for run in runs)
+        else:
+            summary[key] = spread(run.get(key) for run in runs)
+    return summary
+
+
+def repeat_bench(new_stack: Callable[[], Stack], times: int, out=sys.stdout, **kwargs) -> dict[str, str]:
+    """`run_bench` `times` times, each on a stack of its own, then the figures side by side as repeated_figures."""
+    runs = []
+    for n in range(times):
+        print(f"\n=== run {n + 1} of {times} ===", file=out, flush=True)
+        runs.append(run_bench(new_stack(), out=out, **kwargs))
+    summary = repeated_figures(runs)
+    print(f"\nover {times} runs: median (min–max)", file=out)
+    for key, value in summary.items():
+        print(f"  {key:<26} {value}", file=out)
+    return summary
 
 
 def compare_instances(new_stack: Callable[[], Stack], tickets: int, rate: float, counts: list[int],

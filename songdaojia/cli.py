@@ -251,7 +251,7 @@ def _area_path(area: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from .bench import compare_instances, run_bench
+    from .bench import compare_instances, repeat_bench, run_bench
     counts = list(dict.fromkeys(args.instances))  # as given, each once
     if min(counts) < 1:
         raise SystemExit("bench: --instances counts are 1 or more")
@@ -261,7 +261,12 @@ def cmd_bench(args) -> int:
     if args.surge:  # SURGE times the rate for 60 s: does the acknowledgement hold, and how long until drained?
         rate, tickets = args.rate * args.surge, int(args.rate * args.surge * 60)
         print(f"surge: {args.surge:g} × {args.rate:g}/s = {rate:g} requests/s for 60 s ({tickets} requests)")
-    if len(counts) == 1:
+    if args.repeat < 1:
+        raise SystemExit("bench: --repeat is 1 or more")
+    if len(counts) == 1 and args.repeat > 1:
+        repeat_bench(lambda: _stack(args), args.repeat, tickets=tickets, rate=rate, volunteers=args.volunteers,
+                     instances=counts[0], postgres=postgres, profile=args.profile)
+    elif len(counts) == 1:
         run_bench(_stack(args), tickets, rate, volunteers=args.volunteers, instances=counts[0],
                   postgres=postgres, console=args.console, profile=args.profile)
     else:
@@ -371,6 +376,9 @@ def main(argv=None) -> int:
                         "rate, all on PostgreSQL, compared side by side (default: 1, on SQLite)")
     p.add_argument("--postgres", metavar="URL", help=f"PostgreSQL admin URL for the runs' databases "
                                                     f"(default with --instances > 1 or several: {DEFAULT_POSTGRES})")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run the same load N times and print each figure's median and range: one run's noise is a "
+                        "few ms of CPU a ticket")
     p.add_argument("--surge", type=float, nargs="?", const=3.0, default=None, metavar="FACTOR",
                    help="offer FACTOR (default 3) × --rate for 60 s: the acknowledgement under overload, the backlog "
                         "and how long it takes to drain (--rate: what the loop sustains)")

@@ -98,3 +98,18 @@ def test_a_flame_graph_is_summed_per_library_by_each_frame_s_own_samples():
 
 def test_an_empty_flame_graph_says_so():
     assert bench_probes.flame_summary("<svg></svg>") == {"samples": 0, "by library": {}, "top": []}
+
+
+def test_repeated_runs_give_each_figure_s_median_and_range():
+    from songdaojia.bench import repeated_figures
+    runs = [{"closed loop tickets/s": 25.0, "ack p99 ms": 160.0, "CPU ms, services+broker": 52.1,
+             "CPU ms per ticket": {"intake": 7.7, "notify": 17.1}, "backlog peak messages": "n/a"},
+            {"closed loop tickets/s": 24.7, "ack p99 ms": 326.0, "CPU ms, services+broker": 54.5,
+             "CPU ms per ticket": {"intake": 7.3, "notify": 19.2}, "backlog peak messages": 303},
+            {"closed loop tickets/s": 24.8, "ack p99 ms": 314.0, "CPU ms, services+broker": 55.6,
+             "CPU ms per ticket": {"intake": 7.5, "notify": 19.8}, "backlog peak messages": 187}]
+    summary = repeated_figures(runs)
+    assert summary["closed loop tickets/s"] == "24.8 (24.7–25)"
+    assert summary["CPU ms, notify"] == "19.2 (17.1–19.8)" and summary["CPU ms, intake"] == "7.5 (7.3–7.7)"
+    assert summary["backlog peak messages"] == "245 (187–303)"  # a run that could not say is left out
+    assert summary["ack p50 ms"] == "n/a"
