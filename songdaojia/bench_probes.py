@@ -188,7 +188,9 @@ def flame_summary(svg: str, top: int = 25) -> dict:
         library = next((label for label, marks in LIBRARIES
                         if any(mark in name for mark in ((marks,) if isinstance(marks, str) else marks))), "other")
         by_library[library] = by_library.get(library, 0) + samples
-    share = lambda samples: round(100 * samples / total, 1)  # noqa: E731
+
+    def share(samples: int) -> float:
+        return round(100 * samples / total, 1)
     return {"samples": total,
             "by library": {k: share(v) for k, v in sorted(by_library.items(), key=lambda kv: -kv[1])},
             "top": [(share(v), k) for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]]}

@@ -37,15 +37,13 @@ from .open311_forms import MAX_FIELD, parse_request_form, read_form
 from .residents import find_or_add
 from .schemas import (ContactQuery, ContactReadsQuery, ContactReadView, ContactView, StaffTicketView, Submission,
                       TicketStatusChange, Withdrawal, WithdrawalView)
-from .status import ENDED, LIFECYCLE_EVENTS, apply_status
+from .status import ENDED, LIFECYCLE_EVENTS, MIRRORED, apply_status
 from .submissions import on_submission
 from .tickets import InvalidRequest
 
 log = logging.getLogger(__name__)
-# the status mirror's columns, read and written as prebuilt Core statements: five or six changes a ticket, and the
-# ORM's identity map and unit of work cost more than the changes themselves
-MIRRORED = ("village_code", "grid_code", "status", "status_version", "assignee_id", "assignee_name", "expected_at",
-            "closed_at", "updated_at")
+# the status mirror's columns (status.MIRRORED), read and written as prebuilt Core statements: five or six changes
+# a ticket, and the ORM's identity map and unit of work cost more than the changes themselves
 READ_MIRROR = select(Ticket.__table__.c.id, *(Ticket.__table__.c[name] for name in MIRRORED)).where(
     Ticket.__table__.c.id.in_(bindparam("ids", expanding=True)))
 WRITE_MIRROR = update(Ticket.__table__).where(Ticket.__table__.c.id == bindparam("ticket")).values(
@@ -92,15 +90,15 @@ class IntakeService(Operations):
         transaction (BatchConsumer), in the order they came."""
         changes = [(envelope, read_data(envelope, TicketStatusChange)) for envelope in envelopes]
         with self.db.transaction() as s:
-            rows = s.execute(READ_MIRROR, {"ids": sorted({envelope["ticket_id"] for envelope in envelopes})}).all()
-            before = {row.id: tuple(row) for row in rows}
-            mirrors = {row.id: SimpleNamespace(**row._mapping) for row in rows}
+            ids = sorted({envelope["ticket_id"] for envelope in envelopes})
+            before = {row.id: dict(row._mapping) for row in s.execute(READ_MIRROR, {"ids": ids})}
+            mirrors = {ticket_id: SimpleNamespace(**row) for ticket_id, row in before.items()}
             for envelope, change in changes:
                 ticket = mirrors.get(envelope["ticket_id"])
                 if ticket is not None:
                     apply_status(ticket, envelope["event"], change, envelope["occurred_at"])
-            changed = [{"ticket": m.id, **{f"new_{name}": getattr(m, name) for name in MIRRORED}}
-                       for m in mirrors.values() if (m.id, *(getattr(m, name) for name in MIRRORED)) != before[m.id]]
+            changed = [{"ticket": ticket_id, **{f"new_{name}": getattr(m, name) for name in MIRRORED}}
+                       for ticket_id, m in mirrors.items() if vars(m) != before[ticket_id]]
             if changed:
                 s.execute(WRITE_MIRROR, changed)
 

@@ -14,6 +14,9 @@ from datetime import datetime
 LIFECYCLE_EVENTS = ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
                     "ticket_reopened", "ticket_escalated", "ticket_returned", "ticket_cancelled", "ticket_filed",
                     "ticket_decided")
+# what apply_status may change: the mirror's columns of a ticket
+MIRRORED = ("village_code", "grid_code", "status", "status_version", "assignee_id", "assignee_name", "expected_at",
+            "closed_at", "updated_at")
 ENDED = ("closed", "cancelled")  # final: nothing moves a ticket out of these; retention counts from then
 DONE = ("resolved", "followed_up") + ENDED  # the work is done (or given up): a resident can no longer withdraw
 

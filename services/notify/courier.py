@@ -252,11 +252,12 @@ class Courier(DependencyProvider):
         """How many more of the other deliveries may be in flight now: none while an acknowledgement is in hand,
         BETWEEN_ACKS while acknowledgements keep coming (the gaps between them), else all but URGENT_RESERVE;
         and all but URGENT_RESERVE once they have waited PATIENCE seconds for a turn (delayed, never starved)."""
-        if time.monotonic() - self._background_turn >= PATIENCE or self.lanes.quiet() and not self.urgent_in_hand():
+        waited = time.monotonic() - self._background_turn >= PATIENCE
+        if waited or (self.lanes.quiet() and not self.urgent_in_hand()):
             cap = IN_PARALLEL - URGENT_RESERVE
         elif self.urgent_in_hand():
             cap = 0
-        else:
+        else:  # acknowledgements keep coming, none in hand now: a gap
             cap = BETWEEN_ACKS
         return cap - sum(1 for urgent in self.in_flight.values() if not urgent)
 

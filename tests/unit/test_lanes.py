@@ -31,22 +31,24 @@ def test_background_waits_while_urgent_work_is_in_hand():
     assert order == ["urgent ended", "background began"]
 
 
-def test_between_acknowledgements_background_goes_one_message_at_a_time():
+def test_between_acknowledgements_background_goes_one_message_at_a_time(monkeypatch):
     """In a surge acknowledgements come a few milliseconds apart: background work goes on in the gaps, one
     message at a time, so an acknowledgement waits for one background handler at most."""
+    monkeypatch.setattr(lanes_module, "QUIET", 60.0)  # acknowledgements keep coming for the whole test
     lanes = lanes_for()
     lanes.began(urgent=True), lanes.ended(urgent=True)
     assert not lanes.quiet()
-    with eventlet.Timeout(0.02):  # well within QUIET: it takes the gap
+    with eventlet.Timeout(2):  # it takes the gap (it used to wait for QUIET)
         lanes.began(urgent=False)
     second = eventlet.spawn(lanes.began, False)
     eventlet.sleep(0)
-    lanes.began(urgent=True), lanes.ended(urgent=True)  # acknowledgements keep coming
+    lanes.began(urgent=True), lanes.ended(urgent=True)
     eventlet.sleep(0.01)
     assert not second.dead  # the first is still in hand
     lanes.ended(urgent=False)
-    with eventlet.Timeout(0.02):
+    with eventlet.Timeout(2):
         second.wait()
+    assert lanes.background == 1 and not lanes.quiet()
 
 
 def test_once_the_urgent_lane_is_quiet_background_takes_every_worker_it_may():
