@@ -24,6 +24,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any  # parsed JSON when the body is JSON, else the raw text
     status: int  # what the recorder answered
+    client_port: int = 0  # the connection it came on
 
     def header(self, name: str) -> str | None:
         """Case-insensitive header lookup (HTTP header names are not case-sensitive)."""
@@ -46,7 +47,7 @@ class _RecorderHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         status, reply = self.server.recorder._answer(
-            self.command, self.path, dict(self.headers.items()), _parse_body(raw)
+            self.command, self.path, dict(self.headers.items()), _parse_body(raw), self.client_address[1]
         )
         payload = json.dumps(reply).encode("utf-8")
         self.send_response(status)
@@ -61,6 +62,10 @@ class _RecorderHandler(BaseHTTPRequestHandler):
         pass  # keep test output readable; the recorder keeps the requests
 
 
+class _KeepAliveHandler(_RecorderHandler):
+    protocol_version = "HTTP/1.1"
+
+
 class _RecorderServer(ThreadingHTTPServer):
     daemon_threads = True
     # The default backlog of 5 resets connections when a test fires a burst.
@@ -71,9 +76,12 @@ class _RecorderServer(ThreadingHTTPServer):
 class HttpRecorder:
     """An HTTP server on 127.0.0.1 that records requests and answers like an SMS gateway."""
 
-    def __init__(self, path: str = "/sms", host: str = LOCALHOST):
+    def __init__(self, path: str = "/sms", host: str = LOCALHOST, keep_alive: bool = False):
+        """`keep_alive`: answer in HTTP/1.1 and keep connections open between requests (else HTTP/1.0, a
+        connection per request)."""
         self.path = path
         self.host = host
+        self.keep_alive = keep_alive
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._forced_statuses: list[int] = []
@@ -82,7 +90,8 @@ class HttpRecorder:
         self._thread: threading.Thread | None = None
 
     def start(self) -> HttpRecorder:
-        server = _RecorderServer((self.host, 0), _RecorderHandler)
+        handler = _KeepAliveHandler if self.keep_alive else _RecorderHandler
+        server = _RecorderServer((self.host, 0), handler)
         server.recorder = self
         self._server = server
         self._thread = threading.Thread(
@@ -137,12 +146,13 @@ class HttpRecorder:
     ) -> list[RecordedRequest]:
         return wait_on(predicate, lambda: self.requests, timeout, self._describe, description)
 
-    def _answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, dict]:
+    def _answer(self, method: str, path: str, headers: dict[str, str], body: Any,
+                client_port: int = 0) -> tuple[int, dict]:
         # Decide and record under one lock so the sequence number, the forced
         # failure and the recorded order stay consistent across threads.
         with self._lock:
             status = self._forced_statuses.pop(0) if self._forced_statuses else 200
-            self._requests.append(RecordedRequest(method, path, headers, body, status))
+            self._requests.append(RecordedRequest(method, path, headers, body, status, client_port))
             self._replies_sent += 1
             sequence = self._replies_sent
         if 200 <= status < 300:

@@ -87,7 +87,7 @@ class _RecordingHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
-        self._sink._record(message_from_bytes(raw, policy=DEFAULT_POLICY))
+        self._sink._record(message_from_bytes(raw, policy=DEFAULT_POLICY), session.peer)
         return "250 Message accepted for delivery"
 
 
@@ -101,6 +101,7 @@ class SmtpSink:
         self.on_message = on_message  # called for each accepted message, before the server answers
         self._lock = threading.Lock()
         self._messages: list[EmailMessage] = []
+        self._peers: list[tuple] = []  # the client's (host, port) of each message: its connection
         self._refusals: dict[str, str] = {}
         self._controller: Controller | None = None
 
@@ -166,9 +167,10 @@ class SmtpSink:
         with self._lock:
             return self._refusals.get(address.lower())
 
-    def _record(self, message: EmailMessage) -> None:
+    def _record(self, message: EmailMessage, peer: tuple = ()) -> None:
         with self._lock:
             self._messages.append(message)
+            self._peers.append(tuple(peer or ()))
         if self.on_message is not None:
             self.on_message(message)
 
@@ -178,9 +180,15 @@ class SmtpSink:
         with self._lock:
             return list(self._messages)
 
+    def connections(self) -> int:
+        """How many client connections the messages so far came on."""
+        with self._lock:
+            return len(set(self._peers))
+
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
+            self._peers.clear()
 
     def bodies(self) -> list[str]:
         return [body_text(message) for message in self.messages]

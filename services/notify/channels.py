@@ -23,6 +23,7 @@ from email.utils import formatdate
 from typing import Any, NamedTuple
 
 import requests
+from requests.adapters import HTTPAdapter
 
 MESSAGE_ID_DOMAIN = "songdaojia"
 
@@ -76,16 +77,18 @@ def _contact_value(contact: Mapping[str, Any] | None, key: str) -> str | None:
 
 
 class EmailChannel:
-    """Sends UTF-8 plain-text mail over SMTP, keeping a few connections open between messages."""
+    """Sends UTF-8 plain-text mail over SMTP, keeping connections open between messages: as many as are used
+    at once (`keep_open`, the courier's sends in flight), so a burst does not open and QUIT a connection per
+    message (measured: QUIT alone was 5 % of notify's CPU with 8 kept for 20 sends in flight)."""
 
     kind = "email"
-    MAX_IDLE = 8  # connections kept open for the next messages
 
-    def __init__(self, host: str, port: int, sender: str, timeout: float = 5.0):
+    def __init__(self, host: str, port: int, sender: str, timeout: float = 5.0, keep_open: int = 8):
         self.host = host
         self.port = int(port)
         self.sender = sender
         self.timeout = float(timeout)
+        self.keep_open = int(keep_open)
         self._idle: list[smtplib.SMTP] = []
 
     @property
@@ -169,7 +172,7 @@ class EmailChannel:
         return answer
 
     def _keep(self, smtp: smtplib.SMTP) -> None:
-        if len(self._idle) < self.MAX_IDLE:
+        if len(self._idle) < self.keep_open:
             self._idle.append(smtp)
         else:
             _quit_quietly(smtp)
@@ -222,14 +225,19 @@ def _smtp_reason(stage: str, exc: smtplib.SMTPResponseException) -> str:
 
 
 class SmsChannel:
-    """Client of an HTTP SMS gateway taking JSON `{"to", "text", "message_id"}`."""
+    """Client of an HTTP SMS gateway taking JSON `{"to", "text", "message_id"}`, on keep-alive connections:
+    as many kept as are used at once (`keep_open`), not a new connection per message."""
 
     kind = "sms"
 
-    def __init__(self, url: str, timeout: float = 5.0, api_key: str | None = None):
+    def __init__(self, url: str, timeout: float = 5.0, api_key: str | None = None, keep_open: int = 8):
         self.url = url
         self.timeout = float(timeout)
         self.api_key = api_key
+        self._http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=int(keep_open))
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
 
     @property
     def peer(self) -> str:
@@ -262,7 +270,7 @@ class SmsChannel:
 
     def _post(self, payload: dict[str, str], headers: dict[str, str]) -> requests.Response:
         try:
-            return requests.post(self.url, json=payload, headers=headers, timeout=self.timeout)
+            return self._http.post(self.url, json=payload, headers=headers, timeout=self.timeout)
         except requests.Timeout as exc:
             raise self._failure(f"no answer within {self.timeout:g}s: {exc}", permanent=False) from exc
         except requests.RequestException as exc:
@@ -299,8 +307,9 @@ _CHANNEL_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 
-def channel_from_config(cfg: Mapping[str, Any]) -> EmailChannel | SmsChannel:
-    """Build a channel from e.g. {"kind": "email", "host", "port", "sender"}."""
+def channel_from_config(cfg: Mapping[str, Any], keep_open: int = 8) -> EmailChannel | SmsChannel:
+    """Build a channel from e.g. {"kind": "email", "host", "port", "sender"}; it keeps `keep_open` connections
+    to its peer open (the sends its user has in flight at most)."""
     if not isinstance(cfg, Mapping):
         raise ValueError(f"notify channel config must be a mapping, got {type(cfg).__name__}")
     kind = cfg.get("kind")
@@ -313,8 +322,8 @@ def channel_from_config(cfg: Mapping[str, Any]) -> EmailChannel | SmsChannel:
         options["timeout"] = _as_number(cfg, "timeout", float)
     if kind == "email":
         options["port"] = _as_number(cfg, "port", int)
-        return EmailChannel(**options)
-    return SmsChannel(**options)
+        return EmailChannel(**options, keep_open=keep_open)
+    return SmsChannel(**options, keep_open=keep_open)
 
 
 def _check_keys(kind: str, cfg: Mapping[str, Any]) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pickle
 import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -88,6 +90,22 @@ def test_resending_the_same_notification_reuses_its_message_id(smtp_sink: SmtpSi
     assert smtp_sink.bodies() == [BODY, BODY]
 
 
+def test_as_many_connections_are_kept_open_as_are_used_at_once(smtp_sink: SmtpSink) -> None:
+    """Bursts of sends in flight together: the connections of one burst carry the next (no QUIT and reconnect)."""
+    channel = EmailChannel(LOCALHOST, smtp_sink.port, SENDER, keep_open=4)
+    for burst in range(3):
+        together = threading.Barrier(4)
+
+        def send(i: int, burst: int = burst, together: threading.Barrier = together) -> None:
+            together.wait(timeout=5.0)
+            channel.send(RESIDENT, SUBJECT, BODY, message_id=f"burst-{burst}-{i}")
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(send, range(4)))
+
+    smtp_sink.wait_for(lambda received: len(received) == 12, timeout=5.0)
+    assert smtp_sink.connections() <= 4
+
+
 def test_a_connection_closed_by_the_server_while_idle_is_replaced_transparently() -> None:
     port = free_port()
     with SmtpSink(port=port) as first:
@@ -166,6 +184,15 @@ def test_sms_is_posted_with_idempotency_key(gateway: HttpRecorder) -> None:
         "message_id": "notif-9",
     }
     assert reference == "gw-1"
+
+
+def test_sms_keeps_its_connection_to_the_gateway_open_between_messages() -> None:
+    with HttpRecorder(keep_alive=True) as gateway:
+        channel = SmsChannel(gateway.url)
+        for i in range(5):
+            channel.send("13800138000", "hi", message_id=f"notif-keep-{i}")
+        received = gateway.wait_for(lambda got: len(got) == 5)
+    assert len({request.client_port for request in received}) == 1
 
 
 def test_the_sms_receipt_keeps_the_gateways_answer(gateway: HttpRecorder) -> None:
