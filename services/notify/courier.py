@@ -81,7 +81,7 @@ import eventlet
 from eventlet.event import Event as GreenEvent
 from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, Integer, String, Text, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import DateTime, Integer, String, Text, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.common.clock import as_utc
@@ -137,7 +137,8 @@ class Courier(DependencyProvider):
     def setup(self) -> None:
         config = self.container.config
         self.engine = make_engine(config["DB_URL"], pool_size=IN_PARALLEL + 2)
-        self.channels = {cfg["kind"]: channel_from_config(cfg) for cfg in channel_configs(config)}  # preferred first
+        self.channels = {cfg["kind"]: channel_from_config(cfg, keep_open=IN_PARALLEL)  # preferred first
+                         for cfg in channel_configs(config)}
         self.patience = timedelta(seconds=_seconds(config, "DELIVERY_PATIENCE_SECONDS", rules.PATIENCE_SECONDS))
         self.max_backoff = _seconds(config, "DELIVERY_MAX_BACKOFF_SECONDS", rules.MAX_BACKOFF_SECONDS)
         self._random = random.Random()
@@ -369,21 +370,21 @@ class Courier(DependencyProvider):
     def _sent(self, d, receipt: Receipt, conn=None) -> None:
         """Mark it sent and, for a resident, add `resident_notified` to the outbox: one transaction."""
         now = utcnow()
-        mark = self._mine(d).values(state="sent", reference=receipt.reference[:300],
-                                    answer=receipt.answer[:300] or None, sent_at=now, claimed_until=None)
+        mark = {"d_id": d.id, "me": self.instance, "d_attempts": d.attempts, "ref": receipt.reference[:300],
+                "peer_answer": receipt.answer[:300] or None, "sent_now": now}
         event = None if d.template in STAFF_TEMPLATES else Event("resident_notified", d.ticket_id, {
             "template": d.template, "channel": d.channel, "reference": receipt.reference,
             "delivered_at": now.isoformat()}, correlation_id=d.ticket_id)
+        told = event and {"event_id": event.event_id, "exchange": self.exchange, "routing_key": event.name,
+                          "body": seal(event, SCHEMAS), "created_at": now}
         if self.postgres:
-            marked = self._mark_in_one_statement(conn, mark, event, now)
+            marked = self._mark_in_one_statement(conn, mark, told)
         else:  # Core statements on a connection: the ORM's bulk-update path cost more than the rest of a send
             with self.engine.begin() as c:
-                marked = c.execute(mark).rowcount
-                if marked and event is not None:
-                    c.execute(self._outbox_insert, [{
-                        "event_id": event.event_id, "exchange": self.exchange, "routing_key": event.name,
-                        "body": seal(event, SCHEMAS), "created_at": now}])
-            if marked and event is not None:
+                marked = c.execute(MARK_SENT, mark).rowcount
+                if marked and told:
+                    c.execute(self._outbox_insert, [told])
+            if marked and told:
                 self.relay_wake()
         if not marked:
             log.warning("courier %s: delivery %s (%s) was sent after its claim had lapsed; another instance "
@@ -391,20 +392,16 @@ class Courier(DependencyProvider):
             return
         self.sent += 1
 
-    def _mark_in_one_statement(self, conn, mark, event, now) -> int:
+    def _mark_in_one_statement(self, conn, mark: dict, told: dict | None) -> int:
         """PostgreSQL: the mark and its outbox row as one statement (atomic: a data-modifying WITH), autocommit."""
-        statement = mark
-        if event is not None:
-            marked = mark.returning(Delivery.id).cte("marked")
-            statement = insert(OutboxRow).from_select(OUTBOX_COLUMNS, select(
-                literal(event.event_id, String), literal(self.exchange, String), literal(event.name, String),
-                literal(seal(event, SCHEMAS), Text), literal(now, DateTime(timezone=True))).select_from(marked))
+        statement, values = (MARK_SENT, mark) if told is None else (
+            MARK_SENT_AND_TELL, {**mark, **{f"row_{column}": value for column, value in told.items()}})
         if conn is None:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as own:
-                count = own.execute(statement).rowcount
+                count = own.execute(statement, values).rowcount
         else:
-            count = conn.execute(statement).rowcount
-        if count and event is not None:
+            count = conn.execute(statement, values).rowcount
+        if count and told:
             self.relay_wake()
         return count
 
@@ -495,3 +492,17 @@ def _claim_statement(urgent_only: bool):
 
 CLAIM, CLAIM_URGENT = _claim_statement(False), _claim_statement(True)
 OUTBOX_COLUMNS = ("event_id", "exchange", "routing_key", "body", "created_at")  # what OutboxWriter.add writes
+
+# Marking a delivery sent, built once (built per send, its cache key and compilation were a third of recording the
+# outcome): as long as this claim of it holds (still `sending`, claimed by `me`, on the attempt `d_attempts`)
+MARK_SENT = (update(Delivery).where(Delivery.id == bindparam("d_id", type_=Integer), Delivery.state == "sending",
+                                    Delivery.claimed_by == bindparam("me", type_=String),
+                                    Delivery.attempts == bindparam("d_attempts", type_=Integer))
+             .values(state="sent", reference=bindparam("ref", type_=String), answer=bindparam("peer_answer",
+                     type_=String), sent_at=bindparam("sent_now", type_=DateTime(timezone=True)), claimed_until=None))
+# PostgreSQL: the mark, and `resident_notified` into the outbox only if it marked a row (one statement)
+MARK_SENT_AND_TELL = insert(OutboxRow).from_select(OUTBOX_COLUMNS, select(
+    bindparam("row_event_id", type_=String), bindparam("row_exchange", type_=String),
+    bindparam("row_routing_key", type_=String), bindparam("row_body", type_=Text),
+    bindparam("row_created_at", type_=DateTime(timezone=True)))
+    .select_from(MARK_SENT.returning(Delivery.id).cte("marked")))
