@@ -48,6 +48,7 @@ from eventlet.event import Event as GreenEvent
 from marshmallow import Schema
 from nameko.extensions import DependencyProvider
 from sqlalchemy import delete, event as sa_event, insert, select, text, update
+from sqlalchemy.orm import Session
 
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
 from .database import make_engine
@@ -90,7 +91,24 @@ class OutboxWriter:
     def _write(self, session, rows: list[dict]) -> None:
         if rows:  # a Core insert in the session's transaction: no unit-of-work bookkeeping
             session.execute(self._insert, rows)
-            sa_event.listen(session, "after_commit", lambda _s: self._wake(), once=True)
+            session.info.setdefault(WAKE_AFTER_COMMIT, set()).add(self._wake)
+
+
+# The relays to wake once a session's transaction committed (rows were written for them). One listener for every
+# session, registered once: a listener added per write cost more than the write's own statement.
+WAKE_AFTER_COMMIT = "outbox.wake_after_commit"
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_relays(session) -> None:
+    for wake in session.info.pop(WAKE_AFTER_COMMIT, ()):
+        wake()
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _nothing_to_wake(session, _previous_transaction) -> None:
+    if not session.in_transaction():  # the whole transaction rolled back (not a savepoint): nothing was written
+        session.info.pop(WAKE_AFTER_COMMIT, None)
 
 
 class Outbox(DependencyProvider):
