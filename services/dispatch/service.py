@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 
 from services.common.clock import Time
 from services.common.database import Database
@@ -60,11 +60,10 @@ class DispatchService(Operations):
             if not self.inbox.first_delivery(s, envelope):
                 return
             case = new_case(envelope["ticket_id"], data, now)
+            early = s.execute(TAKE_EARLY_ACKNOWLEDGEMENT, {"ticket_id": case.id}).scalar()
             s.add(case)
-            early = s.get(EarlyAcknowledgement, case.id)
             if early is not None:  # the resident heard before dispatch did (a surge)
-                self._acknowledged(s, case, early.delivered_at)
-                s.delete(early)
+                self._acknowledged(s, case, early)
             assignment = self._route(s, case, now)
             if case.channel == "hotline":  # 10 秒回拨: whoever got it rings the resident back
                 self._new_task(s, case, "callback", assignment, now)
@@ -555,6 +554,11 @@ class DispatchService(Operations):
 # (its bookkeeping cost more than the rows' writing)
 ADD_HISTORY = insert(HistoryEntry.__table__)
 ADD_DEADLINES = insert(Deadline.__table__)
+# A case opens: its acknowledgement, if it came first, taken in one statement (an ORM get and delete, with the
+# new case flushed before the get, were a third of opening a case)
+_early = EarlyAcknowledgement.__table__
+TAKE_EARLY_ACKNOWLEDGEMENT = (delete(_early).where(_early.c.ticket_id == bindparam("ticket_id"))
+                              .returning(_early.c.delivered_at))
 
 
 def _append(s, statement, rows: list[dict]) -> None:
