@@ -8,17 +8,24 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
 from services.common.contacts import normalise_phone
 from .models import Resident
 
+# on the acknowledgement's path: prebuilt Core statements (an ORM query and a flush cost more than the rows)
+_residents = Resident.__table__
+FIND = select(_residents.c.id).where(_residents.c.phone == bindparam("phone"))
+ADD = insert(_residents)
 
-def find_or_add(session, contact: dict, now: datetime) -> Resident:
+
+def find_or_add(session, contact: dict, now: datetime) -> str:
+    """The id of the resident with the contact's phone number, recorded now if there is none."""
     phone = normalise_phone(contact.get("phone"))
-    resident = session.scalar(select(Resident).where(Resident.phone == phone)) if phone else None
-    if resident is None:
-        resident = Resident(id=str(uuid.uuid4()), phone=phone, name=contact.get("name"),
-                            email=contact.get("email"), created_at=now)
-        session.add(resident)
-    return resident
+    found = session.execute(FIND, {"phone": phone}).scalar() if phone else None
+    if found is not None:
+        return found
+    resident_id = str(uuid.uuid4())
+    session.execute(ADD, {"id": resident_id, "phone": phone, "name": contact.get("name"),
+                          "email": contact.get("email"), "created_at": now})
+    return resident_id

@@ -48,6 +48,15 @@ READ_MIRROR = select(Ticket.__table__.c.id, *(Ticket.__table__.c[name] for name 
     Ticket.__table__.c.id.in_(bindparam("ids", expanding=True)))
 WRITE_MIRROR = update(Ticket.__table__).where(Ticket.__table__.c.id == bindparam("ticket")).values(
     {name: bindparam(f"new_{name}") for name in MIRRORED})
+# a submission's (the acknowledgement's path), prebuilt: the ticket a publisher's message made already, and the
+# open tickets of a category and village that a repeat may join (what tickets.original_of reads of them)
+_tickets = Ticket.__table__
+SEEN_SUBMISSION = select(_tickets.c.id).where(_tickets.c.publisher == bindparam("publisher"),
+                                              _tickets.c.message_id == bindparam("message_id"))
+OPEN_NEARBY = select(_tickets.c.id, _tickets.c.village_code, _tickets.c.category, _tickets.c.merged_into,
+                     _tickets.c.status, _tickets.c.received_at, _tickets.c.resident_id, _tickets.c.description).where(
+    _tickets.c.village_code == bindparam("village"), _tickets.c.category == bindparam("category"),
+    _tickets.c.merged_into.is_(None), _tickets.c.status.not_in(ENDED), _tickets.c.received_at >= bindparam("since"))
 SUBMISSION = Submission()  # built once: a schema's construction cost more than loading a submission with it
 
 
@@ -77,10 +86,12 @@ class IntakeService(Operations):
         except InvalidRequest as exc:  # never acceptable as it is: to the dead-letter queue with the reason
             raise MalformedEvent(str(exc)) from None
         with self.db.transaction() as s:
-            ticket = s.scalar(select(Ticket).where(Ticket.publisher == origin.sender, Ticket.message_id == message_id))
-            if ticket is None:  # else: the same message again; it already made its ticket
+            seen = s.execute(SEEN_SUBMISSION, {"publisher": origin.sender, "message_id": message_id}).scalar()
+            if seen is None:
                 ticket = self._open_ticket(s, form, category, publisher=origin.sender, message_id=message_id,
                                            channel=channel)
+            else:  # the same message again; it already made its ticket
+                ticket = s.get(Ticket, seen)
             if reply_to:  # the receipt again too: the publisher may have missed the first
                 self.outbox.add(s, [tickets.receipt(ticket, message_id)], exchange="", routing_key=reply_to)
 
@@ -114,14 +125,11 @@ class IntakeService(Operations):
     def _open_ticket(self, s, form: dict, category, **ids) -> Ticket:
         """Record the request; a repeat of an open ticket joins it (ticket_merged) instead of opening one."""
         now = self.clock.now()
-        resident = find_or_add(s, form["resident"], now)
-        s.flush()
-        candidates = s.scalars(select(Ticket).where(
-            Ticket.village_code == form["village_code"], Ticket.category == category.code,
-            Ticket.merged_into.is_(None), Ticket.status.not_in(ENDED),
-            Ticket.received_at >= window_start(now))).all() if form["village_code"] else []
-        original = tickets.original_of(form, category, resident.id, candidates, now)
-        ticket = Ticket(**tickets.new_ticket(form, category, resident.id, original, now=now, **ids),
+        resident_id = find_or_add(s, form["resident"], now)
+        candidates = s.execute(OPEN_NEARBY, {"village": form["village_code"], "category": category.code,
+                                             "since": window_start(now)}).all() if form["village_code"] else []
+        original = tickets.original_of(form, category, resident_id, candidates, now)
+        ticket = Ticket(**tickets.new_ticket(form, category, resident_id, original, now=now, **ids),
                         attributes=json.dumps(form.get("attributes") or {}, ensure_ascii=False))
         s.add(ticket)
         s.flush()
