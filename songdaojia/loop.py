@@ -43,7 +43,7 @@ OBSERVED = {  # what the report needs, and no more: the observer shares the mach
                         "ticket_reopened", "ticket_cancelled", "ticket_overdue", "ticket_escalated",
                         "ticket_returned", "task_assigned"),
     "volunteer.events": ("volunteer_offered", "offer_expired"),
-    "notify.events": ("resident_notified",),
+    "notify.events": ("resident_acknowledged",),
 }
 TICKET_NO = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
 SURVEY_CODE = re.compile(r"\[(?:评价码|code) ([0-9A-Z]+)\]")
@@ -283,7 +283,7 @@ class Observer(_Listener):
             if name == "ticket_received":
                 track.submitted_at = datetime.fromisoformat(data["submitted_at"])
                 track.received_at = datetime.fromisoformat(ev["occurred_at"])
-            elif name == "resident_notified" and data.get("template") == "ack":
+            elif name == "resident_acknowledged":
                 track.acks += 1
                 track.acked_at = track.acked_at or datetime.fromisoformat(data["delivered_at"])
             elif name == "volunteer_offered":

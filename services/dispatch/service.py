@@ -137,15 +137,12 @@ class DispatchService(Operations):
             who = calls.reach_holder(case) or up_to(1, case.village_code, case.county_code, self.areas, now)
             self._new_task(s, case, "reach", who, now, about=message)
 
-    @on_event("notify", "resident_notified", batch=5)
+    @on_event("notify", "resident_acknowledged", batch=5)
     def note_acknowledged(self, envelopes: list[dict]):
-        """The ledger counts acknowledgements within 10 s: the first `ack` delivered is the time. In a surge it
-        may come before the ticket itself (the acknowledgement goes first): kept until the case opens. Every
-        delivery is told of, and only acknowledgements count: several to a transaction (BatchConsumer)."""
-        acks = [(envelope["ticket_id"], data["delivered_at"]) for envelope in envelopes
-                if (data := read_data(envelope, NotifiedIn))["template"] == "ack"]
-        if not acks:
-            return
+        """The ledger counts acknowledgements within 10 s: the first one delivered is the time. In a surge it
+        may come before the ticket itself (the acknowledgement goes first): kept until the case opens. Several
+        to a transaction (BatchConsumer)."""
+        acks = [(envelope["ticket_id"], read_data(envelope, NotifiedIn)["delivered_at"]) for envelope in envelopes]
         with self.db.transaction() as s:
             for ticket_id, delivered_at in acks:
                 case = s.get(Case, ticket_id, with_for_update=True)

@@ -23,7 +23,8 @@ instance then, for each delivery:
 3. records the outcome in a second transaction, fenced on its claim (the row is still `sending`
    with this `claimed_by` and `attempts`: a claim that lapsed and was taken over records nothing):
    either `sent`, with the reference and the peer's answer (the SMTP reply to DATA, the gateway's
-   HTTP status), and `resident_notified` in the outbox in the same transaction (not for a message to
+   HTTP status), and `resident_notified` (`resident_acknowledged` for the acknowledgement: events.told_as)
+   in the outbox in the same transaction (not for a message to
    staff: templates.STAFF_TEMPLATES); or a failed try, decided by delivery_rules.after_failure:
    - temporary (connection refused, timeout, SMTP 4xx, gateway 5xx, 408 or 429): pending again after
      2**attempts seconds, at most DELIVERY_MAX_BACKOFF_SECONDS (600), within ±20 %; for as long as
@@ -93,7 +94,7 @@ from services.common.outbox import Outbox
 
 from . import delivery_rules as rules
 from .channels import DeliveryFailed, Receipt, channel_from_config
-from .events import SCHEMAS
+from .events import SCHEMAS, told_as
 from .models import Delivery, OutboxRow
 from .templates import STAFF_TEMPLATES, recipient_of
 
@@ -368,11 +369,13 @@ class Courier(DependencyProvider):
                                       Delivery.claimed_by == self.instance, Delivery.attempts == d.attempts)
 
     def _sent(self, d, receipt: Receipt, conn=None) -> None:
-        """Mark it sent and, for a resident, add `resident_notified` to the outbox: one transaction."""
+        """Mark it sent and, for a resident, add `resident_acknowledged` (the acknowledgement) or `resident_notified`
+        to the outbox: one transaction."""
         now = utcnow()
         mark = {"d_id": d.id, "me": self.instance, "d_attempts": d.attempts, "ref": receipt.reference[:300],
                 "peer_answer": receipt.answer[:300] or None, "sent_now": now}
-        event = None if d.template in STAFF_TEMPLATES else Event("resident_notified", d.ticket_id, {
+        told = told_as(d.template, to_staff=d.template in STAFF_TEMPLATES)
+        event = told and Event(told, d.ticket_id, {
             "template": d.template, "channel": d.channel, "reference": receipt.reference,
             "delivered_at": now.isoformat()}, correlation_id=d.ticket_id)
         told = event and {"event_id": event.event_id, "exchange": self.exchange, "routing_key": event.name,

@@ -7,10 +7,28 @@ from services.common.envelope import Strict, example_envelope
 
 
 class ResidentNotified(Strict):
+    """A message reached the resident (or a reporter whose repeat joined the ticket): a survey, an outcome…"""
     template = fields.String(required=True)
     channel = fields.String(required=True)
     reference = fields.String(required=True)
     delivered_at = fields.String(required=True)
+
+
+class ResidentAcknowledged(ResidentNotified):
+    """The acknowledgement (受理告知, template `ack`) reached the resident: the moment the seed's promise and the
+    ledger's 10-second count are about. An event of its own, so that whoever needs only this moment binds it
+    alone and is not handed every other message (dispatch and the loop monitor: about three a ticket)."""
+    template = fields.String(required=True, validate=validate.Equal("ack"))
+
+
+ACKNOWLEDGEMENT = "ack"  # the template whose delivery is `resident_acknowledged`
+
+
+def told_as(template: str, to_staff: bool) -> str | None:
+    """The event a delivered message is told as: none for a message to staff."""
+    if to_staff:
+        return None
+    return "resident_acknowledged" if template == ACKNOWLEDGEMENT else "resident_notified"
 
 
 class NotificationFailed(Strict):
@@ -41,7 +59,8 @@ class SurveyUnanswered(Strict):
     reminded_at = fields.String(required=True)
 
 
-SCHEMAS = {"resident_notified": ResidentNotified(), "notification_failed": NotificationFailed(),
+SCHEMAS = {"resident_acknowledged": ResidentAcknowledged(), "resident_notified": ResidentNotified(),
+           "notification_failed": NotificationFailed(),
            "feedback_received": FeedbackReceived(), "survey_unanswered": SurveyUnanswered()}
 
 
@@ -50,8 +69,10 @@ def _example(event: str, data: dict) -> dict:
 
 
 EXAMPLES = {
-    "resident_notified": _example("resident_notified", {"template": "ack", "channel": "email",
+    "resident_acknowledged": _example("resident_acknowledged", {"template": "ack", "channel": "email",
         "reference": "smtp:127.0.0.1:2525:<c3f7@songdaojia>", "delivered_at": "2026-11-27T01:00:00.290000+00:00"}),
+    "resident_notified": _example("resident_notified", {"template": "survey", "channel": "email",
+        "reference": "smtp:127.0.0.1:2525:<9a1e@songdaojia>", "delivered_at": "2026-11-28T01:30:00.120000+00:00"}),
     "notification_failed": _example("notification_failed", {"template": "ack", "channel": "sms",
         "reason": "gateway answered HTTP 400", "attempts": 1, "channels_tried": ["email", "sms"],
         "message_id": "c3f7f1a2-9b0e-4f51-8a43-6e2c1d9b7a54.ack", "recipient": "resident"}),

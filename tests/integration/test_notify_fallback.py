@@ -56,7 +56,8 @@ def test_a_mail_server_down_past_patience_the_resident_gets_one_sms_and_never_th
             [sms] = gateway.wait_for(lambda got: [r for r in got if r.header("Idempotency-Key") == f"{ack}.sms"],
                                      timeout=30, description="the acknowledgement by SMS")
             assert sms.body["to"] == PHONE and FIRST in sms.body["text"] and sms.body["message_id"] == f"{ack}.sms"
-            notified = wait_until(lambda: events.events("resident_notified"), timeout=10, message="resident_notified")
+            notified = wait_until(lambda: events.events("resident_acknowledged"), timeout=10,
+                                  message="resident_acknowledged")
             assert [(e["ticket_id"], e["data"]["channel"]) for e in notified] == [(FIRST, "sms")]
 
             mail, text = wait_until(lambda: (rows := deliveries(engine, FIRST)) and rows[-1].state == "sent" and rows,
@@ -116,7 +117,7 @@ def test_with_every_channel_down_the_failure_names_the_channels_tried(fresh_vhos
         mail, text = deliveries(engine, FIRST)
         assert [(d.channel, d.state) for d in (mail, text)] == [("email", "failed"), ("sms", "failed")]
         assert text.fallback_of == mail.id
-        assert events.events("resident_notified") == [] and len(events.events("notification_failed")) == 1
+        assert events.events("resident_acknowledged") == [] and len(events.events("notification_failed")) == 1
     finally:
         events.close()
         engine.dispose()

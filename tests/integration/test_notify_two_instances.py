@@ -84,7 +84,7 @@ def test_two_instances_send_each_acknowledgement_once(fresh_vhost_uri, postgres_
                 by = dict(conn.execute(select(Delivery.claimed_by, func.count()).group_by(Delivery.claimed_by)).all())
                 tries = conn.scalar(select(func.sum(Delivery.attempts)))
                 notified = conn.scalars(select(OutboxRow.event_id).where(
-                    OutboxRow.routing_key == "resident_notified")).all()
+                    OutboxRow.routing_key == "resident_acknowledged")).all()
                 answers = set(conn.scalars(select(Delivery.answer)).all())
         finally:
             engine.dispose()
@@ -95,7 +95,7 @@ def test_two_instances_send_each_acknowledgement_once(fresh_vhost_uri, postgres_
         assert set(per_ticket) == set(tickets)
         assert [t for t, n in per_ticket.items() if n != 1] == [], "a resident got their ack twice"
         assert len(sink.messages) == TICKETS
-        assert len(notified) == len(set(notified)) == TICKETS  # one resident_notified per delivery
+        assert len(notified) == len(set(notified)) == TICKETS  # one resident_acknowledged per delivery
         assert set(by) == {courier_of(i).instance for i in instances}, "both instances sent some"
         assert sorted(by.values()) == sorted(shares) and all(shares)
         assert tries == TICKETS  # nothing failed, nothing was taken over
@@ -155,7 +155,7 @@ def test_a_lapsed_claim_is_taken_over_a_live_one_is_not(fresh_vhost_uri, db_url,
             assert rows["dead-00000001"].answer == "250 Message accepted for delivery"
             assert rows["held-00000002"].state == "sending"
             with engine.connect() as conn:
-                notified = conn.scalar(select(func.count()).where(OutboxRow.routing_key == "resident_notified"))
+                notified = conn.scalar(select(func.count()).where(OutboxRow.routing_key == "resident_acknowledged"))
             assert notified == 3
         finally:
             engine.dispose()

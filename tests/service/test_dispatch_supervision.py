@@ -482,7 +482,7 @@ def test_the_ledger_of_real_tickets_agrees_with_their_history(dispatch):
                             "county_code": data["county_code"], "village_code": village,
                             "department": data["category"]["department"], "handling": handling_of(data["category"])}
         if n % 3 == 0:  # acknowledged within 10 s, or (every other one) not
-            ack = notify_event("resident_notified", ticket, template="ack",
+            ack = notify_event("resident_acknowledged", ticket, template="ack",
                                delivered_at=(T0 + timedelta(seconds=3 if n % 2 else 30)).isoformat())
             dispatch.call("note_acknowledged", [ack])
     dispatch.clock.advance(minutes=3)

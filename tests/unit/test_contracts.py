@@ -54,7 +54,7 @@ CONSUMER_SCHEMAS: dict[tuple[str, str, str, str], type[Schema] | None] = {
     ("dispatch", "note_volunteer", "volunteer", "offer_expired"): _dispatch.VolunteerAnsweredIn,
     ("dispatch", "withdraw", "intake", "ticket_cancelled"): _dispatch.CancelledIn,
     ("dispatch", "call_back_unanswered", "notify", "survey_unanswered"): _dispatch.SurveyUnansweredIn,
-    ("dispatch", "note_acknowledged", "notify", "resident_notified"): _dispatch.NotifiedIn,
+    ("dispatch", "note_acknowledged", "notify", "resident_acknowledged"): _dispatch.NotifiedIn,
     ("dispatch", "reach_unnotified", "notify", "notification_failed"): _dispatch.NotificationFailedIn,
     **{("intake", "track_status", "dispatch", name): _intake.TicketStatusChange
        for name in ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
