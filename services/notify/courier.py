@@ -96,7 +96,7 @@ from . import delivery_rules as rules
 from .channels import DeliveryFailed, Receipt, channel_from_config
 from .events import SCHEMAS, told_as
 from .models import Delivery, OutboxRow
-from .templates import STAFF_TEMPLATES, recipient_of
+from .templates import recipient_of
 
 log = logging.getLogger(__name__)
 IN_PARALLEL = 20  # sends in flight per instance
@@ -374,20 +374,20 @@ class Courier(DependencyProvider):
         now = utcnow()
         mark = {"d_id": d.id, "me": self.instance, "d_attempts": d.attempts, "ref": receipt.reference[:300],
                 "peer_answer": receipt.answer[:300] or None, "sent_now": now}
-        told = told_as(d.template, to_staff=d.template in STAFF_TEMPLATES)
-        event = told and Event(told, d.ticket_id, {
+        name = told_as(d.template)
+        event = name and Event(name, d.ticket_id, {
             "template": d.template, "channel": d.channel, "reference": receipt.reference,
             "delivered_at": now.isoformat()}, correlation_id=d.ticket_id)
-        told = event and {"event_id": event.event_id, "exchange": self.exchange, "routing_key": event.name,
-                          "body": seal(event, SCHEMAS), "created_at": now}
+        row = event and {"event_id": event.event_id, "exchange": self.exchange, "routing_key": event.name,
+                         "body": seal(event, SCHEMAS), "created_at": now}
         if self.postgres:
-            marked = self._mark_in_one_statement(conn, mark, told)
+            marked = self._mark_in_one_statement(conn, mark, row)
         else:  # Core statements on a connection: the ORM's bulk-update path cost more than the rest of a send
             with self.engine.begin() as c:
                 marked = c.execute(MARK_SENT, mark).rowcount
-                if marked and told:
-                    c.execute(self._outbox_insert, [told])
-            if marked and told:
+                if marked and row:
+                    c.execute(self._outbox_insert, [row])
+            if marked and row:
                 self.relay_wake()
         if not marked:
             log.warning("courier %s: delivery %s (%s) was sent after its claim had lapsed; another instance "
@@ -395,16 +395,16 @@ class Courier(DependencyProvider):
             return
         self.sent += 1
 
-    def _mark_in_one_statement(self, conn, mark: dict, told: dict | None) -> int:
+    def _mark_in_one_statement(self, conn, mark: dict, row: dict | None) -> int:
         """PostgreSQL: the mark and its outbox row as one statement (atomic: a data-modifying WITH), autocommit."""
-        statement, values = (MARK_SENT, mark) if told is None else (
-            MARK_SENT_AND_TELL, {**mark, **{f"row_{column}": value for column, value in told.items()}})
+        statement, values = (MARK_SENT, mark) if row is None else (
+            MARK_SENT_AND_TELL, {**mark, **{f"row_{column}": value for column, value in row.items()}})
         if conn is None:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as own:
                 count = own.execute(statement, values).rowcount
         else:
             count = conn.execute(statement, values).rowcount
-        if count and told:
+        if count and row:
             self.relay_wake()
         return count
 

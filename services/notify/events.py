@@ -5,6 +5,8 @@ from marshmallow import fields, validate
 
 from services.common.envelope import Strict, example_envelope
 
+from .templates import STAFF_TEMPLATES
+
 
 class ResidentNotified(Strict):
     """A message reached the resident (or a reporter whose repeat joined the ticket): a survey, an outcome…"""
@@ -24,9 +26,9 @@ class ResidentAcknowledged(ResidentNotified):
 ACKNOWLEDGEMENT = "ack"  # the template whose delivery is `resident_acknowledged`
 
 
-def told_as(template: str, to_staff: bool) -> str | None:
+def told_as(template: str) -> str | None:
     """The event a delivered message is told as: none for a message to staff."""
-    if to_staff:
+    if template in STAFF_TEMPLATES:
         return None
     return "resident_acknowledged" if template == ACKNOWLEDGEMENT else "resident_notified"
 

@@ -10,18 +10,18 @@ from services.notify.templates import STAFF_TEMPLATES
 
 
 def test_the_acknowledgement_is_told_as_its_own_event() -> None:
-    assert told_as("ack", to_staff=False) == "resident_acknowledged"
+    assert told_as("ack") == "resident_acknowledged"
 
 
 @pytest.mark.parametrize("template", ["survey", "survey_reminder", "closed", "reopened", "cancelled", "escalated",
                                       "merged"])
 def test_every_other_message_to_a_resident_is_resident_notified(template: str) -> None:
-    assert told_as(template, to_staff=False) == "resident_notified"
+    assert told_as(template) == "resident_notified"
 
 
 @pytest.mark.parametrize("template", sorted(STAFF_TEMPLATES))
 def test_a_message_to_staff_is_told_as_nothing(template: str) -> None:
-    assert told_as(template, to_staff=True) is None
+    assert told_as(template) is None
 
 
 def test_resident_acknowledged_carries_only_the_acknowledgement() -> None:
