@@ -363,17 +363,16 @@ class Courier(DependencyProvider):
                 eventlet.sleep(delay)
                 delay = min(delay * 2, 5)
 
-    def _mine(self, d):
-        """The delivery, as long as this claim of it still holds."""
-        return update(Delivery).where(Delivery.id == d.id, Delivery.state == "sending",
-                                      Delivery.claimed_by == self.instance, Delivery.attempts == d.attempts)
+    def _claim_of(self, d) -> dict:
+        """The parameters of STILL_MINE for this claim of the delivery."""
+        return {"d_id": d.id, "me": self.instance, "d_attempts": d.attempts}
 
     def _sent(self, d, receipt: Receipt, conn=None) -> None:
         """Mark it sent and, for a resident, add `resident_acknowledged` (the acknowledgement) or `resident_notified`
         to the outbox: one transaction."""
         now = utcnow()
-        mark = {"d_id": d.id, "me": self.instance, "d_attempts": d.attempts, "ref": receipt.reference[:300],
-                "peer_answer": receipt.answer[:300] or None, "sent_now": now}
+        mark = {**self._claim_of(d), "ref": receipt.reference[:300], "peer_answer": receipt.answer[:300] or None,
+                "sent_now": now}
         name = told_as(d.template)
         event = name and Event(name, d.ticket_id, {
             "template": d.template, "channel": d.channel, "reference": receipt.reference,
@@ -420,10 +419,11 @@ class Courier(DependencyProvider):
                 tried=tried, channels=self.channels, contact=_contact(d.contact), patience=self.patience,
                 max_backoff=self.max_backoff, rand=self._random.random())
             if isinstance(step, rules.Retry):
-                s.execute(self._mine(d).values(state="pending", error=error, claimed_until=None,
-                                               next_attempt_at=step.at))
+                s.execute(STILL_MINE.values(state="pending", error=error, claimed_until=None,
+                                            next_attempt_at=step.at), self._claim_of(d))
                 return
-            if not s.execute(self._mine(d).values(state="failed", error=error, claimed_until=None)).rowcount:
+            if not s.execute(STILL_MINE.values(state="failed", error=error, claimed_until=None),
+                             self._claim_of(d)).rowcount:
                 return  # the claim lapsed: whoever holds it now decides
             if isinstance(step, rules.FallBack):
                 s.add(Delivery(message_id=f"{first}.{step.channel}"[:80], ticket_id=d.ticket_id, template=d.template,
@@ -496,14 +496,16 @@ def _claim_statement(urgent_only: bool):
 CLAIM, CLAIM_URGENT = _claim_statement(False), _claim_statement(True)
 OUTBOX_COLUMNS = ("event_id", "exchange", "routing_key", "body", "created_at")  # what OutboxWriter.add writes
 
-# Marking a delivery sent, built once (built per send, its cache key and compilation were a third of recording the
-# outcome): as long as this claim of it holds (still `sending`, claimed by `me`, on the attempt `d_attempts`)
-MARK_SENT = (update(Delivery).where(Delivery.id == bindparam("d_id", type_=Integer), Delivery.state == "sending",
+# A delivery, as long as this claim of it holds (still `sending`, claimed by `me`, on the attempt `d_attempts`):
+# an outcome is recorded only through it (Courier._claim_of gives the parameters)
+STILL_MINE = update(Delivery).where(Delivery.id == bindparam("d_id", type_=Integer), Delivery.state == "sending",
                                     Delivery.claimed_by == bindparam("me", type_=String),
                                     Delivery.attempts == bindparam("d_attempts", type_=Integer))
+# marking it sent, built once (built per send, its cache key and compilation were a third of recording the outcome)
+MARK_SENT = (STILL_MINE
              .values(state="sent", reference=bindparam("ref", type_=String), answer=bindparam("peer_answer",
                      type_=String), sent_at=bindparam("sent_now", type_=DateTime(timezone=True)), claimed_until=None))
-# PostgreSQL: the mark, and `resident_notified` into the outbox only if it marked a row (one statement)
+# PostgreSQL: the mark, and its event into the outbox only if it marked a row (one statement)
 MARK_SENT_AND_TELL = insert(OutboxRow).from_select(OUTBOX_COLUMNS, select(
     bindparam("row_event_id", type_=String), bindparam("row_exchange", type_=String),
     bindparam("row_routing_key", type_=String), bindparam("row_body", type_=Text),
