@@ -23,7 +23,7 @@ from services.common.schedule import TICK_SECONDS, claim_due, timer
 from services.common.staff import DEPARTMENT_STAFF, DISPATCHERS, STAFF, WORKERS
 from services.common.tokens import StaffTokens
 
-from . import access, calls, lifecycle, retention
+from . import access, calls, cases, lifecycle, retention
 from .areas import AreaMap
 from .dependencies import Areas, Supervision
 from .events import SCHEMAS, WORK_EXCHANGE
@@ -61,12 +61,12 @@ class DispatchService(Operations):
                 return
             case = new_case(envelope["ticket_id"], data, now)
             early = s.execute(TAKE_EARLY_ACKNOWLEDGEMENT, {"ticket_id": case.id}).scalar()
-            s.add(case)
             if early is not None:  # the resident heard before dispatch did (a surge)
                 self._acknowledged(s, case, early)
             assignment = self._route(s, case, now)
             if case.channel == "hotline":  # 10 秒回拨: whoever got it rings the resident back
                 self._new_task(s, case, "callback", assignment, now)
+            cases.save(s, case)
 
     @on_event("notify", "feedback_received")
     def follow_up(self, envelope):
@@ -145,19 +145,21 @@ class DispatchService(Operations):
         acks = [(envelope["ticket_id"], read_data(envelope, NotifiedIn)["delivered_at"]) for envelope in envelopes]
         with self.db.transaction() as s:
             for ticket_id, delivered_at in acks:
-                case = s.get(Case, ticket_id, with_for_update=True)
+                case = cases.load(s, ticket_id)
                 if case is not None:
                     self._acknowledged(s, case, delivered_at)
+                    cases.save(s, case)
                 elif s.get(EarlyAcknowledgement, ticket_id) is None:  # once: a repeat changes nothing
                     s.add(EarlyAcknowledgement(ticket_id=ticket_id, delivered_at=delivered_at))
                     s.flush()  # the same ticket again in this batch sees it
 
-    def _acknowledged(self, s, case: Case, delivered_at) -> None:
+    def _acknowledged(self, s, case, delivered_at) -> None:
         if case.acknowledged_at is None:  # once: no inbox row needed, a repeat changes nothing
             case.acknowledged_at = delivered_at
-            s.add(HistoryEntry(ticket_id=case.id, at=delivered_at, event="resident_notified",
-                               state=case.state, actor="notify", note="ack", data=json.dumps(
-                                   {"template": "ack", "delivered_at": delivered_at.isoformat()})))
+            cases.save(s, case)  # a new case first: the history refers to it
+            s.execute(ADD_HISTORY, {"ticket_id": case.id, "at": delivered_at, "event": "resident_notified",
+                                    "state": case.state, "actor": "notify", "note": "ack", "data": json.dumps(
+                                        {"template": "ack", "delivered_at": delivered_at.isoformat()})})
 
     @on_event("volunteer", "volunteer_offered", "volunteer_accepted", "volunteer_declined", "offer_expired",
               "match_failed")
@@ -198,10 +200,12 @@ class DispatchService(Operations):
         """An acknowledgement kept while its case was being opened in another transaction (PostgreSQL, two
         workers at once): applied now that the case is there."""
         with self.db.transaction() as s:
-            crossed = s.execute(select(EarlyAcknowledgement, Case).join(Case, Case.id == EarlyAcknowledgement.ticket_id)
+            crossed = s.scalars(select(EarlyAcknowledgement).join(Case, Case.id == EarlyAcknowledgement.ticket_id)
                                 .limit(200).with_for_update(skip_locked=True)).all()
-            for early, case in crossed:
+            for early in crossed:
+                case = cases.load(s, early.ticket_id)
                 self._acknowledged(s, case, early.delivered_at)
+                cases.save(s, case)
                 s.delete(early)
             return len(crossed)
 
@@ -340,6 +344,7 @@ class DispatchService(Operations):
             self._record(s, case, events, actor=who.subject, note=form["note"])
             if case.state == "reopened":
                 self._after_follow_up(s, case, now)
+            cases.save(s, case)
             return json_response(task_view(task))
 
     @http("POST", "/tickets/<string:ticket_id>/place")
@@ -468,8 +473,12 @@ class DispatchService(Operations):
     def _fire(self, s, deadline, now):
         """A timer is due: warn, or record the overdue and climb the ladder; moot if the step moved on."""
         deadline.fired_at = now
-        case = s.get(Case, deadline.ticket_id, with_for_update=True)
+        case = cases.load(s, deadline.ticket_id)
         task = s.get(Task, deadline.task_id) if deadline.task_id else None
+        self._fire_on(s, deadline, case, task, now)
+        cases.save(s, case)
+
+    def _fire_on(self, s, deadline, case, task, now):
         due = as_utc(deadline.deadline_at)
         if not still_watching(deadline, case, task) or (deadline.kind == "due_soon" and now >= due):
             deadline.outcome = "moot"  # the step moved on, or a warning would come after its deadline
@@ -508,6 +517,7 @@ class DispatchService(Operations):
             self._record(s, case, events, actor=who.subject, note=note)
             if case.state == "cancelled":
                 self._end_tasks(s, case, now)
+            cases.save(s, case)
             return json_response(case_view(case, self.areas, now))
 
     def _record(self, s, case, events, actor, note=""):
@@ -518,6 +528,7 @@ class DispatchService(Operations):
                             "state": ev.data.get("state", case.state), "actor": actor, "note": note,
                             "data": json.dumps(ev.data, ensure_ascii=False, default=str)})
             deadlines += timers_for(ev, case, self.policy, ev.occurred_at)
+        cases.save(s, case)  # first: the rows refer to it
         _append(s, ADD_HISTORY, history)
         _append(s, ADD_DEADLINES, deadlines)
         self.outbox.add(s, events)
@@ -526,19 +537,23 @@ class DispatchService(Operations):
                 self.outbox.add(s, [ev], exchange=WORK_EXCHANGE, routing_key=ev.data["work_key"])
 
     def _note(self, s, case, event, actor, note, now):
-        s.add(HistoryEntry(ticket_id=case.id, at=now, event=event, state=case.state, actor=actor, note=note))
+        s.execute(ADD_HISTORY, {"ticket_id": case.id, "at": now, "event": event, "state": case.state, "actor": actor,
+                                "note": note, "data": "{}"})
 
     @contextmanager
     def _case_of(self, envelope):
         """The transaction and the (locked) case an event is about; the case is None when this handler
         has seen the event before (the inbox): then there is nothing to do."""
         with self.db.transaction() as s:
-            yield s, (self._case(s, envelope["ticket_id"]) if self.inbox.first_delivery(s, envelope) else None)
+            case = self._case(s, envelope["ticket_id"]) if self.inbox.first_delivery(s, envelope) else None
+            yield s, case
+            if case is not None:
+                cases.save(s, case)
 
     def _case(self, s, ticket_id, http=False, lock=True):
         """The case, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite has one writer): changes to
         one case are serialised across workers and instances, each seeing the last one's result."""
-        case = s.get(Case, ticket_id, with_for_update=lock or None)
+        case = cases.load(s, ticket_id, lock=lock)
         if case is None:
             if http:
                 raise HttpError(404, f"ticket {ticket_id} not found")
@@ -560,16 +575,15 @@ TAKE_EARLY_ACKNOWLEDGEMENT = (delete(_early).where(_early.c.ticket_id == bindpar
 
 def _append(s, statement, rows: list[dict]) -> None:
     if rows:
-        s.flush()  # the case first (new, or changed): the rows refer to it
         s.execute(statement, rows)
 
 
-def new_case(ticket_id: str, data: dict, now) -> Case:
+def new_case(ticket_id: str, data: dict, now) -> cases.CaseRow:
     category, village = data["category"], data["village_code"]
     county = data["county_code"] or (village and village[:6])
     if not county:
         raise MalformedEvent("village_code: missing, and no county_code to place the request by")
-    return Case(id=ticket_id, state="received", version=0, category_code=category["code"],
+    return cases.new(id=ticket_id, state="received", version=0, category_code=category["code"],
                 department=category["department"], priority=data["priority"],
                 village_code=village, county_code=county, address=data["address"],
                 volunteer_skill=category.get("volunteer_skill"),
