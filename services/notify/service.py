@@ -52,6 +52,11 @@ DELIVERY_INSERT = insert(Delivery.__table__).returning(Delivery.__table__.c.id)
 CONTACT_COLUMNS = ("ticket_id", "name", "phone", "email", "locale", "category_zh", "category_en", "area_code",
                    "closed_at", "outcome_version")
 CONTACT_INSERT = insert(Contact.__table__)
+# a ticket's contact, read and changed on the hot paths as a row (the ORM's get and flush cost more than the row)
+_contacts = Contact.__table__
+READ_CONTACT = select(_contacts).where(_contacts.c.ticket_id == bindparam("ticket"))
+WRITE_OUTCOME = (update(_contacts).where(_contacts.c.ticket_id == bindparam("ticket"))
+                 .values(closed_at=bindparam("closed_at"), outcome_version=bindparam("outcome_version")))
 _surveys = Survey.__table__
 # a ticket's pending surveys closed (it moved on): all of them, or those about resolutions before a version
 STOP_SURVEYS = (update(_surveys).where(_surveys.c.ticket_id == bindparam("ticket"), _surveys.c.answered_at.is_(None),
@@ -145,7 +150,7 @@ class NotifyService(Operations):
 
     def _follow_up_step(self, s, survey: Survey, now: datetime, remind_after: timedelta,
                         give_up_after: timedelta) -> None:
-        contact = s.get(Contact, survey.ticket_id)
+        contact = _read_contact(s, survey.ticket_id)
         key = f"survey-{survey.ticket_id}-{survey.round}"
         if survey.asked_at is None:
             survey.asked_at, survey.due_at = now, now + remind_after
@@ -170,8 +175,8 @@ class NotifyService(Operations):
             if not self.inbox.first_delivery(s, envelope):
                 return
             contact = self._contact(s, envelope["ticket_id"])
-            contact.closed_at = envelope["occurred_at"] if template == "closed" else None
-            self._moved_on(s, contact, data["ticket_version"])
+            self._moved_on(s, contact, data["ticket_version"],
+                           closed_at=envelope["occurred_at"] if template == "closed" else None)
             self._queue(s, f"{envelope['event_id']}.{template}", contact, template, how=data["how"])
 
     @on_event("dispatch", "ticket_cancelled")
@@ -182,8 +187,8 @@ class NotifyService(Operations):
             if not self.inbox.first_delivery(s, envelope):
                 return
             contact = self._contact(s, envelope["ticket_id"])
-            contact.closed_at = envelope["occurred_at"]  # out of the loop: retention counts from here
-            self._moved_on(s, contact, data["ticket_version"])
+            # out of the loop: retention counts from here
+            self._moved_on(s, contact, data["ticket_version"], closed_at=envelope["occurred_at"])
             self._queue(s, f"{envelope['event_id']}.cancelled", contact, "cancelled", by=data["by"],
                         cancel_reason=None if data["by"] == "resident" else data["reason"])
 
@@ -291,16 +296,20 @@ class NotifyService(Operations):
         with self.db.transaction() as s:
             s.add(attempt)
 
-    def _contact(self, s, ticket_id) -> Contact:
-        contact = s.get(Contact, ticket_id)
+    def _contact(self, s, ticket_id) -> SimpleNamespace:
+        contact = _read_contact(s, ticket_id)
         if contact is None:  # ticket_received not applied yet: retry later
             raise LookupError(f"no contact for ticket {ticket_id} yet")
         return contact
 
-    def _moved_on(self, s, contact: Contact, version: int | None) -> None:
-        """Closed, reopened or cancelled: no survey, reminder or giving up for resolutions before `version`."""
+    def _moved_on(self, s, contact: SimpleNamespace, version: int | None, closed_at: datetime | None) -> None:
+        """Closed (`closed_at`), reopened (None) or cancelled: stored with the contact; and no survey, reminder
+        or giving up for resolutions before `version`."""
         if version is not None:
             contact.outcome_version = max(contact.outcome_version or 0, version)
+        contact.closed_at = closed_at
+        s.execute(WRITE_OUTCOME, {"ticket": contact.ticket_id, "closed_at": closed_at,
+                                  "outcome_version": contact.outcome_version})
         self._stop_surveys(s, contact.ticket_id, version, self.clock.now())
 
     def _stop_surveys(self, s, ticket_id: str, version: int | None, now: datetime) -> None:
@@ -392,3 +401,9 @@ def _category_name(contact: Contact) -> str:
 OPENAPI = document(NotifyService, "送到家 notify: residents' answers and the delivery log",
                    "Gateways forward residents' answers to the follow-up, signed (see /replies); staff read what "
                    "was sent to a ticket's resident with `Authorization: Bearer <JWT>`.")
+
+
+def _read_contact(s, ticket_id: str) -> SimpleNamespace | None:
+    """A ticket's contact (the columns of models.Contact as attributes), or None."""
+    row = s.execute(READ_CONTACT, {"ticket": ticket_id}).mappings().first()
+    return None if row is None else SimpleNamespace(**row)
