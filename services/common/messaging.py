@@ -28,6 +28,7 @@ from functools import partial
 from typing import Callable
 
 import eventlet
+from eventlet.hubs import get_hub
 from kombu import Connection, Exchange, Queue, binding
 from marshmallow import ValidationError
 from nameko.containers import ServiceContainer
@@ -113,7 +114,39 @@ def queues_for(service: str, name: str, exchange: str, routing_keys,
 
 
 class RawQueueConsumer(QueueConsumer):
-    """nameko's queue consumer, handing providers the undecoded message."""
+    """nameko's queue consumer, handing providers the undecoded message. Its acks leave in batches: those
+    given in one turn of the event loop go to the socket in one write as the turn ends (under load, one
+    write for several messages, not a write and a system call each)."""
+
+    def setup(self):
+        super().setup()
+        self._acks: list = []
+
+    def ack_message(self, message):
+        if not self._acks:
+            get_hub().schedule_call_global(0, self.send_acks)
+        self._acks.append(message)
+
+    def send_acks(self) -> None:
+        """Send the acks given so far. A connection gone meanwhile (a broker node restarted) has put its
+        messages back already: the broker delivers them again, and the inbox makes that harmless."""
+        acks, self._acks = self._acks, []
+        by_connection: dict[int, tuple] = {}
+        for message in acks:
+            connection = message.channel.connection
+            if connection is not None:
+                by_connection.setdefault(id(connection), (connection, []))[1].append(message)
+        for connection, messages in by_connection.values():
+            try:
+                with corked(connection.transport):
+                    for message in messages:
+                        message.ack()
+            except Exception as exc:
+                log.warning("could not ack %d messages (%r); the broker delivers them again", len(messages), exc)
+
+    def stop(self):
+        self.send_acks()  # what was handled is not delivered again after a clean stop
+        super().stop()
 
     def get_consumers(self, consumer_cls, channel):
         for provider in self._providers:
@@ -249,15 +282,11 @@ class ReliableConsumer(Consumer):
         self._ack(message)
 
     def _ack(self, message) -> None:
-        """Ack on the channel the message came on. When that connection is gone (a broker node restarted,
-        connections closed), the broker has put the message back already and delivers it again, to us
-        once the consumer has reconnected or to another instance: the inbox makes that harmless. Raising
-        here would stop the service (nameko kills a container whose worker failed after its handler)."""
-        try:
-            self.queue_consumer.ack_message(message)
-        except Exception as exc:
-            log.warning("%s: could not ack %s (%r); the broker delivers it again", self.queue_name,
-                        (message.properties or {}).get("message_id"), exc)
+        """Ack on the channel the message came on, as this turn of the event loop ends (RawQueueConsumer). When
+        that connection is gone (a broker node restarted, connections closed), the broker has put the message
+        back already and delivers it again, to us once the consumer has reconnected or to another instance:
+        the inbox makes that harmless."""
+        self.queue_consumer.ack_message(message)
 
     def _requeue(self, message) -> None:
         try:
@@ -384,25 +413,12 @@ class BatchConsumer(ReliableConsumer):
         self.lanes.ended(False)
         if exc_info is None:
             crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
-            self._ack_all([message for message, _args in batch])
             for message, _args in batch:
+                self._ack(message)
                 self._count(message, "handled")
         else:  # one of them may be poison: each alone, outside this worker (its slot is still taken)
             eventlet.spawn_n(self._one_by_one, batch)
         return result, exc_info
-
-    def _ack_all(self, messages: list) -> None:
-        """Ack a batch's messages, their frames in one write to the socket (they came on one channel)."""
-        connection = getattr(messages[0].channel, "connection", None)
-        if connection is None:  # gone: the broker has put them back already
-            return
-        try:
-            with corked(connection.transport):
-                for message in messages:
-                    self._ack(message)
-        except Exception as exc:  # the connection failed as the acks went out: the broker delivers them again
-            log.warning("%s: could not ack a batch of %d (%r); the broker delivers it again", self.queue_name,
-                        len(messages), exc)
 
     def _one_by_one(self, batch) -> None:
         for message, args in batch:
