@@ -28,10 +28,17 @@ def sessions():
     engine.dispose()
 
 
-def test_a_new_case_is_stored_with_every_column_the_rules_set(sessions):
-    Session, _ = sessions
+@pytest.fixture
+def stored(sessions):
+    """Case T1 as open_case stores it."""
+    Session, statements = sessions
     with Session.begin() as s:
         cases.save(s, new_case("T1", RECEIVED, NOW))
+    return Session, statements
+
+
+def test_a_new_case_is_stored_with_every_column_the_rules_set(stored):
+    Session, _ = stored
     with Session.begin() as s:
         stored = s.get(Case, "T1")
         assert (stored.state, stored.version, stored.county_code, stored.vulnerable, stored.handling) == (
@@ -39,10 +46,8 @@ def test_a_new_case_is_stored_with_every_column_the_rules_set(sessions):
         assert stored.grid_code is None and stored.overdue_count == 0 and stored.late is False
 
 
-def test_what_the_rules_change_is_written_and_only_that(sessions):
-    Session, statements = sessions
-    with Session.begin() as s:
-        cases.save(s, new_case("T1", RECEIVED, NOW))
+def test_what_the_rules_change_is_written_and_only_that(stored):
+    Session, statements = stored
     with Session.begin() as s:
         case = cases.load(s, "T1")
         case.state, case.version, case.assignee_id = "offered", 1, "W-341302001001-G01"
@@ -57,10 +62,8 @@ def test_what_the_rules_change_is_written_and_only_that(sessions):
             "offered", 1, "W-341302001001-G01", "汴河路 1 号")
 
 
-def test_a_write_leaves_the_columns_it_did_not_change_as_another_wrote_them(sessions):
-    Session, _ = sessions
-    with Session.begin() as s:
-        cases.save(s, new_case("T1", RECEIVED, NOW))
+def test_a_write_leaves_the_columns_it_did_not_change_as_another_wrote_them(stored):
+    Session, _ = stored
     with Session.begin() as s:
         case = cases.load(s, "T1")
         s.execute(Case.__table__.update().values(address=""))  # retention erased it meanwhile
