@@ -148,12 +148,12 @@ class DispatchService(Operations):
                 case = cases.load(s, ticket_id)
                 if case is not None:
                     self._acknowledged(s, case, delivered_at)
-                    cases.save(s, case)
                 elif s.get(EarlyAcknowledgement, ticket_id) is None:  # once: a repeat changes nothing
                     s.add(EarlyAcknowledgement(ticket_id=ticket_id, delivered_at=delivered_at))
                     s.flush()  # the same ticket again in this batch sees it
 
     def _acknowledged(self, s, case, delivered_at) -> None:
+        """The first acknowledgement's time, on the case (saved here) and in its history."""
         if case.acknowledged_at is None:  # once: no inbox row needed, a repeat changes nothing
             case.acknowledged_at = delivered_at
             cases.save(s, case)  # a new case first: the history refers to it
@@ -205,7 +205,6 @@ class DispatchService(Operations):
             for early in crossed:
                 case = cases.load(s, early.ticket_id)
                 self._acknowledged(s, case, early.delivered_at)
-                cases.save(s, case)
                 s.delete(early)
             return len(crossed)
 

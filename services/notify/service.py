@@ -51,9 +51,9 @@ BEIJING = timezone(timedelta(hours=8))
 DELIVERY_INSERT = insert(Delivery.__table__).returning(Delivery.__table__.c.id)
 CONTACT_COLUMNS = ("ticket_id", "name", "phone", "email", "locale", "category_zh", "category_en", "area_code",
                    "closed_at", "outcome_version")
-CONTACT_INSERT = insert(Contact.__table__)
-# a ticket's contact, read and changed on the hot paths as a row (the ORM's get and flush cost more than the row)
+# a ticket's contact, written, read and changed on the hot paths as a row (the ORM's get and flush cost more)
 _contacts = Contact.__table__
+CONTACT_INSERT = insert(_contacts)
 READ_CONTACT = select(_contacts).where(_contacts.c.ticket_id == bindparam("ticket"))
 WRITE_OUTCOME = (update(_contacts).where(_contacts.c.ticket_id == bindparam("ticket"))
                  .values(closed_at=bindparam("closed_at"), outcome_version=bindparam("outcome_version")))
