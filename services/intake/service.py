@@ -8,7 +8,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from nameko.dependency_providers import Config
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import Time
@@ -57,6 +57,7 @@ OPEN_NEARBY = select(_tickets.c.id, _tickets.c.village_code, _tickets.c.category
                      _tickets.c.status, _tickets.c.received_at, _tickets.c.resident_id, _tickets.c.description).where(
     _tickets.c.village_code == bindparam("village"), _tickets.c.category == bindparam("category"),
     _tickets.c.merged_into.is_(None), _tickets.c.status.not_in(ENDED), _tickets.c.received_at >= bindparam("since"))
+ADD_TICKET = insert(_tickets)  # the row written as it is; the Ticket handed on is never added to a session
 SUBMISSION = Submission()  # built once: a schema's construction cost more than loading a submission with it
 
 
@@ -129,10 +130,10 @@ class IntakeService(Operations):
         candidates = s.execute(OPEN_NEARBY, {"village": form["village_code"], "category": category.code,
                                              "since": window_start(now)}).all() if form["village_code"] else []
         original = tickets.original_of(form, category, resident_id, candidates, now)
-        ticket = Ticket(**tickets.new_ticket(form, category, resident_id, original, now=now, **ids),
-                        attributes=json.dumps(form.get("attributes") or {}, ensure_ascii=False))
-        s.add(ticket)
-        s.flush()
+        values = {**tickets.new_ticket(form, category, resident_id, original, now=now, **ids),
+                  "attributes": json.dumps(form.get("attributes") or {}, ensure_ascii=False)}
+        s.execute(ADD_TICKET, values)
+        ticket = Ticket(**values)
         event = (tickets.ticket_merged(ticket, original, category, form["resident"]) if original
                  else tickets.ticket_received(ticket, category, form["resident"]))
         self.outbox.add(s, [event])
