@@ -34,11 +34,22 @@ def _free(host: str, port: int) -> bool:
 
 
 
+def offer_pipelining(responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO answer, with PIPELINING among the extensions (aiosmtpd takes pipelined commands in
+    order, but does not say so)."""
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class _Forwarding:
-    """aiosmtpd handler of MailServer's process: every message, as it came, to the parent."""
+    """aiosmtpd handler of MailServer's process: every message, as it came, to the parent. It offers PIPELINING,
+    as the residents' real mail servers do."""
 
     def __init__(self, outbox):
         self._outbox = outbox
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return offer_pipelining(responses)
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content

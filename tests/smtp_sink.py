@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from songdaojia.peers import LOCALHOST, free_port
+from songdaojia.peers import LOCALHOST, free_port, offer_pipelining
 
 _POLL_INTERVAL = 0.02
 _DESCRIBE_LAST = 5  # a timeout message shows only the most recent items
@@ -83,6 +83,10 @@ class _RecordingHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return offer_pipelining(responses) if self._sink.pipelining else responses
+
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
@@ -92,12 +96,14 @@ class _RecordingHandler:
 
 
 class SmtpSink:
-    """An SMTP server on 127.0.0.1 that keeps every message it accepts."""
+    """An SMTP server on 127.0.0.1 that keeps every message it accepts. It offers PIPELINING, as the common
+    mail servers do, unless told `pipelining=False` (a server that takes one command at a time)."""
 
     def __init__(self, host: str = LOCALHOST, port: int | None = None,
-                 on_message: Callable[[EmailMessage], None] | None = None):
+                 on_message: Callable[[EmailMessage], None] | None = None, pipelining: bool = True):
         self.host = host
         self.port: int | None = port
+        self.pipelining = pipelining
         self.on_message = on_message  # called for each accepted message, before the server answers
         self._lock = threading.Lock()
         self._messages: list[EmailMessage] = []

@@ -79,7 +79,8 @@ def _contact_value(contact: Mapping[str, Any] | None, key: str) -> str | None:
 class EmailChannel:
     """Sends UTF-8 plain-text mail over SMTP, keeping connections open between messages: as many as are used
     at once (`keep_open`, the courier's sends in flight), so a burst does not open and QUIT a connection per
-    message (measured: QUIT alone was 5 % of notify's CPU with 8 kept for 20 sends in flight)."""
+    message (measured: QUIT alone was 5 % of notify's CPU with 8 kept for 20 sends in flight). To a server that
+    offers PIPELINING (RFC 2920) a message's MAIL, RCPT and DATA go in one write (`_send_pipelined`)."""
 
     kind = "email"
 
@@ -149,7 +150,11 @@ class EmailChannel:
         Returns the server's reply to DATA: it took the message."""
         try:
             smtp.data_answer = ""
-            smtp.sendmail(self.sender, [recipient], message)
+            smtp.ehlo_or_helo_if_needed()
+            if smtp.has_extn("pipelining"):
+                _send_pipelined(smtp, self.sender, recipient, message)
+            else:
+                smtp.sendmail(self.sender, [recipient], message)
         except smtplib.SMTPServerDisconnected as exc:
             smtp.close()
             if idle:
@@ -197,6 +202,40 @@ class _SMTP(smtplib.SMTP):
         code, text = super().data(msg)
         self.data_answer = f"{code} {_decode(text)}"[:300]
         return code, text
+
+
+def _send_pipelined(smtp: _SMTP, sender: str, recipient: str, message: bytes) -> None:
+    """One message to one recipient, MAIL, RCPT and DATA in one write and their three answers read after it:
+    one round trip where sendmail makes three. The text goes only after the server's 354, so a connection
+    found closed has carried nothing. Raises what sendmail raises for the same answers (the caller maps them)."""
+    size = f" SIZE={len(message)}" if smtp.has_extn("size") else ""
+    smtp.send(f"MAIL FROM:{smtplib.quoteaddr(sender)}{size}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
+              "DATA\r\n")
+    mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
+    refused = mail[0] != 250 or rcpt[0] not in (250, 251)
+    if data[0] == 354 and refused:  # a server that took DATA anyway: an empty message it must not deliver
+        smtp.send(b".\r\n")
+        smtp.getreply()
+    if refused or data[0] != 354:
+        try:
+            smtp.rset()
+        except smtplib.SMTPServerDisconnected:
+            pass
+    if mail[0] != 250:
+        raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
+    if rcpt[0] not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
+    if data[0] != 354:
+        raise smtplib.SMTPDataError(*data)
+    text = _LEADING_DOT.sub(b"..", message)  # as smtplib's data(): a line's leading dot doubled
+    smtp.send(text + (b"" if text.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    code, answer = smtp.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, answer)
+    smtp.data_answer = f"{code} {_decode(answer)}"[:300]
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class _Stale(Exception):

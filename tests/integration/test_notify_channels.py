@@ -30,10 +30,58 @@ BODY = (
 )
 
 
-@pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
+@pytest.fixture(params=["pipelining", "one command at a time"])
+def smtp_sink(request) -> Iterator[SmtpSink]:
+    """Each email test against a server that offers PIPELINING and one that does not."""
+    with SmtpSink(pipelining=request.param == "pipelining") as sink:
         yield sink
+
+
+class WireSmtp:
+    """A bare SMTP server on a socket that keeps each read as it came off the wire: what a client's write
+    held. It answers as a pipelining server does (`offer_pipelining`), or as one that does not."""
+
+    def __init__(self, pipelining: bool):
+        self.pipelining, self.reads = pipelining, []
+        self._listener = socket.create_server((LOCALHOST, 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            conn.sendall(b"220 wire ESMTP\r\n")
+            pending, in_data = b"", False
+            while chunk := conn.recv(65536):
+                self.reads.append(chunk)
+                pending += chunk
+                while True:
+                    if in_data:
+                        end = pending.find(b"\r\n.\r\n")
+                        if end < 0:
+                            break
+                        pending, in_data = pending[end + 5:], False
+                        conn.sendall(b"250 queued\r\n")
+                        continue
+                    line, sep, rest = pending.partition(b"\r\n")
+                    if not sep:
+                        break
+                    pending = rest
+                    verb = line[:4].upper()
+                    if verb == b"EHLO":
+                        offer = b"250-PIPELINING\r\n" if self.pipelining else b""
+                        conn.sendall(b"250-wire\r\n" + offer + b"250 8BITMIME\r\n")
+                    elif verb == b"DATA":
+                        in_data = True
+                        conn.sendall(b"354 go ahead\r\n")
+                    elif verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        return
+                    else:
+                        conn.sendall(b"250 ok\r\n")
+
+    def close(self) -> None:
+        self._listener.close()
 
 
 @pytest.fixture
@@ -68,6 +116,25 @@ def test_email_is_delivered_with_chinese_text_and_idempotent_message_id(smtp_sin
     assert message["To"] == RESIDENT
     assert body_text(message) == BODY
     assert reference == f"smtp:{LOCALHOST}:{smtp_sink.port}:<notif-42@songdaojia>"
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one command at a time"])
+def test_to_a_pipelining_server_mail_rcpt_and_data_go_in_one_write(pipelining: bool) -> None:
+    """RFC 2920: one round trip before the text instead of three; a server that does not offer it is sent one
+    command at a time, each after the answer to the one before."""
+    server = WireSmtp(pipelining)
+    try:
+        receipt = email_channel(server.port).deliver(RESIDENT, SUBJECT, BODY, message_id="notif-9")
+    finally:
+        server.close()
+
+    commands = [read for read in server.reads if read[:4].upper() != b"EHLO"][:3]
+    if pipelining:
+        assert commands[0] == (f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{RESIDENT}>\r\nDATA\r\n").encode()
+    else:
+        assert commands == [f"mail FROM:<{SENDER}>\r\n".encode(), f"rcpt TO:<{RESIDENT}>\r\n".encode(),
+                            b"data\r\n"]
+    assert receipt.answer == "250 queued"
 
 
 def test_the_receipt_keeps_the_servers_answer_to_data(smtp_sink: SmtpSink) -> None:
