@@ -2,7 +2,8 @@
 
 Prints tickets/s through the whole loop, acknowledgement latency p50/p95/p99,
 the raw broker ceiling (pika publish + consume of messages of the same size,
-persistent, to a durable queue) and our throughput as a ratio of it, and the
+persistent, to a durable queue) and our throughput as a ratio of it, the runtime's floor (an empty nameko
+handler's CPU per message, and the broker's: bench_floor.py) times the messages a ticket delivers, and the
 volunteer match decision time with 100,000 volunteers.
 
 With several instance counts (`--instances 1 2`), the loop runs once per count, with the same tickets and
@@ -28,9 +29,12 @@ import requests
 from . import scenario
 from .demo import BENCH_SLA_SCALES, run_loop
 from .loop import Habits, percentile
+from .bench_floor import runtime_floor
 from .bench_probes import Backlog, Profiles, Watches, broker_counters, per_ticket
 from .stack import SERVICES, ServiceProcess, Stack
 from .vhosts import throwaway_vhost
+
+FLOOR_MESSAGES, FLOOR_RATE = 4000, 500.0  # about a ticket's messages at 20 tickets/s: each wakes the consumer
 
 OUTBOX_LAG = re.compile(r'^sdj_outbox_lag_seconds\{service="(?P<service>[^"]+)"\} (?P<value>\S+)$', re.M)
 
@@ -93,20 +97,30 @@ def _loop(stack: Stack, tickets: int, rate: float, volunteers: int, out, instanc
                     instances=instances, postgres=postgres, watch=watch)
 
 
-def _ceiling_and_matching(stack: Stack, tickets: int, out) -> tuple[float, dict]:
+def _ceiling_floor_and_matching(stack: Stack, tickets: int, out) -> tuple[float, dict, dict]:
     body = json.dumps(scenario.requests(1)[0][1], ensure_ascii=False).encode()
-    print(f"broker ceiling: pika publish + consume of {tickets * 10:,} messages of {len(body)} bytes …",
-          file=out, flush=True)
+    print(f"broker ceiling: pika publish + consume of {tickets * 10:,} messages of {len(body)} bytes; the runtime's "
+          f"floor: an empty nameko handler fed {FLOOR_MESSAGES:,} at {FLOOR_RATE:g}/s …", file=out, flush=True)
     with throwaway_vhost(stack.amqp_uri, prefix="songdaojia-ceiling") as scratch:
         ceiling = broker_ceiling(scratch, body, tickets * 10)
-    return ceiling, matching_figures()
+        floor = runtime_floor(scratch, body, FLOOR_MESSAGES, FLOOR_RATE)
+    return ceiling, floor, matching_figures()
+
+
+def _floor_figures(floor: dict, broker: dict | None) -> dict:
+    """The runtime's floor per message, and what a ticket's delivered messages would cost at it."""
+    per_message = floor["consumer µs"] + floor["broker µs"]
+    figures = {"floor µs/message": f"{floor['consumer µs']} consumer + {floor['broker µs']} broker"}
+    if broker:
+        figures["floor × delivered, ms"] = round(per_message * broker["delivered"] / 1000, 1)
+    return figures
 
 
 def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000, out=sys.stdout,
               instances: int = 1, postgres: str | None = None, console: bool = False, profile: bool = False) -> dict:
     from .bench_console import ConsolePages
     stack.run_name = "bench"
-    ceiling, match = _ceiling_and_matching(stack, tickets, out)
+    ceiling, floor, match = _ceiling_floor_and_matching(stack, tickets, out)
     watch = Watches(Backlog(stack, tickets / rate if rate else 0.0), Profiles() if profile else None,
                     ConsolePages(stack) if console else None)  # the console's pages: once the loop has closed
     counted = broker_counters()
@@ -128,6 +142,7 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
         "CPU ms per ticket, all": round(sum(report["CPU ms per ticket"].values()), 1),
         "CPU ms, services+broker": round(sum(v for k, v in report["CPU ms per ticket"].items() if k != "demo"), 1),
         "messages per ticket": broker or "n/a (rabbitmqctl could not say)",
+        **_floor_figures(floor, broker),
         "backlog peak messages": report.get("backlog peak messages", "n/a"),
         "backlog peak at s": report.get("backlog peak at s", "n/a"),
         "drained s after last req.": report.get("drained s after the last request", "n/a"),
@@ -222,7 +237,7 @@ def _shares(report: dict, instances: int) -> dict[str, str]:
 
 
 REPEATED = ("closed loop tickets/s", "ack p50 ms", "ack p95 ms", "ack p99 ms", "CPU ms, services+broker",
-            "CPU ms per ticket", "backlog peak messages", "drained s after last req.")
+            "CPU ms per ticket", "backlog peak messages", "drained s after last req.", "floor × delivered, ms")
 
 
 def repeated_figures(runs: list[dict]) -> dict[str, str]:
@@ -260,7 +275,7 @@ def compare_instances(new_stack: Callable[[], Stack], tickets: int, rate: float,
                       postgres: str, volunteers: int = 100_000, out=sys.stdout) -> dict[int, dict]:
     """The loop once per instance count, same tickets and rate, all on PostgreSQL: a table side by side."""
     first = new_stack()
-    ceiling, match = _ceiling_and_matching(first, tickets, out)
+    ceiling, _floor, match = _ceiling_floor_and_matching(first, tickets, out)
     reports = {}
     for n in counts:
         stack = new_stack()
