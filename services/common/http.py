@@ -22,7 +22,6 @@ from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Request, Response
 
-from .lanes import Lanes
 from .staff import Forbidden, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -177,24 +176,7 @@ class ApiServer(WebServer):
 
 
 class ApiRequestHandler(HttpRequestHandler):
-    """`background=True`: the endpoint is the process's background work (lanes.py), as its background
-    consumers are: it begins only when they may, so in a surge it waits while an acknowledgement is in hand and
-    goes one request at a time between them (a few seconds at most: delayed, never refused)."""
     server = ApiServer()
-    lanes = Lanes()
-
-    def __init__(self, method, url, background: bool = False, **kwargs):
-        self.background = background
-        super().__init__(method, url, **kwargs)
-
-    def handle_request(self, request):
-        if not self.background:
-            return super().handle_request(request)
-        self.lanes.background_may_begin()
-        try:
-            return super().handle_request(request)
-        finally:
-            self.lanes.background_ended()
 
 
-http = ApiRequestHandler.decorator  # nameko's `@http(method, url)`, served by ApiServer; `background=True`: above
+http = ApiRequestHandler.decorator  # nameko's `@http(method, url)`, served by ApiServer

@@ -16,8 +16,7 @@ be worked off once the surge is over.
   background handler at most, not for every one that started before it, and the loop keeps closing
   tickets at the rate it is offered. Once the urgent lane has been quiet for `QUIET`, background work
   takes every worker it may. A background message waits `PATIENCE` seconds at most: delayed by the
-  urgent lane, never starved by it. An HTTP endpoint marked `background=True` (http.py) takes the same
-  turn as a background message.
+  urgent lane, never starved by it.
 """
 from __future__ import annotations
 

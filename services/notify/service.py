@@ -213,7 +213,7 @@ class NotifyService(Operations):
         with self.db.transaction() as s:
             return retention.forget(s, cutoff, now)
 
-    @http("POST", "/replies", background=True)  # a resident's answer waits while acknowledgements go out
+    @http("POST", "/replies")
     @api("A resident's answer to the follow-up (回访), forwarded and signed by a gateway", auth="gateway",
          body=Reply, answers={200: ReplyView, 409: None})
     def reply(self, request):
@@ -239,7 +239,7 @@ class NotifyService(Operations):
             raise
         return json_response(answer)
 
-    @http("GET", "/deliveries/<string:ticket_id>", background=True)
+    @http("GET", "/deliveries/<string:ticket_id>")
     @api("What was sent to a ticket's resident and how it went: staff of the ticket's area",
          answers={200: DeliveryView}, many=True)
     def deliveries(self, request, ticket_id):
