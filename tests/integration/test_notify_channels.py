@@ -39,7 +39,7 @@ def smtp_sink(request) -> Iterator[SmtpSink]:
 
 class WireSmtp:
     """A bare SMTP server on a socket that keeps each read as it came off the wire: what a client's write
-    held. It answers as a pipelining server does (`offer_pipelining`), or as one that does not."""
+    held. Its EHLO offers PIPELINING, or not; it answers every command at once, in order."""
 
     def __init__(self, pipelining: bool):
         self.pipelining, self.reads = pipelining, []
