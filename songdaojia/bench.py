@@ -31,7 +31,7 @@ from .demo import BENCH_SLA_SCALES, run_loop
 from .loop import Habits, percentile
 from .bench_floor import runtime_floor
 from .bench_probes import Backlog, Profiles, Watches, broker_counters, per_ticket
-from .stack import APPS, SERVICES, ServiceProcess, Stack
+from .stack import SERVICES, ServiceProcess, Stack
 from .vhosts import throwaway_vhost
 
 FLOOR_MESSAGES, FLOOR_RATE = 4000, 500.0  # about a ticket's messages at 20 tickets/s: each wakes the consumer
@@ -90,12 +90,11 @@ def matching_figures() -> dict:
 
 
 def _loop(stack: Stack, tickets: int, rate: float, volunteers: int, out, instances: int = 1,
-          postgres: str | None = None, watch=None, lanes_apart: bool = False, postgres_for=APPS) -> dict:
+          postgres: str | None = None, watch=None) -> dict:
     """The closed loop as the benchmark runs it: nobody misses anything, only the waits are short."""
     return run_loop(stack, tickets, rate, timeout=max(300.0, tickets / 5), volunteers=volunteers, out=out,
                     habits=Habits(), silent=0.0, withdraw=0.0, sla_scales=BENCH_SLA_SCALES,
-                    instances=instances, postgres=postgres, watch=watch, lanes_apart=lanes_apart,
-                    postgres_for=postgres_for)
+                    instances=instances, postgres=postgres, watch=watch)
 
 
 def _ceiling_floor_and_matching(stack: Stack, tickets: int, out) -> tuple[float, dict, dict]:
@@ -118,16 +117,14 @@ def _floor_figures(floor: dict, broker: dict | None) -> dict:
 
 
 def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000, out=sys.stdout,
-              instances: int = 1, postgres: str | None = None, console: bool = False, profile: bool = False,
-              lanes_apart: bool = False, postgres_for=APPS) -> dict:
+              instances: int = 1, postgres: str | None = None, console: bool = False, profile: bool = False) -> dict:
     from .bench_console import ConsolePages
     stack.run_name = "bench"
     ceiling, floor, match = _ceiling_floor_and_matching(stack, tickets, out)
     watch = Watches(Backlog(stack, tickets / rate if rate else 0.0), Profiles() if profile else None,
                     ConsolePages(stack) if console else None)  # the console's pages: once the loop has closed
     counted = broker_counters()
-    report = _loop(stack, tickets, rate, volunteers, out, instances=instances, postgres=postgres, watch=watch,
-                   lanes_apart=lanes_apart, postgres_for=postgres_for)
+    report = _loop(stack, tickets, rate, volunteers, out, instances=instances, postgres=postgres, watch=watch)
     broker = per_ticket(counted, broker_counters(), report["closed"])
     figures = {
         "tickets": tickets, "offered rate /s": rate,
@@ -152,7 +149,7 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
     }
     if profile:
         figures["flame graphs"] = report.get("flame graphs")
-    if report.get("messages handled per instance"):
+    if instances > 1:
         figures["messages handled per instance"] = report.get("messages handled per instance")
     print("\nbenchmark", file=out)
     for key, value in figures.items():
@@ -210,9 +207,8 @@ class OutboxLagSampler(threading.Thread):
 
 
 def _service_of(label: str) -> str | None:
-    """`dispatch-2` -> dispatch, `notify-ack` -> notify; the load generator (`demo`) and the broker (`rabbitmq`)
-    are no service."""
-    name = label.split("-", 1)[0]
+    """`dispatch-2` -> dispatch; the load generator (`demo`) and the broker (`rabbitmq`) are no service."""
+    name = label.rsplit("-", 1)[0] if label.rsplit("-", 1)[-1].isdigit() else label
     return name if name in SERVICES else None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from services.common.staff import ROLES
 
-from .stack import APPS, LANED, ROOT, Stack
+from .stack import ROOT, Stack
 
 STAFF_LOOKUP = ("supervisor", "3413")
 DEFAULT_POSTGRES = os.environ.get("SDJ_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")  # who the look-up commands act as: a city supervisor (reads only)
@@ -256,25 +256,19 @@ def cmd_bench(args) -> int:
     if min(counts) < 1:
         raise SystemExit("bench: --instances counts are 1 or more")
     # several instances share one database, and runs side by side compare on the same footing: PostgreSQL
-    postgres = args.postgres or (DEFAULT_POSTGRES if len(counts) > 1 or counts[0] > 1 or args.lanes_apart else None)
-    # lanes apart alone: only intake's and notify's instances share a database; the rest stay on SQLite
-    postgres_for = LANED if args.lanes_apart and counts == [1] and not args.postgres else APPS
+    postgres = args.postgres or (DEFAULT_POSTGRES if len(counts) > 1 or counts[0] > 1 else None)
     tickets, rate = args.tickets, args.rate
     if args.surge:  # SURGE times the rate for 60 s: does the acknowledgement hold, and how long until drained?
         rate, tickets = args.rate * args.surge, int(args.rate * args.surge * 60)
         print(f"surge: {args.surge:g} × {args.rate:g}/s = {rate:g} requests/s for 60 s ({tickets} requests)")
     if args.repeat < 1:
         raise SystemExit("bench: --repeat is 1 or more")
-    if args.lanes_apart and len(counts) > 1:
-        raise SystemExit("bench: --lanes-apart runs one count of instances")
     if len(counts) == 1 and args.repeat > 1:
         repeat_bench(lambda: _stack(args), args.repeat, tickets=tickets, rate=rate, volunteers=args.volunteers,
-                     instances=counts[0], postgres=postgres, profile=args.profile, lanes_apart=args.lanes_apart,
-                     postgres_for=postgres_for)
+                     instances=counts[0], postgres=postgres, profile=args.profile)
     elif len(counts) == 1:
         run_bench(_stack(args), tickets, rate, volunteers=args.volunteers, instances=counts[0],
-                  postgres=postgres, console=args.console, profile=args.profile, lanes_apart=args.lanes_apart,
-                  postgres_for=postgres_for)
+                  postgres=postgres, console=args.console, profile=args.profile)
     else:
         compare_instances(lambda: _stack(args), tickets, rate, counts, postgres, volunteers=args.volunteers)
     return 0
@@ -392,9 +386,6 @@ def main(argv=None) -> int:
                    help="a py-spy flame graph (SVG) of each service over the run, in var/artefacts/profiles/")
     p.add_argument("--console", action="store_true",
                    help="then time the web console's pages beside the loaded services (one count of instances)")
-    p.add_argument("--lanes-apart", action="store_true",
-                   help="intake and notify each as an acknowledgement instance and a background one at nice 10, "
-                        "on PostgreSQL (services/common/lanes.py)")
     p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)

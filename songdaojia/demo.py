@@ -21,7 +21,7 @@ from .loop import Console, Habits, Observer, Residents, percentile
 from .peers import MailServer
 from .vhosts import fresh_vhost
 from .signins import write_demo_tokens
-from .stack import APPS, SERVICES, Stack, prepare, process_cpu_seconds, start_all, stop_all
+from .stack import APPS, Stack, prepare, process_cpu_seconds, start_all, stop_all
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
                  "closed", "reopened")
@@ -46,25 +46,23 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
              habits: Habits = DEMO_HABITS, silent: float = DEMO_SILENT, withdraw: float = DEMO_WITHDRAW,
              sla_scales: dict[str, float] = DEMO_SLA_SCALES, instances: int = 1,
              postgres: str | None = None, watch: Callable[[dict], Watch] | None = None,
-             door_town: str | None = None, lanes_apart: bool = False, postgres_for=APPS) -> dict:
+             door_town: str | None = None) -> dict:
     """One run on a clean slate: its own vhost (`songdaojia-<run>`) and databases (`<var>/<run>`, or with
     `postgres` (an admin URL) PostgreSQL databases `songdaojia_<run>_<service>`, which `instances` > 1 needs).
     `watch(processes)`, if given, is started as the first request goes out and stopped once the last ticket
     closed: what its `stop()` returns joins the report (the benchmark samples outbox lag so).
     `door_town`: outreach runs too, with the demo's key households, and that town has its day of visits
-    (door.DoorDay): its needs found become tickets the loop closes with the rest.
-    `lanes_apart`: intake and notify each run an acknowledgement instance apart (stack.start_all), on PostgreSQL:
-    `postgres_for` says which services' databases are there (the rest on SQLite)."""
+    (door.DoorDay): its needs found become tickets the loop closes with the rest."""
     stop_on_signals()
     print(f"preparing: broker vhost {stack.run_name!r}, migrations, queues, {volunteers:,} demo volunteers …",
           file=out, flush=True)
     stack.amqp_uri = fresh_vhost(stack.amqp_uri, f"songdaojia-{stack.run_name}")
     stack.var_dir = stack.var_dir / stack.run_name
     shutil.rmtree(stack.var_dir, ignore_errors=True)
-    if (instances > 1 or lanes_apart) and not postgres:
+    if instances > 1 and not postgres:
         raise ValueError("several instances of a service share one database: give a PostgreSQL admin URL")
     if postgres:
-        stack.db_urls = fresh_databases(postgres, stack.run_name, postgres_for)
+        stack.db_urls = fresh_databases(postgres, stack.run_name)
     stack.secure()
     stack.sla_scales = dict(sla_scales)
     prepare(stack, volunteers=volunteers, households=DEMO_HOUSEHOLDS if door_town else 0, visited_town=door_town)
@@ -72,7 +70,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
                           silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw)
     sink = MailServer(residents.on_mail, port=stack.smtp_port).start()
     stack.smtp_port = sink.port
-    procs = start_all(stack, instances=instances, lanes_apart=lanes_apart)
+    procs = start_all(stack, instances=instances)
     observer = console = watching = door = None
     web = {}  # the people's web console and outreach: not part of the loop's figures (CPU, work per instance)
     try:  # from here on, whatever fails, the services are stopped
@@ -110,7 +108,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         if door is not None:
             report.update(door_report(stack, door_town, door, observer))
         report["withdrawn by residents"] = residents.withdrawn
-        if len(procs) > len(SERVICES):
+        if instances > 1:
             report["messages handled per instance"] = work_per_instance(procs)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
         cpu_after = cpu_snapshot(procs, broker)
@@ -137,8 +135,8 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
             sink.stop()
 
 
-def fresh_databases(admin_url: str, run_name: str, services=APPS) -> dict[str, str]:
-    """An empty PostgreSQL database per service (of `services`) for this run (dropped first if a run left one)."""
+def fresh_databases(admin_url: str, run_name: str) -> dict[str, str]:
+    """An empty PostgreSQL database per service for this run (dropped first if a run left one)."""
     import psycopg2
     from sqlalchemy.engine import make_url
     url = make_url(admin_url)
@@ -147,7 +145,7 @@ def fresh_databases(admin_url: str, run_name: str, services=APPS) -> dict[str, s
     urls = {}
     try:
         with admin.cursor() as cursor:
-            for service in services:
+            for service in APPS:
                 name = f"songdaojia_{run_name}_{service}"
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')

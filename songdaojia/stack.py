@@ -32,8 +32,6 @@ LOGINS = {"console": "console-city"}  # a process's broker login, where it is no
 # that a surge shows as their backlog, not as residents waiting to hear (README, "The acknowledgement
 # first"); deploy/ gives them the same lower weight (systemd CPUWeight=, compose cpu_shares)
 YIELDING = {"dispatch": 10, "volunteer": 10, "outreach": 10}
-BACKGROUND_NICE = 10  # and so does the background instance of a service whose lanes run apart
-LANED = ("intake", "notify")  # their lanes may run apart: an acknowledgement instance, background ones (lanes.py)
 
 
 @dataclass
@@ -122,20 +120,14 @@ class Stack:
 
 
 class ServiceProcess:
-    """One `nameko run` of a service; instance 2, 3 … of it listen on ports of their own. `lanes`: what it works
-    (services/common/lanes.py); the one that works only the urgent lane is labelled `<name>-ack`, and one that
-    works only the background lane runs at BACKGROUND_NICE."""
+    """One `nameko run` of a service; instance 2, 3 … of it listen on ports of their own."""
 
-    def __init__(self, name: str, stack: Stack, extra_env: dict[str, str] | None = None, instance: int = 1,
-                 lanes: str = "all"):
-        self.name, self.stack, self.instance, self.lanes = name, stack, instance, lanes
-        self.label = f"{name}-ack" if lanes == "urgent" else name if instance == 1 else f"{name}-{instance}"
+    def __init__(self, name: str, stack: Stack, extra_env: dict[str, str] | None = None, instance: int = 1):
+        self.name, self.stack, self.instance = name, stack, instance
+        self.label = name if instance == 1 else f"{name}-{instance}"
         self.port = stack.ports[name] if instance == 1 else stack.instance_port(name, instance)
         self.extra_env = {f"{name.upper()}_HTTP": f"127.0.0.1:{self.port}",
                           f"{name.upper()}_INSTANCE_ID": self.label, **(extra_env or {})}
-        if lanes != "all":
-            self.extra_env[f"{name.upper()}_LANES"] = lanes
-        self.nice = YIELDING.get(name) or (BACKGROUND_NICE if lanes == "background" else 0)
         self.proc: subprocess.Popen | None = None
         self.log_path = stack.var_dir / "logs" / f"{self.label}.log"
 
@@ -147,7 +139,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         nameko = Path(sys.executable).with_name("nameko")
         log = open(self.log_path, "ab")
-        nice = ["nice", "-n", str(self.nice)] if self.nice else []
+        nice = ["nice", "-n", str(YIELDING[self.name])] if self.name in YIELDING else []
         self.proc = subprocess.Popen(
             [*nice, str(nameko), "run", "--config", str(ROOT / "services" / self.name / "config.yaml"),
              f"services.{self.name}.service:{APPS[self.name]}"],
@@ -243,18 +235,13 @@ def prepare(stack: Stack, volunteers: int = 100_000, names=tuple(APPS), househol
 
 
 def start_all(stack: Stack, names=tuple(SERVICES), instances: int = 1,
-              service_env: dict[str, dict[str, str]] | None = None, lanes_apart: bool = False
-              ) -> dict[str, ServiceProcess]:
+              service_env: dict[str, dict[str, str]] | None = None) -> dict[str, ServiceProcess]:
     """Every service as `instances` processes (keyed `dispatch`, `dispatch-2`, …), once all listen;
-    `service_env` adds to a service's environment. `lanes_apart`: those of LANED work the background lane
-    only, and one more of each (`intake-ack`, `notify-ack`) the urgent lane (several share a database:
-    PostgreSQL)."""
+    `service_env` adds to a service's environment."""
     procs = {}
     for name in names:
-        apart = lanes_apart and name in LANED
-        for n in range(1, instances + 1 + apart):
-            lanes = "all" if not apart else "urgent" if n > instances else "background"
-            proc = ServiceProcess(name, stack, (service_env or {}).get(name), instance=n, lanes=lanes)
+        for n in range(1, instances + 1):
+            proc = ServiceProcess(name, stack, (service_env or {}).get(name), instance=n)
             procs[proc.label] = proc.start()
     try:
         for proc in procs.values():

@@ -17,16 +17,6 @@ be worked off once the surge is over.
   tickets at the rate it is offered. Once the urgent lane has been quiet for `QUIET`, background work
   takes every worker it may. A background message waits `PATIENCE` seconds at most: delayed by the
   urgent lane, never starved by it.
-
-Or two lanes in two processes (config `LANES`, read by `works`): an instance with `LANES: urgent` runs only
-the urgent consumers (and notify's courier sends only acknowledgements); one with `LANES: background` runs
-everything else (the other consumers, the timers, the other deliveries); `all`, the default, runs both, as
-above. An entrypoint of a lane the instance does not work is bound as `Elsewhere`: it consumes and fires
-nothing, and its queue waits for the instance that does. Split so, the kernel puts the acknowledgement
-first, not the green threads: the background instance runs at a lower CPU priority (nice 10, systemd
-CPUWeight=), so in a surge the acknowledgement's processes get the cores and the background waits for
-them (README, "The acknowledgement first"). Every lane must be worked by some instance; the instances of
-one service share its database (PostgreSQL), as any several instances do.
 """
 from __future__ import annotations
 
@@ -35,30 +25,11 @@ import time
 from eventlet.event import Event as GreenEvent
 from eventlet.semaphore import Semaphore
 from eventlet.timeout import Timeout
-from nameko.extensions import Entrypoint, SharedExtension
+from nameko.extensions import SharedExtension
 
 URGENT_RESERVE = 4  # workers only the urgent lane may use
 PATIENCE = 5.0  # seconds a background message waits for the urgent lane to be idle, at most
 QUIET = 0.05  # seconds the urgent lane must have been idle before background work takes every worker
-
-LANES = ("all", "urgent", "background")
-
-
-def lanes_worked(config: dict) -> str:
-    """Config LANES: which lanes this instance works (`all`, `urgent` or `background`)."""
-    chosen = str(config.get("LANES") or "all").strip().lower()
-    if chosen not in LANES:
-        raise ValueError(f"LANES: {chosen!r} is not one of {', '.join(LANES)}")
-    return chosen
-
-
-def works(config: dict, urgent: bool) -> bool:
-    """Does this instance work the urgent lane (`urgent`), or the background one?"""
-    return lanes_worked(config) in ("all", "urgent" if urgent else "background")
-
-
-class Elsewhere(Entrypoint):
-    """Bound in place of an entrypoint of a lane that another instance works: it consumes and fires nothing."""
 
 
 class Lanes(SharedExtension):

@@ -37,7 +37,7 @@ from nameko.messaging import Consumer, QueueConsumer
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_uris, broker_user, corked
 from .envelope import MalformedEvent, open_envelope, utcnow
 from .faults import crash_point
-from .lanes import Elsewhere, Lanes, works
+from .lanes import Lanes
 from .operations import settled
 
 log = logging.getLogger(__name__)
@@ -200,12 +200,6 @@ class ReliableConsumer(Consumer):
         self.source = source
         self.on_dead_letter = on_dead_letter
         super().__init__(queue=None, **kwargs)
-
-    def bind(self, container, method_name):
-        """In an instance that does not work this consumer's lane (config LANES, lanes.py), nothing consumes."""
-        if not works(container.config, self.urgent):
-            return Elsewhere().bind(container, method_name)
-        return super().bind(container, method_name)
 
     def setup(self) -> None:
         cfg = self.container.config

@@ -11,8 +11,6 @@ from __future__ import annotations
 from nameko.timer import Timer as NamekoTimer
 from sqlalchemy import Select
 
-from .lanes import Elsewhere, works
-
 TICK_SECONDS = 0.5  # how often due rows are looked for: deadlines are minutes, scaled ones seconds
 BATCH = 100
 
@@ -25,13 +23,7 @@ def claim_due(session, query: Select, limit: int = BATCH) -> list:
 class Timer(NamekoTimer):
     """nameko's timer entrypoint, safe to stop twice or before it started: a SIGTERM that arrives while
     the container is still starting made nameko's own fail (`gt` None, or its stop event sent again)
-    and left `nameko run` hanging. A timer is background work: an instance that works only the urgent
-    lane (config LANES, lanes.py) fires none."""
-
-    def bind(self, container, method_name):
-        if not works(container.config, urgent=False):
-            return Elsewhere().bind(container, method_name)
-        return super().bind(container, method_name)
+    and left `nameko run` hanging."""
 
     def stop(self):
         if not self.should_stop.ready():

@@ -7,10 +7,8 @@ claimed before any other due delivery, with URGENT_RESERVE slots only it may use
 instance has a slot free, written already claimed by it (as step 1 would) and sent as soon as the
 handler's transaction commits. Other deliveries are not claimed while an acknowledgement is being
 written or sent; while acknowledgements keep coming (common/lanes.py) at most BETWEEN_ACKS of them are
-in flight, in the gaps; none waits more than PATIENCE seconds for a turn. An instance that works one
-lane only (config LANES, common/lanes.py) claims only that lane's deliveries: `urgent`, the
-acknowledgements; `background`, the rest, with every slot. The courier of every notify instance then,
-for each delivery:
+in flight, in the gaps; none waits more than PATIENCE seconds for a turn. The courier of every notify
+instance then, for each delivery:
 
 1. claims it, in a short transaction of its own, committed before anything is sent: up to as many
    due deliveries as it has free slots (IN_PARALLEL per instance) go from `pending` to `sending`,
@@ -91,7 +89,7 @@ from services.common.clock import as_utc
 from services.common.database import make_engine
 from services.common.envelope import Event, seal, utcnow
 from services.common.faults import crash_point
-from services.common.lanes import LANES, PATIENCE, Lanes, lanes_worked
+from services.common.lanes import PATIENCE, Lanes
 from services.common.outbox import Outbox
 
 from . import delivery_rules as rules
@@ -148,7 +146,6 @@ class Courier(DependencyProvider):
         self.lease = timedelta(seconds=float(config.get("COURIER_LEASE_SECONDS") or LEASE_SECONDS))
         self.postgres = self.engine.dialect.name == "postgresql"
         self.instance, self.stable_id = instance_id(config.get("INSTANCE_ID"), self.engine.dialect.name)
-        self.works = lanes_worked(config)  # all, urgent (acknowledgements only) or background (the rest only)
         self.pool = GreenPool(IN_PARALLEL)
         self._outbox_insert = insert(OutboxRow.__table__)
         self.in_flight: dict[int, bool] = {}  # delivery id -> urgent
@@ -268,24 +265,21 @@ class Courier(DependencyProvider):
 
     def claim_in_turn(self, free: int) -> list:
         """Acknowledgements first, then the rest in the order written, as much of it as `background_room` lets
-        (common/lanes.py: in a surge, this process's time is the acknowledgements'). An instance of one lane
-        claims that lane's deliveries only."""
-        if self.works != "all":
-            return self.claim(free, self.works)
+        (common/lanes.py: in a surge, this process's time is the acknowledgements')."""
         room = min(free, self.background_room())
         if room > 0:
             self._background_turn = time.monotonic()
         claimed = self.claim(room) if room > 0 else []  # urgent ones first in its order
         if free - len(claimed) > 0 and len(claimed) == max(room, 0):  # more acknowledgements may be waiting
-            claimed += self.claim(free - len(claimed), "urgent")
+            claimed += self.claim(free - len(claimed), urgent_only=True)
         return claimed
 
-    def claim(self, limit: int, lane: str = "all") -> list:
-        """Claim up to `limit` due deliveries of `lane` (all, urgent or background) for this instance (committed
-        when this returns), as plain rows: acknowledgements first, then by id."""
+    def claim(self, limit: int, urgent_only: bool = False) -> list:
+        """Claim up to `limit` due deliveries for this instance (committed when this returns), as plain rows:
+        acknowledgements first, then by id."""
         now = utcnow()
         with self.engine.begin() as conn:
-            rows = conn.execute(CLAIMS[lane], {
+            rows = conn.execute(CLAIM_URGENT if urgent_only else CLAIM, {
                 "now": now, "limit": limit, "mine": list(self.in_flight), "me": self.instance,
                 "until": now + self.lease}).all()
         return sorted(rows, key=lambda r: (not r.urgent, r.id))
@@ -477,16 +471,16 @@ CLAIMED = (Delivery.id, Delivery.ticket_id, Delivery.template, Delivery.channel,
            Delivery.fallback_of, Delivery.contact, Delivery.urgent)
 
 
-def _claim_statement(lane: str):
+def _claim_statement(urgent_only: bool):
     """Built once, with its cache key (built anew for every claim round, its cache key alone was 5 % of notify's
-    profile): due deliveries of `lane` (pending and due, or claimed under a lease that ran out: its courier died),
-    not ours still being sent (`mine`: a lease can run out while this instance is frozen), up to `limit`,
-    acknowledgements first, locked SKIP LOCKED, claimed for `me` until `until`."""
+    profile): due deliveries (pending and due, or claimed under a lease that ran out: its courier died), not ours
+    still being sent (`mine`: a lease can run out while this instance is frozen), up to `limit`, acknowledgements
+    first, locked SKIP LOCKED, claimed for `me` until `until`."""
     now = bindparam("now", type_=DateTime(timezone=True))
     due = or_(and_(Delivery.state == "pending", Delivery.next_attempt_at <= now),
               and_(Delivery.state == "sending", Delivery.claimed_until < now))
-    if lane != "all":
-        due = and_(Delivery.urgent.is_(lane == "urgent"), due)
+    if urgent_only:
+        due = and_(Delivery.urgent.is_(True), due)
     # a CTE, computed once: as `id IN (subquery)` PostgreSQL may run the subquery again for every row it
     # updates, and each run skips the rows the last one locked: one claim would take the whole backlog
     picked = (select(Delivery.id).where(due, Delivery.id.not_in(bindparam("mine", expanding=True)))
@@ -499,7 +493,7 @@ def _claim_statement(lane: str):
             .returning(*CLAIMED))
 
 
-CLAIMS = {lane: _claim_statement(lane) for lane in LANES}  # all, urgent (acknowledgements), background (the rest)
+CLAIM, CLAIM_URGENT = _claim_statement(False), _claim_statement(True)
 OUTBOX_COLUMNS = ("event_id", "exchange", "routing_key", "body", "created_at")  # what OutboxWriter.add writes
 
 # A delivery, as long as this claim of it holds (still `sending`, claimed by `me`, on the attempt `d_attempts`):

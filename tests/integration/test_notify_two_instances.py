@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pika
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -179,7 +178,6 @@ def bare_courier(db_url: str, instance: str) -> Courier:
         instance, {}
     courier.promised = courier.claiming = 0
     courier._released = True  # as once start() has given back its earlier claims
-    courier.works = "all"  # both lanes (config LANES)
     courier.lanes = FakeLanes()  # nothing else in hand
     courier._background_turn = courier._follow_ups_turn = time.monotonic()
     return courier
@@ -234,29 +232,6 @@ def test_acknowledgements_are_claimed_first_and_always_find_a_slot(db_url):
         assert courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight)) == []
         courier._background_turn -= PATIENCE  # and the rest waited that long: delayed, never starved
         assert {d.template for d in courier.claim_in_turn(IN_PARALLEL - len(courier.in_flight))} == {"closed"}
-    finally:
-        courier.engine.dispose()
-
-
-@pytest.mark.parametrize("lane, sent", [("urgent", {"ack", "merged"}), ("background", {"closed", "survey"})])
-def test_a_courier_of_one_lane_claims_that_lane_s_deliveries_only_and_with_every_slot(db_url, lane, sent):
-    """Config LANES: the acknowledgement instance sends acknowledgements, the background one the rest; neither
-    keeps slots for the other, and the background one does not wait for gaps between acknowledgements."""
-    upgrade("notify", db_url)
-    courier = bare_courier(db_url, f"notify-{lane}")
-    courier.works, courier.lanes.recent = lane, True  # acknowledgements keep coming (elsewhere, for background)
-    with Session(courier.engine) as s, s.begin():
-        for n in range(IN_PARALLEL):
-            s.add_all([_delivery(f"{template}-{n:08d}", "pending", template=template)
-                       for template in ("ack", "merged", "closed", "survey")])
-    try:
-        claimed = courier.claim_in_turn(IN_PARALLEL)
-        courier.in_flight.update((d.id, d.urgent) for d in claimed)
-        more = courier.claim_in_turn(IN_PARALLEL)
-        courier.in_flight.update((d.id, d.urgent) for d in more)
-        assert len(claimed) == len(more) == IN_PARALLEL
-        assert {d.template for d in claimed + more} == sent
-        assert courier.claim_in_turn(IN_PARALLEL) == []  # the other lane's are left to the other instance
     finally:
         courier.engine.dispose()
 
@@ -386,54 +361,3 @@ def test_an_acknowledgement_holds_its_slot_until_its_transaction_ends(db_url):
         assert written == {"done-0": "sending", "done-1": "sending", "done-2": "sending"}
     finally:
         courier.engine.dispose()
-
-
-def consumers_of_queue(uri: str, queue: str) -> int:
-    connection = connect(uri)
-    try:
-        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
-    finally:
-        connection.close()
-
-
-def test_lanes_apart_one_instance_acknowledges_and_the_other_does_the_rest(fresh_vhost_uri, postgres_url,
-                                                                          start_service):
-    """Config LANES on one database: `urgent` consumes the acknowledgements and sends them, and nothing else;
-    `background` consumes the rest and sends the other deliveries. An outcome written before the
-    acknowledgement instance starts waits for the background one."""
-    engine = make_engine(postgres_url)
-    upgrade("notify", postgres_url)
-    with Session(engine) as s, s.begin():
-        s.add(_delivery("closed-0000abcd", "pending", template="closed"))
-    tickets = [f"SDJ-261208-{n:08d}" for n in range(40)]
-
-    def acks_sent(count: int) -> bool:
-        with engine.connect() as conn:
-            return conn.scalar(select(func.count()).where(Delivery.template == "ack", Delivery.state == "sent")) \
-                == count
-    try:
-        with SmtpSink() as sink:
-            email = {"host": "127.0.0.1", "port": sink.port, "sender": "s@localhost"}
-            start_service(NotifyService, fresh_vhost_uri, postgres_url, CHANNEL="email", EMAIL=email,
-                          LANES="urgent", INSTANCE_ID="notify-ack")
-            publish_received(fresh_vhost_uri, tickets[:20])
-            wait_until(lambda: acks_sent(20), timeout=30, message="20 acks sent by the acknowledgement instance")
-            assert _rows(engine)["closed-0000abcd"].state == "pending"  # its courier went round and left it
-            assert consumers_of_queue(fresh_vhost_uri, "notify.acknowledge") == 1
-            assert consumers_of_queue(fresh_vhost_uri, "notify.ask_for_follow_up") == 0
-
-            start_service(NotifyService, fresh_vhost_uri, postgres_url, CHANNEL="email", EMAIL=email,
-                          LANES="background", INSTANCE_ID="notify-background")
-            wait_until(lambda: _rows(engine)["closed-0000abcd"].state == "sent", timeout=30,
-                       message="the outcome sent by the background instance")
-            publish_received(fresh_vhost_uri, tickets[20:])
-            wait_until(lambda: acks_sent(40), timeout=30, message="40 acks sent")
-            assert consumers_of_queue(fresh_vhost_uri, "notify.acknowledge") == 1  # still the one instance
-            assert consumers_of_queue(fresh_vhost_uri, "notify.ask_for_follow_up") == 1
-            rows = _rows(engine).values()
-            assert {d.claimed_by for d in rows if d.template == "ack"} == {"notify-ack"}
-            assert {d.claimed_by for d in rows if d.template == "closed"} == {"notify-background"}
-            wait_until(lambda: len(sink.messages) >= 41, timeout=10, message="every mail at the server")
-            assert set(mails_per_ticket(sink).values()) == {1}
-    finally:
-        engine.dispose()
