@@ -321,7 +321,7 @@ def side_by_side(reports: dict[int, dict], tickets: int, rate: float, ceiling: f
     columns = [max(len(header[i]), *(len(values[i]) for _, values in rows)) for i in range(len(counts))]
     lines = [f"\nside by side: {tickets} tickets offered at {rate:g}/s, every run on PostgreSQL, {cores} CPU cores "
              f"(broker ceiling {ceiling:,.0f} msg/s; volunteer match p50/p99 {match['p50_ms']}/{match['p99_ms']} ms; "
-             f"PostgreSQL's own CPU is not counted, the broker's counts whoever else uses it)",
+             f"PostgreSQL's server counted when it runs here; it and the broker count whoever else uses them)",
              " " * width + "  " + "  ".join(h.rjust(c) for h, c in zip(header, columns))]
     lines += [title.ljust(width) + "  " + "  ".join(v.rjust(c) for v, c in zip(values, columns))
               for title, values in rows]

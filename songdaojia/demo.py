@@ -21,7 +21,7 @@ from .loop import Console, Habits, Observer, Residents, percentile
 from .peers import MailServer
 from .vhosts import fresh_vhost
 from .signins import write_demo_tokens
-from .stack import APPS, Stack, prepare, process_cpu_seconds, start_all, stop_all
+from .stack import APPS, Stack, prepare, process_cpu_seconds, server_cpu_seconds, start_all, stop_all
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
                  "closed", "reopened")
@@ -87,7 +87,8 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
             door.start()
         requests = scenario.requests(count, seed)
         broker = _broker_pid(stack.amqp_uri)  # the same process before and after, or none
-        cpu_before = cpu_snapshot(procs, broker)
+        database = _database_pid(postgres) if postgres else None  # PostgreSQL's server, when it runs here
+        cpu_before = cpu_snapshot(procs, broker, database)
         watching = watch(procs) if watch else None
         started = time.monotonic()
         publisher = Publisher(stack.uri("publisher-channels"), requests, rate)
@@ -111,7 +112,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         if instances > 1:
             report["messages handled per instance"] = work_per_instance(procs)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
-        cpu_after = cpu_snapshot(procs, broker)
+        cpu_after = cpu_snapshot(procs, broker, database)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
                                        for n in cpu_after if n in cpu_before}
         report.update(watched)
@@ -170,13 +171,16 @@ def work_per_instance(procs) -> dict[str, int]:
     return work
 
 
-def cpu_snapshot(procs, broker: int | None = None) -> dict[str, float]:
+def cpu_snapshot(procs, broker: int | None = None, database: int | None = None) -> dict[str, float]:
     """CPU seconds used so far by each service, this process (publisher, console, residents,
-    mail server) and the local broker (`broker`, its pid), if it runs here."""
+    mail server), the local broker (`broker`, its pid) and the local PostgreSQL server (`database`, its
+    postmaster's pid: with every backend), if they run here."""
     snapshot = {name: proc.cpu_seconds() for name, proc in procs.items()}
     snapshot["demo"] = process_cpu_seconds(os.getpid())
     if broker:
         snapshot["rabbitmq"] = process_cpu_seconds(broker)
+    if database:
+        snapshot["postgresql"] = server_cpu_seconds(database)
     return snapshot
 
 
@@ -184,7 +188,17 @@ def _broker_pid(amqp_uri: str) -> int | None:
     """The process of this machine listening on the run's AMQP port (the broker's beam.smp), if any: other
     RabbitMQ nodes may run here too (a cluster, tests), and only this one carries the run."""
     from urllib.parse import urlsplit
-    port = urlsplit(amqp_uri.split(";")[0].strip()).port or 5672
+    return _listening_pid(urlsplit(amqp_uri.split(";")[0].strip()).port or 5672)
+
+
+def _database_pid(postgres_url: str) -> int | None:
+    """The PostgreSQL server of this machine listening on the run's database port (its postmaster), if any."""
+    from sqlalchemy.engine import make_url
+    return _listening_pid(make_url(postgres_url).port or 5432)
+
+
+def _listening_pid(port: int) -> int | None:
+    """The process of this machine listening on TCP `port`, if any (and ours to look at)."""
     listening = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:

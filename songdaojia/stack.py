@@ -267,3 +267,23 @@ def process_cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a server that forks a process per client (PostgreSQL's postmaster and its
+    backends): the process, its children that have exited, and those alive now with theirs (Linux /proc)."""
+    def times(stat: str) -> tuple[int, int]:  # (parent pid, user + system + children's user + system)
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(fields[1]), sum(int(f) for f in fields[11:15])
+    try:
+        total = times(Path(f"/proc/{pid}/stat").read_text())[1]
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent, ticks = times(stat.read_text())
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        if parent == pid:
+            total += ticks
+    return total / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,79 @@
+"""The benchmark's CPU figures count the database server too: a server that forks a process per client
+(PostgreSQL) is measured with its children, those alive and those that have exited (songdaojia/stack.py
+`server_cpu_seconds`), and the benchmark finds the PostgreSQL server a run uses (songdaojia/demo.py)."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import psycopg2
+import pytest
+from sqlalchemy.engine import make_url
+
+from songdaojia.demo import _database_pid
+from songdaojia.stack import process_cpu_seconds, server_cpu_seconds
+
+BURN = 0.4  # CPU seconds each child spends
+
+FORKING_SERVER = textwrap.dedent(f"""
+    import os, sys, time
+
+    def burn():
+        while time.process_time() < {BURN}:
+            pass
+
+    gone = os.fork()
+    if gone == 0:
+        burn()
+        os._exit(0)
+    os.waitpid(gone, 0)  # a client that came and went
+    burnt, told = os.pipe()
+    alive = os.fork()
+    if alive == 0:
+        burn()
+        os.write(told, b"x")
+        time.sleep(3600)  # a client still connected
+        os._exit(0)
+    os.read(burnt, 1)
+    print("ready", flush=True)
+    sys.stdin.read()  # until the test closes it
+""")
+
+
+def test_a_forking_server_s_cpu_counts_its_children_alive_and_exited():
+    server = subprocess.Popen([sys.executable, "-c", FORKING_SERVER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"  # both children have burnt their share
+        own, with_children = process_cpu_seconds(server.pid), server_cpu_seconds(server.pid)
+        assert own < BURN  # the parent itself only waited
+        assert with_children - own >= 2 * BURN * 0.9  # clock ticks round each down a little
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+
+
+def test_a_process_that_is_not_there_has_no_figure():
+    assert math.isnan(server_cpu_seconds(2 ** 22 + 1))
+
+
+def test_the_benchmark_finds_the_postgresql_server_it_uses_and_sees_it_work(postgres_admin_url):
+    pid = _database_pid(postgres_admin_url)
+    if pid is None and os.geteuid() != 0:
+        pytest.skip("the PostgreSQL server's sockets are another user's to look at")
+    assert pid is not None, "PostgreSQL listens on this machine, yet the benchmark did not find it"
+    with open(f"/proc/{pid}/comm") as comm:
+        assert comm.read().strip() in ("postgres", "postmaster")
+    url = make_url(postgres_admin_url)
+    conn = psycopg2.connect(**url.translate_connect_args(username="user", database="dbname"))
+    try:  # a client connected, as the services' pools stay for a run: its backend's work counts
+        before = server_cpu_seconds(pid)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM generate_series(1, 3000000)")
+            assert cursor.fetchone() == (3000000,)
+        assert server_cpu_seconds(pid) - before > 0.05
+    finally:
+        conn.close()
