@@ -88,7 +88,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         requests = scenario.requests(count, seed)
         broker = _broker_pid(stack.amqp_uri)  # the same process before and after, or none
         database = _database_pid(postgres) if postgres else None  # PostgreSQL's server, when it runs here
-        cpu_before = cpu_snapshot(procs, broker, database)
+        cpu_before = cpu_snapshot(procs, broker, database, sink.pid)
         watching = watch(procs) if watch else None
         started = time.monotonic()
         publisher = Publisher(stack.uri("publisher-channels"), requests, rate)
@@ -112,7 +112,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         if instances > 1:
             report["messages handled per instance"] = work_per_instance(procs)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
-        cpu_after = cpu_snapshot(procs, broker, database)
+        cpu_after = cpu_snapshot(procs, broker, database, sink.pid)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
                                        for n in cpu_after if n in cpu_before}
         report.update(watched)
@@ -171,12 +171,15 @@ def work_per_instance(procs) -> dict[str, int]:
     return work
 
 
-def cpu_snapshot(procs, broker: int | None = None, database: int | None = None) -> dict[str, float]:
-    """CPU seconds used so far by each service, this process (publisher, console, residents,
-    mail server), the local broker (`broker`, its pid) and the local PostgreSQL server (`database`, its
-    postmaster's pid: with every backend), if they run here."""
+def cpu_snapshot(procs, broker: int | None = None, database: int | None = None,
+                 mail_server: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each service, this process (publisher, console, residents), the residents'
+    mail server (`mail_server`, its pid), the local broker (`broker`) and the local PostgreSQL server
+    (`database`, its postmaster's pid: with every backend), if they run here."""
     snapshot = {name: proc.cpu_seconds() for name, proc in procs.items()}
     snapshot["demo"] = process_cpu_seconds(os.getpid())
+    if mail_server:
+        snapshot["mail server"] = process_cpu_seconds(mail_server)
     if broker:
         snapshot["rabbitmq"] = process_cpu_seconds(broker)
     if database:

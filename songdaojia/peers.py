@@ -90,6 +90,11 @@ class MailServer:
         self._reader.start()
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The mail server's process, while it runs (its CPU is the load generator's: songdaojia/demo.py)."""
+        return self._process.pid if self._process is not None else None
+
     def _read_mail(self) -> None:
         while (raw := self._outbox.get()) is not None:
             try:

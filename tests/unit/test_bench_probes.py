@@ -113,3 +113,11 @@ def test_repeated_runs_give_each_figure_s_median_and_range():
     assert summary["CPU ms, notify"] == "19.2 (17.1–19.8)" and summary["CPU ms, intake"] == "7.5 (7.3–7.7)"
     assert summary["backlog peak messages"] == "245 (187–303)"  # a run that could not say is left out
     assert summary["ack p50 ms"] == "n/a"
+
+
+def test_cpu_per_ticket_sums_each_service_s_instances_and_the_load_generator_s_processes():
+    from songdaojia.bench import _cpu_by_part
+    cpu = {"intake": 6.0, "dispatch": 14.0, "dispatch-2": 1.5, "volunteer": 2.5, "notify": 13.0, "demo": 10.0,
+           "mail server": 2.0, "rabbitmq": 7.5, "postgresql": 30.0}
+    assert _cpu_by_part(cpu) == {"intake": 6.0, "dispatch": 15.5, "volunteer": 2.5, "notify": 13.0,
+                                 "load generator": 12.0, "rabbitmq": 7.5, "postgresql": 30.0}
