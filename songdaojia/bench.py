@@ -211,7 +211,8 @@ LOAD_GENERATOR = ("demo", "mail server")  # the benchmark's own processes: resid
 
 
 def _service_of(label: str) -> str | None:
-    """`dispatch-2` -> dispatch; the load generator (`demo`) and the broker (`rabbitmq`) are no service."""
+    """`dispatch-2` -> dispatch; the load generator (LOAD_GENERATOR), the broker (`rabbitmq`) and the database
+    server (`postgresql`) are no service."""
     name = label.rsplit("-", 1)[0] if label.rsplit("-", 1)[-1].isdigit() else label
     return name if name in SERVICES else None
 

@@ -260,30 +260,28 @@ def stop_all(procs: dict[str, ServiceProcess]) -> None:
         proc.stop()
 
 
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    """From a /proc/<pid>/stat: (parent pid, the process's user + system clock ticks, its exited children's),
+    or None when it is gone."""
+    try:
+        fields = path.read_text().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+    stat = _stat(Path(f"/proc/{pid}/stat"))
+    return float("nan") if stat is None else stat[1] / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu_seconds(pid: int) -> float:
     """CPU time used so far by a server that forks a process per client (PostgreSQL's postmaster and its
     backends): the process, its children that have exited, and those alive now with theirs (Linux /proc)."""
-    def times(stat: str) -> tuple[int, int]:  # (parent pid, user + system + children's user + system)
-        fields = stat.rsplit(")", 1)[1].split()
-        return int(fields[1]), sum(int(f) for f in fields[11:15])
-    try:
-        total = times(Path(f"/proc/{pid}/stat").read_text())[1]
-    except (OSError, IndexError, ValueError):
+    own = _stat(Path(f"/proc/{pid}/stat"))
+    if own is None:
         return float("nan")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent, ticks = times(stat.read_text())
-        except (OSError, IndexError, ValueError):  # gone meanwhile
-            continue
-        if parent == pid:
-            total += ticks
-    return total / os.sysconf("SC_CLK_TCK")
+    children = (_stat(path) for path in Path("/proc").glob("[0-9]*/stat"))
+    ticks = own[1] + own[2] + sum(c[1] + c[2] for c in children if c is not None and c[0] == pid)
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -47,7 +48,8 @@ def test_a_forking_server_s_cpu_counts_its_children_alive_and_exited():
     server = subprocess.Popen([sys.executable, "-c", FORKING_SERVER], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        assert server.stdout.readline().strip() == "ready"  # both children have burnt their share
+        ready, _, _ = select.select([server.stdout], [], [], 30)  # a deadline, should a child hang
+        assert ready and server.stdout.readline().strip() == "ready"  # both children have burnt their share
         own, with_children = process_cpu_seconds(server.pid), server_cpu_seconds(server.pid)
         assert own < BURN  # the parent itself only waited
         assert with_children - own >= 2 * BURN * 0.9  # clock ticks round each down a little
