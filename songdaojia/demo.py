@@ -17,7 +17,7 @@ from services.intake.client import IntakeClient
 
 from . import scenario
 from .door import DoorDay
-from .loop import Console, Habits, Observer, Residents, percentile, yield_processor
+from .loop import Console, Habits, Observer, Residents, percentile
 from .peers import MailServer
 from .vhosts import fresh_vhost
 from .signins import write_demo_tokens
@@ -68,7 +68,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     prepare(stack, volunteers=volunteers, households=DEMO_HOUSEHOLDS if door_town else 0, visited_town=door_town)
     residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed,
                           silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw)
-    sink = MailServer(residents.on_mail, port=stack.smtp_port, reader_setup=yield_processor).start()
+    sink = MailServer(residents.on_mail, port=stack.smtp_port).start()
     stack.smtp_port = sink.port
     procs = start_all(stack, instances=instances)
     observer = console = watching = door = None

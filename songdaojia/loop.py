@@ -7,12 +7,6 @@
 - `Residents` read their mail and answer the follow-up survey; their mail system
   forwards each answer to notify as a gateway does: signed, with the survey's code.
 
-They are not the system: on a county's deployment they sit at phones, consoles and mail servers of their
-own. Sharing the benchmark's processor with it, their threads yield it (`yield_processor`: nice 10, as
-the later stages have), so the people's work does not delay the acknowledgement they are waiting for.
-Only the outside channels publishing the requests (demo.Publisher) keep normal priority: they set the
-offered rate.
-
 They live through faults as the people they stand for would: the listeners (Observer, Console) connect
 again by themselves when the broker goes away (a node restarted, connections closed by the broker), with
 back-off, to the next of several brokers when given a list (or `;`-separated URIs), and keep their queue
@@ -24,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import threading
@@ -57,20 +50,6 @@ SURVEY_CODE = re.compile(r"\[(?:评价码|code) ([0-9A-Z]+)\]")
 # the residents' mail system tries a call to a service this often, over about 20 s, a second apart at least:
 # a signature carries the second it was made, and notify refuses one it has seen before (a replay)
 HTTP_ATTEMPTS, HTTP_FIRST_DELAY, HTTP_MAX_DELAY, HTTP_TIMEOUT = 5, 1.0, 8.0, 10.0
-PEOPLE_NICE = 10  # the people's threads yield the processor as much as the later stages (songdaojia/stack.py)
-
-
-def yield_processor(niceness: int = PEOPLE_NICE) -> None:
-    """Give the calling thread `niceness` more than the process's main thread (on Linux a thread has a nice
-    value of its own, and a thread it starts inherits it: the process's other threads keep theirs). Where the
-    system cannot, the thread goes on as it was."""
-    try:
-        tid = threading.get_native_id()
-        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + niceness)
-        if os.getpriority(os.PRIO_PROCESS, tid) < target:  # a thread started by one that yields has yielded
-            os.setpriority(os.PRIO_PROCESS, tid, target)
-    except (AttributeError, OSError):  # not Linux, or not allowed: the same priority as the rest
-        pass
 
 
 @dataclass
@@ -226,7 +205,6 @@ class _Listener(threading.Thread):
         self.conn = self.channel = None
 
     def run(self) -> None:
-        yield_processor()
         delay = RECONNECT_FIRST_DELAY
         while not self._stopping.is_set():
             try:
@@ -392,7 +370,7 @@ class Console(_Listener, _HttpClient):
         self.url = dispatch_url
         self.token = token
         self.habits = habits or Habits()
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console", initializer=yield_processor)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console")
         self.errors: list[str] = []
         self.done: dict[str, int] = {}
         self._tokens: dict[tuple, str] = {}
@@ -566,7 +544,7 @@ class Residents(_HttpClient):
         self.asked: dict[str, int] = {}
         self.answered: set[str] = set()
         self.lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents", initializer=yield_processor)
+        self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents")
         self.errors: list[str] = []
         self._local = threading.local()
         self._stopping = threading.Event()

@@ -71,11 +71,8 @@ class MailServer:
     is in life, so that answering notify never waits on the load generator's threads (one interpreter lock).
     `on_message` is called here, in a thread of this process, for each message it took."""
 
-    def __init__(self, on_message: Callable[[EmailMessage], None], host: str = LOCALHOST, port: int | None = None,
-                 reader_setup: Callable[[], None] | None = None):
-        """`reader_setup`: called first in the thread that reads the mail and calls `on_message` (the demo's
-        residents lower its priority so)."""
-        self.host, self.port, self.on_message, self.reader_setup = host, port, on_message, reader_setup
+    def __init__(self, on_message: Callable[[EmailMessage], None], host: str = LOCALHOST, port: int | None = None):
+        self.host, self.port, self.on_message = host, port, on_message
         self._process = self._reader = None
 
     def start(self, timeout: float = 30.0) -> MailServer:
@@ -99,8 +96,6 @@ class MailServer:
         return self._process.pid if self._process is not None else None
 
     def _read_mail(self) -> None:
-        if self.reader_setup is not None:
-            self.reader_setup()
         while (raw := self._outbox.get()) is not None:
             try:
                 self.on_message(message_from_bytes(raw, policy=DEFAULT_POLICY))
