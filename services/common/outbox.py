@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 POLL_SECONDS = 1.0
-GATHER = 0.01  # seconds between two drains that send: under load, a batch per round of confirms, not an event
+GATHER = 0.05  # seconds between two drains that send: under load, a batch per round of confirms, not an event
 KEEP_SENT = timedelta(hours=1)  # sent rows kept for inspection, then purged
 PURGE_EVERY = timedelta(minutes=1)
 PURGE_BATCH = 5000  # rows deleted per purge transaction
@@ -152,6 +152,7 @@ class Relay:
         self.reply_to = dict(reply_to or {})
         self.claims = engine.dialect.name == "postgresql"  # row locks: other instances skip our batch
         self.published = 0  # events this relay published and marked sent (work done by this instance)
+        self.rounds = 0  # drains that sent something: one round of confirms and one mark-sent commit each
         self._wakeup = GreenEvent()
         self._running = True
         self._purged_at = utcnow()
@@ -234,6 +235,7 @@ class Relay:
 
     def _sent(self, rows) -> None:
         self.published += len(rows)
+        self.rounds += 1
         self._sent_at = time.monotonic()
 
     def _drain_unclaimed(self) -> bool:

@@ -8,6 +8,7 @@ everything. See services/common/outbox.py.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -203,3 +204,35 @@ def test_one_relay_on_sqlite_sends_every_event_once(sqlite_url, probe, fresh_vho
         engine.dispose()
     seen = received(probe)
     assert set(seen) == set(ids) and max(seen.values()) == 1 and relays.relays[0].published == 1200
+
+
+def test_under_a_steady_stream_the_relay_sends_events_in_rounds_of_several(sqlite_url, probe, fresh_vhost_uri):
+    """Events committed one by one, about 10 ms apart, as a busy service commits them: the relay gathers
+    (outbox.GATHER) and sends several per round of confirms and mark-sent commit, at most one round per
+    GATHER, not one each; every event still arrives once. An event after a quiet spell goes in a round of
+    its own."""
+    engine = make_engine(sqlite_url)
+    Base.metadata.create_all(engine)
+    relays = Relays(sqlite_url, fresh_vhost_uri, 1)
+    relay = relays.relays[0]
+    relays.start()
+    try:
+        ids, started = [], time.monotonic()
+        for _ in range(100):
+            ids += write_rows(engine, 1)
+            relay.wake()  # as a worker's commit wakes it
+            eventlet.sleep(0.01)
+        wait_all_sent(engine, probe, ids)
+        rounds, streamed = relay.rounds, time.monotonic() - started
+        assert rounds <= streamed / outbox.GATHER + 2, f"{rounds} rounds in {streamed:.2f} s: more than one a GATHER"
+        assert rounds <= len(ids) / 2, f"{len(ids)} events in {rounds} rounds: not gathered"
+        eventlet.sleep(outbox.GATHER * 2)  # a quiet spell, longer than a gathering
+        ids += write_rows(engine, 1)
+        relay.wake()
+        wait_all_sent(engine, probe, ids)
+        assert relay.rounds == rounds + 1
+    finally:
+        relays.stop()
+        engine.dispose()
+    seen = received(probe)
+    assert set(seen) == set(ids) and max(seen.values()) == 1 and relay.published == len(ids)
