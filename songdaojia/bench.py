@@ -27,7 +27,7 @@ import pika
 import requests
 
 from . import scenario
-from .demo import BENCH_SLA_SCALES, run_loop
+from .demo import BENCH_SLA_SCALES, LOAD_GENERATOR, run_loop
 from .loop import Habits, percentile
 from .bench_floor import runtime_floor
 from .bench_probes import Backlog, Profiles, Watches, broker_counters, per_ticket
@@ -207,11 +207,8 @@ class OutboxLagSampler(threading.Thread):
         return self._result
 
 
-LOAD_GENERATOR = ("demo", "mail server")  # the benchmark's own processes: residents, staff, the observer
-
-
 def _service_of(label: str) -> str | None:
-    """`dispatch-2` -> dispatch; the load generator (LOAD_GENERATOR), the broker (`rabbitmq`) and the database
+    """`dispatch-2` -> dispatch; the load generator (demo.LOAD_GENERATOR), the broker (`rabbitmq`) and the database
     server (`postgresql`) are no service."""
     name = label.rsplit("-", 1)[0] if label.rsplit("-", 1)[-1].isdigit() else label
     return name if name in SERVICES else None

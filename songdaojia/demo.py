@@ -171,15 +171,19 @@ def work_per_instance(procs) -> dict[str, int]:
     return work
 
 
+LOAD_GENERATOR = ("demo", "mail server")  # cpu_snapshot's parts that are the run's own load: no service, no broker
+
+
 def cpu_snapshot(procs, broker: int | None = None, database: int | None = None,
                  mail_server: int | None = None) -> dict[str, float]:
     """CPU seconds used so far by each service, this process (publisher, console, residents), the residents'
     mail server (`mail_server`, its pid), the local broker (`broker`) and the local PostgreSQL server
     (`database`, its postmaster's pid: with every backend), if they run here."""
     snapshot = {name: proc.cpu_seconds() for name, proc in procs.items()}
-    snapshot["demo"] = process_cpu_seconds(os.getpid())
+    this_process, mail = LOAD_GENERATOR
+    snapshot[this_process] = process_cpu_seconds(os.getpid())
     if mail_server:
-        snapshot["mail server"] = process_cpu_seconds(mail_server)
+        snapshot[mail] = process_cpu_seconds(mail_server)
     if broker:
         snapshot["rabbitmq"] = process_cpu_seconds(broker)
     if database:
