@@ -5,17 +5,19 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import Callable, Protocol
 
 from tqdm import tqdm
 
+from services.intake.client import IntakeClient
 
 from . import scenario
 from .door import DoorDay
-from .loop import PEOPLE_NICE, REPORTED, Console, Habits, Observer, Residents, percentile
-from .publisher import Publisher
+from .loop import REPORTED, Console, Habits, Observer, Residents, percentile
 from .peers import MailServer
 from .vhosts import fresh_vhost
 from .signins import write_demo_tokens
@@ -65,8 +67,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     stack.sla_scales = dict(sla_scales)
     prepare(stack, volunteers=volunteers, households=DEMO_HOUSEHOLDS if door_town else 0, visited_town=door_town)
     residents = Residents(stack.http("notify"), ("mail", stack.secrets.gateway_secret("mail")), seed=seed,
-                          silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw,
-                          nice=PEOPLE_NICE)
+                          silent_share=silent, intake_url=stack.http("intake"), withdraw_share=withdraw)
     sink = MailServer(residents.on_mail, port=stack.smtp_port).start()
     stack.smtp_port = sink.port
     procs = start_all(stack, instances=instances)
@@ -75,8 +76,8 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
     try:  # from here on, whatever fails, the services are stopped
         web = start_all(stack, ("console",) * keep_running + ("outreach",) * bool(door_town))
         print("services: " + ", ".join(f"{n} {p.url}" for n, p in {**procs, **web}.items()), file=out, flush=True)
-        observer = Observer(stack.uri("monitor"), REPORTED, nice=PEOPLE_NICE)
-        console = Console(stack.uri("console-city"), stack.http("dispatch"), habits=habits, nice=PEOPLE_NICE,
+        observer = Observer(stack.uri("monitor"), REPORTED)
+        console = Console(stack.uri("console-city"), stack.http("dispatch"), habits=habits,
                           token=lambda who, role, area, department=None: stack.secrets.token(
                               who, role, area, department=department))
         observer.start(), console.start()
@@ -84,12 +85,13 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
             door = DoorDay(stack.http("outreach"), door_town, seed=seed, token=lambda who, role, area:
                            stack.secrets.token(who, role, area))
             door.start()
-        publisher = Publisher(stack.uri("publisher-channels"), scenario.requests(count, seed), rate)  # connected
+        requests = scenario.requests(count, seed)
         broker = _broker_pid(stack.amqp_uri)  # the same process before and after, or none
         database = _database_pid(postgres) if postgres else None  # PostgreSQL's server, when it runs here
-        cpu_before = cpu_snapshot(procs, broker, database, sink.pid, publisher)
+        cpu_before = cpu_snapshot(procs, broker, database, sink.pid)
         watching = watch(procs) if watch else None
         started = time.monotonic()
+        publisher = Publisher(stack.uri("publisher-channels"), requests, rate)
         publisher.start()
         closed = wait_closed(observer, count, timeout)
         publisher.join()
@@ -110,7 +112,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         if instances > 1:
             report["messages handled per instance"] = work_per_instance(procs)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
-        cpu_after = cpu_snapshot(procs, broker, database, sink.pid, publisher)
+        cpu_after = cpu_snapshot(procs, broker, database, sink.pid)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
                                        for n in cpu_after if n in cpu_before}
         report.update(watched)
@@ -169,20 +171,17 @@ def work_per_instance(procs) -> dict[str, int]:
     return work
 
 
-LOAD_GENERATOR = ("demo", "publisher", "mail server")  # cpu_snapshot's parts that are the run's own load
+LOAD_GENERATOR = ("demo", "mail server")  # cpu_snapshot's parts that are the run's own load: no service, no broker
 
 
 def cpu_snapshot(procs, broker: int | None = None, database: int | None = None,
-                 mail_server: int | None = None, publisher: Publisher | None = None) -> dict[str, float]:
-    """CPU seconds used so far by each service, this process (observer, console, residents), the outside
-    channels' process (`publisher`), the residents' mail server (`mail_server`, its pid), the local broker
-    (`broker`) and the local PostgreSQL server (`database`, its postmaster's pid: with every backend), if they
-    run here."""
+                 mail_server: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each service, this process (publisher, console, residents), the residents'
+    mail server (`mail_server`, its pid), the local broker (`broker`) and the local PostgreSQL server
+    (`database`, its postmaster's pid: with every backend), if they run here."""
     snapshot = {name: proc.cpu_seconds() for name, proc in procs.items()}
-    this_process, channels, mail = LOAD_GENERATOR
+    this_process, mail = LOAD_GENERATOR
     snapshot[this_process] = process_cpu_seconds(os.getpid())
-    if publisher is not None:
-        snapshot[channels] = publisher.cpu_seconds()
     if mail_server:
         snapshot[mail] = process_cpu_seconds(mail_server)
     if broker:
@@ -230,6 +229,30 @@ class Watch(Protocol):
     """Something that watches a run under load (run_loop's `watch`): stopped once, or again when it failed."""
 
     def stop(self) -> dict: ...
+
+
+class Publisher(threading.Thread):
+    """The outside channels publishing the scenario at the offered rate, while the loop runs."""
+
+    def __init__(self, amqp_uri: str, requests: list[tuple[str, dict]], rate: float | None):
+        super().__init__(daemon=True)
+        self.amqp_uri, self.requests, self.rate = amqp_uri, requests, rate
+        self.sent, self.errors = 0, []
+
+    def run(self) -> None:
+        interval = 1.0 / self.rate if self.rate else 0.0
+        start = time.monotonic()
+        try:
+            with IntakeClient(self.amqp_uri, source="demo") as client:
+                for i, (channel, request) in enumerate(self.requests):
+                    delay = start + i * interval - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    request["submitted_at"] = datetime.now(timezone.utc).isoformat()
+                    client.submit(channel, request)
+                    self.sent += 1
+        except Exception as exc:  # reported, and the loop waits only for what was sent
+            self.errors.append(f"publishing stopped after {self.sent}: {exc!r}")
 
 
 def wait_closed(observer: Observer, count: int, timeout: float) -> bool:

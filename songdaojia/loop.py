@@ -7,11 +7,6 @@
 - `Residents` read their mail and answer the follow-up survey; their mail system
   forwards each answer to notify as a gateway does: signed, with the survey's code.
 
-They are not the system: on a county's deployment they sit at phones, consoles and mail servers of their
-own. Sharing a benchmark's processor with it, their threads can yield it (`nice`: `yield_processor`, as the
-later stages do), so that their work does not delay the acknowledgement they are waiting for; the outside
-channels publishing the requests run in a process of their own at normal priority (songdaojia/publisher.py).
-
 They live through faults as the people they stand for would: the listeners (Observer, Console) connect
 again by themselves when the broker goes away (a node restarted, connections closed by the broker), with
 back-off, to the next of several brokers when given a list (or `;`-separated URIs), and keep their queue
@@ -23,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import threading
@@ -61,22 +55,6 @@ SURVEY_CODE = re.compile(r"\[(?:评价码|code) ([0-9A-Z]+)\]")
 # the residents' mail system tries a call to a service this often, over about 20 s, a second apart at least:
 # a signature carries the second it was made, and notify refuses one it has seen before (a replay)
 HTTP_ATTEMPTS, HTTP_FIRST_DELAY, HTTP_MAX_DELAY, HTTP_TIMEOUT = 5, 1.0, 8.0, 10.0
-PEOPLE_NICE = 10  # how much the people yield in a demo or benchmark run: as the later stages (songdaojia/stack.py)
-
-
-def yield_processor(niceness: int = PEOPLE_NICE) -> None:
-    """Give the calling thread `niceness` more than its process (on Linux a thread has a nice value of its own,
-    and a thread it starts inherits it: the process's other threads keep theirs). Where the system cannot,
-    the thread goes on as it was."""
-    if niceness <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + niceness)
-        if os.getpriority(os.PRIO_PROCESS, tid) < target:  # a thread started by one that yields has yielded
-            os.setpriority(os.PRIO_PROCESS, tid, target)
-    except (AttributeError, OSError):  # not Linux, or not allowed: the same priority as the rest
-        pass
 
 
 @dataclass
@@ -164,9 +142,8 @@ class _Listener(threading.Thread):
     """
 
     def __init__(self, amqp_uri: str | list[str], bindings: list[tuple[str, str]],
-                 queue_expires: float = QUEUE_EXPIRES_SECONDS, nice: int = 0):
+                 queue_expires: float = QUEUE_EXPIRES_SECONDS):
         super().__init__(daemon=True)
-        self.nice = nice  # the thread yields the processor so much (yield_processor)
         self.uris = amqp_uris(amqp_uri)
         self.bindings = bindings
         self.queue_expires = queue_expires
@@ -233,7 +210,6 @@ class _Listener(threading.Thread):
         self.conn = self.channel = None
 
     def run(self) -> None:
-        yield_processor(self.nice)
         delay = RECONNECT_FIRST_DELAY
         while not self._stopping.is_set():
             try:
@@ -295,9 +271,8 @@ class Observer(_Listener):
     """Every service's events (`observed`: exchange → routing keys), counted once each (by event id), and
     where each ticket stands as far as those events tell."""
 
-    def __init__(self, amqp_uri: str | list[str], observed: dict[str, tuple[str, ...]] = OBSERVED, nice: int = 0):
-        super().__init__(amqp_uri, [(exchange, key) for exchange, keys in observed.items() for key in keys],
-                         nice=nice)
+    def __init__(self, amqp_uri: str | list[str], observed: dict[str, tuple[str, ...]] = OBSERVED):
+        super().__init__(amqp_uri, [(exchange, key) for exchange, keys in observed.items() for key in keys])
         self.lock = threading.Lock()
         self.tickets: dict[str, TicketTrack] = {}
         self.counts: dict[str, int] = {}
@@ -396,13 +371,12 @@ class Console(_Listener, _HttpClient):
     """
 
     def __init__(self, amqp_uri: str | list[str], dispatch_url: str, token: Callable[..., str],
-                 binding: str = "area.3413.#", workers: int = 16, habits: Habits | None = None, nice: int = 0):
-        super().__init__(amqp_uri, [("dispatch.work", binding), ("dispatch.work", "dept.#")], nice=nice)
+                 binding: str = "area.3413.#", workers: int = 16, habits: Habits | None = None):
+        super().__init__(amqp_uri, [("dispatch.work", binding), ("dispatch.work", "dept.#")])
         self.url = dispatch_url
         self.token = token
         self.habits = habits or Habits()
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console", initializer=yield_processor,
-                                       initargs=(nice,))
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="console")
         self.errors: list[str] = []
         self.done: dict[str, int] = {}
         self._tokens: dict[tuple, str] = {}
@@ -565,9 +539,8 @@ class Residents(_HttpClient):
 
     def __init__(self, notify_url: str, gateway: tuple[str, str], unsatisfied_share: float = 0.1,
                  seed: int = 3413, silent_share: float = 0.0, intake_url: str | None = None,
-                 withdraw_share: float = 0.0, nice: int = 0):
+                 withdraw_share: float = 0.0):
         self.url, self.intake_url = notify_url, intake_url
-        self.nice = nice  # their threads, and the mail reader's that calls on_mail, yield so much
         self.gateway, self.secret = gateway
         self.rng = random.Random(seed)
         self.share = unsatisfied_share
@@ -577,8 +550,7 @@ class Residents(_HttpClient):
         self.asked: dict[str, int] = {}
         self.answered: set[str] = set()
         self.lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents", initializer=yield_processor,
-                                       initargs=(nice,))
+        self.pool = ThreadPoolExecutor(8, thread_name_prefix="residents")
         self.errors: list[str] = []
         self._local = threading.local()
         self._stopping = threading.Event()
@@ -586,9 +558,6 @@ class Residents(_HttpClient):
     def on_mail(self, message: EmailMessage) -> None:
         if self._stopping.is_set():  # mail still coming in after the run: nobody reads it
             return
-        if not getattr(self._local, "yielded", False):  # the mail server's reader thread, which calls this
-            yield_processor(self.nice)
-            self._local.yielded = True
         subject = str(message["Subject"] or "")
         match, code = TICKET_NO.search(subject), SURVEY_CODE.search(subject)
         if match and "已受理" in subject and self.silent.does("cancel", match.group(0)):

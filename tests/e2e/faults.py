@@ -38,7 +38,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from services.dispatch.areas import AreaMap
-from songdaojia.publisher import Publisher
+from songdaojia.demo import Publisher
 from songdaojia.loop import Console, Observer, Residents
 from songdaojia.stack import ROOT
 from tests.amqp_helpers import amqp_queue_messages
