@@ -273,6 +273,7 @@ class Observer(_Listener):
 
     def __init__(self, amqp_uri: str | list[str], observed: dict[str, tuple[str, ...]] = OBSERVED):
         super().__init__(amqp_uri, [(exchange, key) for exchange, keys in observed.items() for key in keys])
+        self.followed = frozenset(key for keys in observed.values() for key in keys)
         self.lock = threading.Lock()
         self.tickets: dict[str, TicketTrack] = {}
         self.counts: dict[str, int] = {}
@@ -316,13 +317,20 @@ class Observer(_Listener):
 
     def count_in(self, state: str) -> int:
         """Tickets in `state` now (a final state: closed, cancelled)."""
+        self._following(state)
         with self.lock:
             return sum(1 for t in self.tickets.values() if t.state == state)
 
     def count_reached(self, state: str) -> int:
         """Tickets that have been in `state`, whatever they are in now (`routed` lasts an instant)."""
+        self._following(state)
         with self.lock:
             return sum(1 for t in self.tickets.values() if state in t.states)
+
+    def _following(self, state: str) -> None:
+        """A count of a state whose event this observer does not follow would be 0, silently: refused."""
+        if state != "received" and f"ticket_{state}" not in self.followed:
+            raise ValueError(f"this observer does not follow ticket_{state} (see loop.OBSERVED, REPORTED)")
 
     def callback_latencies_ms(self) -> list[float]:
         """From the hotline request's submission to its callback task, per ticket, sorted."""

@@ -9,7 +9,7 @@ import pytest
 from services.dispatch.events import EXAMPLES as DISPATCH
 from services.intake.events import EXAMPLES as INTAKE
 from songdaojia.vhosts import delete_users
-from songdaojia.loop import Observer, amqp_uris
+from songdaojia.loop import REPORTED, Observer, amqp_uris
 from songdaojia.stack import Stack
 from songdaojia.vhosts import rabbitmqctl
 from tests.amqp_helpers import publish_event
@@ -81,3 +81,23 @@ def test_the_observer_outlives_its_connection_and_counts_each_event_once(secured
         observer.stop()
     assert not observer.is_alive()
     assert queues(stack) == {}, "stop() deletes its queue"
+
+
+def test_the_reports_observer_follows_less_and_refuses_to_count_what_it_does_not_follow(secured):
+    """A demo or benchmark run's observer (loop.REPORTED) does not bind routed, accepted and resolved (the report
+    reads them from dispatch's ledger): the broker delivers it fewer messages, and asking it how many tickets
+    were routed is an error, not a silent 0."""
+    stack = secured
+    observer = Observer(stack.uri("monitor"), REPORTED)
+    observer.start()
+    try:
+        publish(stack, "dispatch", DISPATCH["ticket_routed"])
+        publish(stack, "dispatch", DISPATCH["ticket_closed"])
+        wait_until(lambda: observer.count_in("closed") == 1, message="closed")
+        assert observer.counts == {"ticket_closed": 1}, "routed was not delivered to it"
+        with pytest.raises(ValueError, match="does not follow ticket_routed"):
+            observer.count_reached("routed")
+        with pytest.raises(ValueError, match="does not follow ticket_accepted"):
+            observer.count_in("accepted")
+    finally:
+        observer.stop()
