@@ -105,7 +105,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         report = build_report(observer, publisher.sent + needs, closed,
                               console.errors + residents.errors + publisher.errors + (door.errors if door else []),
                               seconds=time.monotonic() - started)
-        report.update(supervision_report(stack, console, observer))
+        report.update(ledger_report(stack, console, observer))
         if door is not None:
             report.update(door_report(stack, door_town, door, observer))
         report["withdrawn by residents"] = residents.withdrawn
@@ -297,7 +297,7 @@ def build_report(observer: Observer, submitted: int, finished: bool, errors: lis
     }
 
 
-def supervision_report(stack: Stack, console: Console, observer: Observer) -> dict:
+def ledger_report(stack: Stack, console: Console, observer: Observer) -> dict:
     """How far the tickets went and what supervision did, as the ledger (台账) counts it (the observer does not
     follow routed, accepted, resolved: loop.REPORTED), and the calls the console's people made."""
     import requests

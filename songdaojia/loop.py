@@ -46,8 +46,8 @@ OBSERVED = {  # every step of a ticket the tests watch for (`count_reached("rout
     "notify.events": ("resident_acknowledged",),
 }
 # what a demo or benchmark report needs from events: not the steps every ticket takes on its way (routed,
-# accepted, resolved: 3.3 of the 23 messages a ticket delivered, each costing the broker as much as a service's),
-# which the report reads from dispatch's ledger instead; the observer shares the machine it measures
+# accepted, resolved), which the report reads from dispatch's ledger (demo.ledger_report); the observer shares
+# the machine it measures, and each message it is delivered costs the broker what a service's does (README)
 REPORTED = {**OBSERVED, "dispatch.events": tuple(key for key in OBSERVED["dispatch.events"]
                                                  if key not in ("ticket_routed", "ticket_accepted", "ticket_resolved"))}
 TICKET_NO = re.compile(r"SDJ-\d{6}-[0-9A-Z]{8}")
