@@ -79,13 +79,21 @@ class _Stopped(Exception):
     """A call given up because its client is stopping."""
 
 
+def local_session() -> requests.Session:
+    """A keep-alive HTTP session to the stack on this machine. It does not look in the environment for proxies,
+    a .netrc or a CA bundle: requests would on every call (216 against 88 µs of CPU a call, before sending it)."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 class _HttpClient:
     _local: threading.local
 
     def _session(self) -> requests.Session:
         """One keep-alive session per thread (a Session is not shared across threads)."""
         if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
+            self._local.session = local_session()
         return self._local.session
 
 
@@ -627,7 +635,7 @@ class Residents(_HttpClient):
             except requests.RequestException:
                 if attempt == HTTP_ATTEMPTS:
                     raise
-                self._local.session = requests.Session()  # a broken keep-alive connection is not used again
+                self._local.session = local_session()  # a broken keep-alive connection is not used again
             self._stopping.wait(delay)
             delay = min(delay * 2, HTTP_MAX_DELAY)
         raise AssertionError("unreachable")

@@ -29,6 +29,7 @@ def test_mail_taken_in_its_own_process_reaches_the_reader_here():
         assert refused == {}
         wait_until(lambda: got, timeout=10, message="the message handed to the reader")
         assert str(got[0]["Subject"]) == "已受理" and got[0]["To"] == "wang@example.cn"
+        assert got[0].get_payload() == "hello\r\n"  # the body as it came: the residents read the headers
         assert server.pid != os.getpid() and os.path.exists(f"/proc/{server.pid}")  # its CPU is counted apart
     finally:
         server.stop()
