@@ -35,6 +35,9 @@ from .stack import SERVICES, ServiceProcess, Stack
 from .vhosts import throwaway_vhost
 
 FLOOR_MESSAGES, FLOOR_RATE = 4000, 500.0  # about a ticket's messages at 20 tickets/s: each wakes the consumer
+# more than the loop keeps up with on any hour seen (it closed 45 tickets/s at most): a ticket's CPU as it is when the
+# cores are full, lower than at a steady rate (the runs' idle polling is shared by more tickets, batches are fuller)
+CALIBRATION_TICKETS, CALIBRATION_RATE = 1200, 60.0
 
 OUTBOX_LAG = re.compile(r'^sdj_outbox_lag_seconds\{service="(?P<service>[^"]+)"\} (?P<value>\S+)$', re.M)
 
@@ -97,6 +100,39 @@ def _loop(stack: Stack, tickets: int, rate: float, volunteers: int, out, instanc
                     instances=instances, postgres=postgres, watch=watch)
 
 
+def core_count() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def cpu_ceiling(cpu_ms_per_ticket: dict[str, float], cores: int) -> float:
+    """Tickets/s these cores allow at most: the CPU a ticket takes in every process of the run (the load
+    generator's too, which shares the cores), the cores busy all the time."""
+    total = sum(cpu_ms_per_ticket.values())
+    return cores * 1000 / total if total else float("nan")
+
+
+def sustainable_rate(new_stack: Callable[[], Stack], volunteers: int = 100_000, instances: int = 1,
+                     postgres: str | None = None, out=sys.stdout) -> float:
+    """What the loop sustains on this machine now, for `--surge` without `--rate`: a run that loads it fully
+    (CALIBRATION_TICKETS at CALIBRATION_RATE, on a stack of its own), and the cores' ceiling at the CPU a
+    ticket took in it (cpu_ceiling). An estimate from above: it counts every core busy all the time. The
+    machine's speed moves by half within a day, so the surge is sized in the same hour, not from a figure
+    written down."""
+    stack = new_stack()
+    stack.run_name = "bench-calibration"
+    print(f"what the loop sustains here: {CALIBRATION_TICKETS} tickets offered at {CALIBRATION_RATE:g}/s, then the "
+          f"cores' ceiling at the CPU a ticket took …", file=out, flush=True)
+    report = _loop(stack, CALIBRATION_TICKETS, CALIBRATION_RATE, volunteers, out, instances=instances,
+                   postgres=postgres)
+    if not report["finished"]:
+        raise SystemExit("bench: the calibration run did not close its tickets; see its errors above")
+    cpu, n = report["CPU ms per ticket"], core_count()
+    rate = cpu_ceiling(cpu, n)
+    print(f"sustainable: at most {rate:.1f} tickets/s ({n} cores ÷ {sum(cpu.values()):.1f} CPU ms a ticket, "
+          f"every process of the run, offered {CALIBRATION_RATE:g}/s)", file=out, flush=True)
+    return rate
+
+
 def _ceiling_floor_and_matching(stack: Stack, tickets: int, out) -> tuple[float, dict, dict]:
     body = json.dumps(scenario.requests(1)[0][1], ensure_ascii=False).encode()
     print(f"broker ceiling: pika publish + consume of {tickets * 10:,} messages of {len(body)} bytes; the runtime's "
@@ -140,6 +176,7 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
         "service RSS MiB": report["service RSS MiB"],
         "CPU ms per ticket": report["CPU ms per ticket"],
         "CPU ms per ticket, all": round(sum(report["CPU ms per ticket"].values()), 1),
+        "cores' ceiling tickets/s": round(cpu_ceiling(report["CPU ms per ticket"], core_count()), 1),
         "CPU ms, services+broker": round(sum(v for k, v in report["CPU ms per ticket"].items()
                                              if k not in LOAD_GENERATOR), 1),
         "messages per ticket": broker or "n/a (rabbitmqctl could not say)",
@@ -291,7 +328,7 @@ def compare_instances(new_stack: Callable[[], Stack], tickets: int, rate: float,
 
 def side_by_side(reports: dict[int, dict], tickets: int, rate: float, ceiling: float, match: dict,
                  cores: int | None = None) -> str:
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or core_count()
     counts = list(reports)
     rows: list[tuple[str, list[str]]] = []
 
@@ -336,7 +373,7 @@ def why(reports: dict[int, dict], cpu: dict[int, dict[str, float]], rate: float,
     counts = sorted(reports)
     low, high = counts[0], counts[-1]
     total = {n: sum(cpu[n].values()) for n in counts}
-    ceiling = cores * 1000 / total[low] if total[low] else float("nan")
+    ceiling = cpu_ceiling(cpu[low], cores)
     top = sorted(((ms, part) for part, ms in cpu[low].items()), reverse=True)[:3]
     where = ", ".join(f"{part} {ms / total[low]:.0%}" for ms, part in top)
     growth = max(((cpu[high].get(p, 0) - cpu[low].get(p, 0), p) for p in cpu[high]), default=(0.0, "-"))

@@ -12,8 +12,9 @@ from services.common.staff import ROLES
 
 from .stack import ROOT, Stack
 
-STAFF_LOOKUP = ("supervisor", "3413")
-DEFAULT_POSTGRES = os.environ.get("SDJ_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")  # who the look-up commands act as: a city supervisor (reads only)
+STAFF_LOOKUP = ("supervisor", "3413")  # who the look-up commands act as: a city supervisor (reads only)
+BENCH_RATE = 100.0  # requests/s the benchmark offers unless told
+DEFAULT_POSTGRES = os.environ.get("SDJ_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _stack(args) -> Stack:
@@ -251,16 +252,20 @@ def _area_path(area: str) -> tuple[str, ...]:
 
 
 def cmd_bench(args) -> int:
-    from .bench import compare_instances, repeat_bench, run_bench
+    from .bench import compare_instances, repeat_bench, run_bench, sustainable_rate
     counts = list(dict.fromkeys(args.instances))  # as given, each once
     if min(counts) < 1:
         raise SystemExit("bench: --instances counts are 1 or more")
     # several instances share one database, and runs side by side compare on the same footing: PostgreSQL
     postgres = args.postgres or (DEFAULT_POSTGRES if len(counts) > 1 or counts[0] > 1 else None)
-    tickets, rate = args.tickets, args.rate
-    if args.surge:  # SURGE times the rate for 60 s: does the acknowledgement hold, and how long until drained?
-        rate, tickets = args.rate * args.surge, int(args.rate * args.surge * 60)
-        print(f"surge: {args.surge:g} × {args.rate:g}/s = {rate:g} requests/s for 60 s ({tickets} requests)")
+    tickets, rate = args.tickets, BENCH_RATE if args.rate is None else args.rate
+    if args.surge:  # SURGE times what the loop sustains, for 60 s: does the acknowledgement hold, how long to drain?
+        sustained = args.rate if args.rate is not None else sustainable_rate(
+            lambda: _stack(args), args.volunteers, instances=counts[0], postgres=postgres)
+        rate = round(sustained * args.surge, 1)
+        tickets = int(rate * 60)
+        print(f"surge: {args.surge:g} × {sustained:.1f}/s = {rate:g} requests/s for 60 s ({tickets} requests)",
+              flush=True)
     if args.repeat < 1:
         raise SystemExit("bench: --repeat is 1 or more")
     if len(counts) == 1 and args.repeat > 1:
@@ -369,7 +374,9 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("bench", help="benchmark: tickets/s, ack latency, broker ceiling")
     p.add_argument("--tickets", type=int, default=2000)
-    p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--rate", type=float, default=None,
+                   help=f"requests per second offered (default {BENCH_RATE:g}); with --surge, what the loop sustains "
+                        "(default: measured first, see README)")
     p.add_argument("--volunteers", type=int, default=100_000)
     p.add_argument("--instances", type=int, nargs="+", default=[1], metavar="N",
                    help="N processes of every service; several counts (e.g. 1 2): one run each, same tickets and "
@@ -380,8 +387,9 @@ def main(argv=None) -> int:
                    help="run the same load N times and print each figure's median and range: one run's noise is a "
                         "few ms of CPU a ticket")
     p.add_argument("--surge", type=float, nargs="?", const=3.0, default=None, metavar="FACTOR",
-                   help="offer FACTOR (default 3) × --rate for 60 s: the acknowledgement under overload, the backlog "
-                        "and how long it takes to drain (--rate: what the loop sustains)")
+                   help="offer FACTOR (default 3) × what the loop sustains for 60 s: the acknowledgement under "
+                        "overload, the backlog and how long it takes to drain (what it sustains: --rate, else "
+                        "measured by a steady run first)")
     p.add_argument("--profile", action="store_true",
                    help="a py-spy flame graph (SVG) of each service over the run, in var/artefacts/profiles/")
     p.add_argument("--console", action="store_true",
