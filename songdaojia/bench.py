@@ -4,7 +4,8 @@ Prints tickets/s through the whole loop, acknowledgement latency p50/p95/p99,
 the raw broker ceiling (pika publish + consume of messages of the same size,
 persistent, to a durable queue) and our throughput as a ratio of it, the runtime's floor (an empty nameko
 handler's CPU per message, and the broker's: bench_floor.py) times the messages a ticket delivers, and the
-volunteer match decision time with 100,000 volunteers.
+volunteer match decision time with 100,000 volunteers. `--surge` without `--rate` first measures what the loop
+sustains in this hour (`sustainable_rate`).
 
 With several instance counts (`--instances 1 2`), the loop runs once per count, with the same tickets and
 rate, every run on PostgreSQL, and a table shows them side by side: throughput, acknowledgement latency,

@@ -389,7 +389,7 @@ def main(argv=None) -> int:
     p.add_argument("--surge", type=float, nargs="?", const=3.0, default=None, metavar="FACTOR",
                    help="offer FACTOR (default 3) × what the loop sustains for 60 s: the acknowledgement under "
                         "overload, the backlog and how long it takes to drain (what it sustains: --rate, else "
-                        "measured by a steady run first)")
+                        "measured first by a run that loads it fully)")
     p.add_argument("--profile", action="store_true",
                    help="a py-spy flame graph (SVG) of each service over the run, in var/artefacts/profiles/")
     p.add_argument("--console", action="store_true",
