@@ -180,6 +180,7 @@ def run_bench(stack: Stack, tickets: int, rate: float, volunteers: int = 100_000
         "cores' ceiling tickets/s": round(cpu_ceiling(report["CPU ms per ticket"], core_count()), 1),
         "CPU ms, services+broker": round(sum(v for k, v in report["CPU ms per ticket"].items()
                                              if k not in LOAD_GENERATOR), 1),
+        "kernel share of CPU": report.get("kernel share of CPU", "n/a"),
         "messages per ticket": broker or "n/a (rabbitmqctl could not say)",
         **_floor_figures(floor, broker),
         "backlog peak messages": report.get("backlog peak messages", "n/a"),

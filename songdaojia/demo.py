@@ -21,7 +21,8 @@ from .loop import REPORTED, Console, Habits, Observer, Residents, percentile
 from .peers import MailServer
 from .vhosts import fresh_vhost
 from .signins import write_demo_tokens
-from .stack import APPS, Stack, prepare, process_cpu_seconds, server_cpu_seconds, start_all, stop_all
+from .stack import (APPS, Stack, prepare, process_cpu_seconds, server_cpu_seconds, start_all, stop_all,
+                    system_cpu_seconds)
 
 REPORT_STATES = ("received", "acknowledged", "routed", "accepted", "resolved", "followed up",
                  "closed", "reopened")
@@ -89,6 +90,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         broker = _broker_pid(stack.amqp_uri)  # the same process before and after, or none
         database = _database_pid(postgres) if postgres else None  # PostgreSQL's server, when it runs here
         cpu_before = cpu_snapshot(procs, broker, database, sink.pid)
+        kernel_before = cpu_snapshot(procs, broker, None, sink.pid, read=system_cpu_seconds)
         watching = watch(procs) if watch else None
         started = time.monotonic()
         publisher = Publisher(stack.uri("publisher-channels"), requests, rate)
@@ -115,6 +117,8 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         cpu_after = cpu_snapshot(procs, broker, database, sink.pid)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
                                        for n in cpu_after if n in cpu_before}
+        report["kernel share of CPU"] = kernel_shares(
+            cpu_before, cpu_after, kernel_before, cpu_snapshot(procs, broker, None, sink.pid, read=system_cpu_seconds))
         report.update(watched)
         print_report(report, out)
         if keep_running:  # people take over from the demo's staff: what comes in now waits in the web console
@@ -174,21 +178,33 @@ def work_per_instance(procs) -> dict[str, int]:
 LOAD_GENERATOR = ("demo", "mail server")  # cpu_snapshot's parts that are the run's own load: no service, no broker
 
 
-def cpu_snapshot(procs, broker: int | None = None, database: int | None = None,
-                 mail_server: int | None = None) -> dict[str, float]:
+def cpu_snapshot(procs, broker: int | None = None, database: int | None = None, mail_server: int | None = None,
+                 read: Callable[[int], float] = process_cpu_seconds) -> dict[str, float]:
     """CPU seconds used so far by each service, this process (publisher, console, residents), the residents'
     mail server (`mail_server`, its pid), the local broker (`broker`) and the local PostgreSQL server
-    (`database`, its postmaster's pid: with every backend), if they run here."""
-    snapshot = {name: proc.cpu_seconds() for name, proc in procs.items()}
+    (`database`, its postmaster's pid: with every backend), if they run here. `read`: the seconds of one
+    process (system_cpu_seconds: those in the kernel only; the database server is then left out)."""
+    snapshot = {name: read(proc.proc.pid) for name, proc in procs.items()}
     this_process, mail = LOAD_GENERATOR
-    snapshot[this_process] = process_cpu_seconds(os.getpid())
+    snapshot[this_process] = read(os.getpid())
     if mail_server:
-        snapshot[mail] = process_cpu_seconds(mail_server)
+        snapshot[mail] = read(mail_server)
     if broker:
-        snapshot["rabbitmq"] = process_cpu_seconds(broker)
-    if database:
+        snapshot["rabbitmq"] = read(broker)
+    if database and read is process_cpu_seconds:
         snapshot["postgresql"] = server_cpu_seconds(database)
     return snapshot
+
+
+def kernel_shares(cpu_before: dict, cpu_after: dict, kernel_before: dict, kernel_after: dict) -> dict[str, str]:
+    """Each process's share of its CPU over the run spent in the kernel: system calls and the network stack
+    (more messages, more wake-ups) against the interpreter's own work."""
+    shares = {}
+    for name, kernel in kernel_after.items():
+        spent = cpu_after.get(name, float("nan")) - cpu_before.get(name, float("nan"))
+        if name in kernel_before and spent > 0:
+            shares[name] = f"{(kernel - kernel_before[name]) / spent:.0%}"
+    return shares
 
 
 def _broker_pid(amqp_uri: str) -> int | None:

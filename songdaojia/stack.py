@@ -189,9 +189,6 @@ class ServiceProcess:
             pass
         return float("nan")
 
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.proc.pid)
-
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -274,6 +271,14 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux /proc)."""
     stat = _stat(Path(f"/proc/{pid}/stat"))
     return float("nan") if stat is None else stat[1] / os.sysconf("SC_CLK_TCK")
+
+
+def system_cpu_seconds(pid: int) -> float:
+    """The part of process_cpu_seconds spent in the kernel (system calls, the network stack) (Linux /proc)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def server_cpu_seconds(pid: int) -> float:

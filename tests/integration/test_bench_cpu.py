@@ -14,8 +14,8 @@ import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 
-from songdaojia.demo import _database_pid
-from songdaojia.stack import process_cpu_seconds, server_cpu_seconds
+from songdaojia.demo import _database_pid, kernel_shares
+from songdaojia.stack import process_cpu_seconds, server_cpu_seconds, system_cpu_seconds
 
 BURN = 0.4  # CPU seconds each child spends
 
@@ -60,6 +60,39 @@ def test_a_forking_server_s_cpu_counts_its_children_alive_and_exited():
 
 def test_a_process_that_is_not_there_has_no_figure():
     assert math.isnan(server_cpu_seconds(2 ** 22 + 1))
+    assert math.isnan(system_cpu_seconds(2 ** 22 + 1))
+
+
+SPENDS = {  # what a process does until it has used 0.4 CPU seconds, then waits for its stdin to close
+    "the kernel": "f = os.open('/dev/zero', os.O_RDONLY)\nwhile time.process_time() < 0.4:\n    os.read(f, 1 << 20)",
+    "the interpreter": "while time.process_time() < 0.4:\n    sum(range(1000))",
+}
+
+
+@pytest.mark.parametrize("where", SPENDS)
+def test_the_kernel_s_part_of_a_process_s_cpu_is_told_apart(where):
+    code = f"import os, sys, time\n{SPENDS[where]}\nprint('done', flush=True)\nsys.stdin.read()"
+    spender = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([spender.stdout], [], [], 30)
+        assert ready and spender.stdout.readline().strip() == "done"
+        spent, in_kernel = process_cpu_seconds(spender.pid), system_cpu_seconds(spender.pid)
+    finally:
+        spender.stdin.close()
+        spender.wait()
+    assert spent >= 0.35
+    if where == "the kernel":  # copying a megabyte of zeros a call: nearly all of it in the kernel
+        assert in_kernel > 0.6 * spent
+    else:
+        assert in_kernel < 0.3 * spent  # the interpreter's start-up reads files; the loop makes no system call
+
+
+def test_the_kernel_share_is_of_each_process_s_cpu_over_the_run():
+    shares = kernel_shares(cpu_before={"intake": 1.0, "rabbitmq": 2.0, "gone": 1.0},
+                           cpu_after={"intake": 3.0, "rabbitmq": 2.0, "gone": 1.5},
+                           kernel_before={"intake": 0.5, "rabbitmq": 1.0},
+                           kernel_after={"intake": 0.7, "rabbitmq": 1.0, "gone": 0.2})
+    assert shares == {"intake": "10%"}  # 0.2 of 2.0 s; no CPU spent, or no figure before: no share
 
 
 def test_the_benchmark_finds_the_postgresql_server_it_uses_and_sees_it_work(postgres_admin_url):
