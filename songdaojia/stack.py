@@ -257,12 +257,13 @@ def stop_all(procs: dict[str, ServiceProcess]) -> None:
         proc.stop()
 
 
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    """From a /proc/<pid>/stat: (parent pid, the process's user + system clock ticks, its exited children's),
-    or None when it is gone."""
+def _stat(path: Path) -> tuple[int, int, int, int] | None:
+    """From a /proc/<pid>/stat: (parent pid, the process's user + system clock ticks, its exited children's,
+    the process's system ticks alone), or None when it is gone."""
     try:
         fields = path.read_text().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+        return (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]),
+                int(fields[12]))
     except (OSError, IndexError, ValueError):
         return None
 
@@ -275,10 +276,8 @@ def process_cpu_seconds(pid: int) -> float:
 
 def system_cpu_seconds(pid: int) -> float:
     """The part of process_cpu_seconds spent in the kernel (system calls, the network stack) (Linux /proc)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+    stat = _stat(Path(f"/proc/{pid}/stat"))
+    return float("nan") if stat is None else stat[3] / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu_seconds(pid: int) -> float:
