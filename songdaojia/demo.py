@@ -89,6 +89,7 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         requests = scenario.requests(count, seed)
         broker = _broker_pid(stack.amqp_uri)  # the same process before and after, or none
         database = _database_pid(postgres) if postgres else None  # PostgreSQL's server, when it runs here
+        counted_before = counters(procs)
         cpu_before = cpu_snapshot(procs, broker, database, sink.pid)
         kernel_before = cpu_snapshot(procs, broker, None, sink.pid, read=system_cpu_seconds)
         watching = watch(procs) if watch else None
@@ -111,14 +112,16 @@ def run_loop(stack: Stack, count: int, rate: float | None, timeout: float, seed:
         if door is not None:
             report.update(door_report(stack, door_town, door, observer))
         report["withdrawn by residents"] = residents.withdrawn
+        counted_after = counters(procs)
         if instances > 1:
-            report["messages handled per instance"] = work_per_instance(procs)
+            report["messages handled per instance"] = work_per_instance(counted_after)
         report["service RSS MiB"] = {n: p.rss_mib() for n, p in procs.items()}
         cpu_after = cpu_snapshot(procs, broker, database, sink.pid)
         report["CPU ms per ticket"] = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / max(count, 1), 1)
                                        for n in cpu_after if n in cpu_before}
         report["kernel share of CPU"] = kernel_shares(
             cpu_before, cpu_after, kernel_before, cpu_snapshot(procs, broker, None, sink.pid, read=system_cpu_seconds))
+        report.update(per_ticket_counts(counted_before, counted_after, count))
         report.update(watched)
         print_report(report, out)
         if keep_running:  # people take over from the demo's staff: what comes in now waits in the web console
@@ -160,19 +163,55 @@ def fresh_databases(admin_url: str, run_name: str) -> dict[str, str]:
     return urls
 
 
-def work_per_instance(procs) -> dict[str, int]:
-    """Messages each process handled, from its /metrics (services/common/operations.py)."""
+COUNTED = {"sdj_messages_total": ("service", "queue", "outcome"), "sdj_db_transactions_total": ("service", "by")}
+
+
+def counters(procs) -> dict[str, dict[tuple, float]]:
+    """Each process's counters from its /metrics (services/common/operations.py), keyed by name and labels:
+    ("sdj_messages_total", service, queue, outcome) and ("sdj_db_transactions_total", service, by)."""
     import requests
     from prometheus_client.parser import text_string_to_metric_families
-    work = {}
+    read = {}
     for label, proc in procs.items():
         try:
             text = requests.get(f"{proc.url}/metrics", timeout=10).text
         except requests.RequestException:
             continue
-        work[label] = int(sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-                              if s.name == "sdj_messages_total" and s.labels.get("outcome") == "handled"))
-    return work
+        read[label] = {(s.name, *(s.labels[name] for name in COUNTED[s.name])): s.value
+                       for family in text_string_to_metric_families(text) for s in family.samples if s.name in COUNTED}
+    return read
+
+
+def work_per_instance(read: dict[str, dict[tuple, float]]) -> dict[str, int]:
+    """Messages each process handled, from `counters`."""
+    return {label: int(sum(v for key, v in samples.items() if key[0] == "sdj_messages_total" and key[-1] == "handled"))
+            for label, samples in read.items()}
+
+
+def per_ticket_counts(before: dict, after: dict, tickets: int) -> dict[str, dict[str, float]]:
+    """What the run added to the counters (`counters` before and after), a ticket: the transactions each service
+    began, the same by what began them (`service.entrypoint`, or a background part), and the messages handled
+    from each queue. Instances of a service are summed."""
+    added: dict[tuple, float] = {}
+    for label, samples in after.items():
+        for key, value in samples.items():
+            added[key] = added.get(key, 0.0) + value - before.get(label, {}).get(key, 0.0)
+    services: dict[str, float] = {}
+    by_what: dict[str, float] = {}
+    queues: dict[str, float] = {}
+    for key, value in added.items():
+        if key[0] == "sdj_db_transactions_total":
+            services[key[1]] = services.get(key[1], 0.0) + value
+            by_what[f"{key[1]}.{key[2]}"] = value
+        elif key[-1] == "handled":
+            queues[key[2]] = queues.get(key[2], 0.0) + value
+
+    def each(counts: dict[str, float]) -> dict[str, float]:
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        shares = {name: round(value / max(tickets, 1), 2) for name, value in ranked}
+        return {name: share for name, share in shares.items() if share > 0}
+    return {"transactions a ticket": each(services), "transactions a ticket, by what began them": each(by_what),
+            "messages handled a ticket, by queue": each(queues)}
 
 
 LOAD_GENERATOR = ("demo", "mail server")  # cpu_snapshot's parts that are the run's own load: no service, no broker

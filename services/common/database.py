@@ -5,11 +5,15 @@
 Under eventlet a blocking driver stalls every green thread: SQLite calls are
 kept short (no network I/O inside a transaction); psycopg2 is made cooperative
 with psycogreen, and the pool is sized to the worker count.
+
+Every transaction begun on a service's engines counts in its /metrics (`sdj_db_transactions_total`), labelled
+with what began it: the worker's entrypoint, or what a background thread said it is doing (`doing`).
 """
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
@@ -18,13 +22,25 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .operations import transaction_begun
+
 _green_psycopg_patched = False
+
+DOING: ContextVar[str] = ContextVar("sdj_doing", default="other")  # per green thread: what its transactions are for
 
 
 MAX_OVERFLOW = 4  # connections beyond the pool in a burst: each instance's appetite stays bounded (README)
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, service: str | None = None) -> Engine:
+    """`service`: count its transactions (count_transactions)."""
+    engine = _engine(url, pool_size)
+    if service is not None:
+        count_transactions(engine, service)
+    return engine
+
+
+def _engine(url: str, pool_size: int) -> Engine:
     if url.startswith("sqlite"):
         _ensure_parent_dir(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
@@ -36,6 +52,16 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         return create_engine(url, pool_size=pool_size, max_overflow=MAX_OVERFLOW, pool_pre_ping=True,
                              hide_parameters=True)
     return create_engine(url, hide_parameters=True)
+
+
+def count_transactions(engine: Engine, service: str) -> None:
+    """Each transaction begun on `engine` counts for `service`, by what the green thread beginning it is doing."""
+    event.listen(engine, "begin", lambda _connection: transaction_begun(service, DOING.get()))
+
+
+def doing(what: str) -> None:
+    """Name what this green thread's transactions are for, from now on (a background part: `outbox relay`)."""
+    DOING.set(what)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -78,12 +104,17 @@ class Store:
 
 
 class Database(DependencyProvider):
-    """Injects a `Store`; the URL comes from config key `DB_URL`."""
+    """Injects a `Store`; the URL comes from config key `DB_URL`. A worker's transactions count as its
+    entrypoint's."""
 
     def setup(self) -> None:
         max_workers = int(self.container.config.get("max_workers", 10))
-        self.engine = make_engine(self.container.config["DB_URL"], pool_size=max_workers + 2)
+        self.engine = make_engine(self.container.config["DB_URL"], pool_size=max_workers + 2,
+                                  service=self.container.service_name)
         self.store = Store(sessionmaker(self.engine, expire_on_commit=False))
+
+    def worker_setup(self, worker_ctx) -> None:
+        doing(worker_ctx.entrypoint.method_name)  # the worker's own green thread: its context is its own
 
     def stop(self) -> None:
         self.engine.dispose()

@@ -5,7 +5,8 @@ Mixed into each service class (`class DispatchService(Operations)`):
 - `GET /health/ready`: 200 when its database answers, its broker accepts a connection and its outbox
   is not behind by more than `READY_OUTBOX_LAG_SECONDS` (config, default 30); else 503 with what failed.
 - `GET /metrics`: Prometheus text: messages consumed per queue and how they were settled (handled,
-  retried, dead-lettered), handler latency histograms, outbox lag and unsent rows, and what the
+  retried, dead-lettered), handler latency histograms, outbox lag and unsent rows, database
+  transactions by what began them, and what the
   service adds through `gauges(session)` (dispatch: tickets by state, deadlines missed).
 They carry no personal data and need no token: expose them to the monitoring network only.
 """
@@ -30,6 +31,9 @@ HANDLER_SECONDS = Histogram("sdj_handler_seconds", "Time from a message's arriva
 OUTBOX_LAG = Gauge("sdj_outbox_lag_seconds", "Age of the oldest event not yet published", ["service"],
                    registry=REGISTRY)
 OUTBOX_UNSENT = Gauge("sdj_outbox_unsent", "Events written and not yet published", ["service"], registry=REGISTRY)
+TRANSACTIONS = Counter("sdj_db_transactions", "Database transactions begun, by service and by what began them "
+                       "(an entrypoint, or a part working in the background: outbox relay, courier)",
+                       ["service", "by"], registry=REGISTRY)
 SERVICE_GAUGE = Gauge("sdj_state", "What a service counts in its own database (see its gauges())",
                       ["service", "name", "label"], registry=REGISTRY)
 
@@ -39,6 +43,11 @@ def settled(service: str, queue: str, outcome: str, started: float | None = None
     MESSAGES.labels(service, queue, outcome).inc()
     if started is not None:
         HANDLER_SECONDS.labels(service, queue).observe(time.monotonic() - started)
+
+
+def transaction_begun(service: str, by: str) -> None:
+    """Called for every transaction begun on a service's database (database.count_transactions)."""
+    TRANSACTIONS.labels(service, by).inc()
 
 
 class Operations:

@@ -51,7 +51,7 @@ from sqlalchemy import delete, event as sa_event, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
-from .database import make_engine
+from .database import doing, make_engine
 from .envelope import Event, seal, utcnow
 from .faults import crash_point
 
@@ -126,7 +126,8 @@ class Outbox(DependencyProvider):
     def setup(self) -> None:
         cfg = self.container.config
         self.exchange = f"{self.container.service_name}.events"
-        self.relay = Relay(make_engine(cfg["DB_URL"], pool_size=2), self.row_cls,
+        engine = make_engine(cfg["DB_URL"], pool_size=2, service=self.container.service_name)
+        self.relay = Relay(engine, self.row_cls,
                            ConfirmingPublisher(cfg["AMQP_URI"], self.container.service_name,
                                                exchanges=(self.exchange, *self.extra_exchanges)), self.reply_to)
         # one writer for every worker: it holds no per-worker state, and its statement is built once
@@ -167,6 +168,7 @@ class Relay:
         self.wake()
 
     def run(self) -> None:
+        doing("outbox relay")
         backoff = 0.5
         while self._running:
             self._wakeup = GreenEvent()  # reset before draining so a wake during it is kept

@@ -86,7 +86,7 @@ from sqlalchemy import DateTime, Integer, String, Text, and_, bindparam, func, i
 from sqlalchemy.orm import Session
 
 from services.common.clock import as_utc
-from services.common.database import make_engine
+from services.common.database import doing, make_engine
 from services.common.envelope import Event, seal, utcnow
 from services.common.faults import crash_point
 from services.common.lanes import PATIENCE, Lanes
@@ -137,7 +137,8 @@ class Courier(DependencyProvider):
 
     def setup(self) -> None:
         config = self.container.config
-        self.engine = make_engine(config["DB_URL"], pool_size=IN_PARALLEL + 2)
+        self.engine = make_engine(config["DB_URL"], pool_size=IN_PARALLEL + 2,
+                                  service=self.container.service_name)
         self.channels = {cfg["kind"]: channel_from_config(cfg, keep_open=IN_PARALLEL)  # preferred first
                          for cfg in channel_configs(config)}
         self.patience = timedelta(seconds=_seconds(config, "DELIVERY_PATIENCE_SECONDS", rules.PATIENCE_SECONDS))
@@ -164,6 +165,7 @@ class Courier(DependencyProvider):
         self.relay_wake = outbox.relay.wake  # what the outbox does after a commit that added events
         self.exchange = f"{self.container.service_name}.events"
         if self.stable_id:
+            doing("courier")
             try:
                 self.release_own()
             except Exception:
@@ -190,6 +192,7 @@ class Courier(DependencyProvider):
         return self
 
     def run(self) -> None:
+        doing("courier")
         while self._running:
             self._wakeup = GreenEvent()
             free = IN_PARALLEL - self.busy()
@@ -296,6 +299,7 @@ class Courier(DependencyProvider):
         return released
 
     def _deliver(self, d, lease_ends: float) -> None:
+        doing("courier")  # a green thread of the pool's own
         conn = self._connection_for_the_outcome()
         try:
             try:

@@ -10,6 +10,7 @@ from services.intake.events import EXAMPLES as INTAKE
 from services.intake.service import IntakeService
 from services.notify.service import NotifyService
 from services.volunteer.service import VolunteerService
+from songdaojia.demo import counters
 from tests.amqp_helpers import publish_event
 from tests.waiting import wait_until
 
@@ -57,3 +58,21 @@ def test_dispatch_counts_what_it_handled_dead_lettered_and_holds(fresh_vhost_uri
     assert seen[("sdj_handler_seconds_count", queue)] - before.get(("sdj_handler_seconds_count", queue), 0) == 2
     assert seen[("sdj_state", (("label", "offered"), ("name", "tickets_by_state"), ("service", "dispatch")))] == 1
     assert ("sdj_outbox_lag_seconds", (("service", "dispatch"),)) in seen
+
+
+def test_dispatch_counts_its_transactions_by_what_began_them(fresh_vhost_uri, db_url, start_service):
+    service = start_service(DispatchService, fresh_vhost_uri, db_url)
+    opened, relayed = (("sdj_db_transactions_total", (("by", by), ("service", "dispatch")))
+                       for by in ("open_case", "outbox relay"))
+    before = samples(service.url)
+    publish_event(fresh_vhost_uri, "intake", INTAKE["ticket_received"], "SDJ-261127-METRIC03")
+
+    def counted():  # the case opened in a worker of open_case; its event sent by the relay, in its own transactions
+        seen = samples(service.url)
+        return seen.get(opened, 0) > before.get(opened, 0) and seen.get(relayed, 0) > before.get(relayed, 0) and seen
+    seen = wait_until(counted, timeout=30, message="open_case's and the relay's transactions counted")
+    assert not any(name == "sdj_db_transactions_total" and dict(labels)["by"] == "other" for name, labels in seen), \
+        "every transaction is put down to what began it"
+    read = counters({"dispatch": service})["dispatch"]  # as the benchmark reads them
+    assert read[("sdj_db_transactions_total", "dispatch", "open_case")] == seen[opened]
+    assert read[("sdj_messages_total", "dispatch", "dispatch.open_case", "handled")] >= 1

@@ -121,3 +121,23 @@ def test_cpu_per_ticket_sums_each_service_s_instances_and_the_load_generator_s_p
            "mail server": 2.0, "rabbitmq": 7.5, "postgresql": 30.0}
     assert _cpu_by_part(cpu) == {"intake": 6.0, "dispatch": 15.5, "volunteer": 2.5, "notify": 13.0,
                                  "load generator": 12.0, "rabbitmq": 7.5, "postgresql": 30.0}
+
+
+def test_transactions_and_messages_a_ticket_are_what_the_run_added_to_each_service_s_counters():
+    from songdaojia.demo import per_ticket_counts, work_per_instance
+    before = {"dispatch": {("sdj_db_transactions_total", "dispatch", "open_case"): 40.0,
+                           ("sdj_messages_total", "dispatch", "dispatch.open_case", "handled"): 40.0}}
+    after = {"dispatch": {("sdj_db_transactions_total", "dispatch", "open_case"): 240.0,
+                          ("sdj_db_transactions_total", "dispatch", "outbox relay"): 30.0,
+                          ("sdj_db_transactions_total", "dispatch", "metrics"): 1.0,
+                          ("sdj_messages_total", "dispatch", "dispatch.open_case", "handled"): 240.0,
+                          ("sdj_messages_total", "dispatch", "dispatch.open_case", "dead_lettered"): 3.0},
+             "dispatch-2": {("sdj_db_transactions_total", "dispatch", "open_case"): 100.0,
+                            ("sdj_messages_total", "dispatch", "dispatch.open_case", "handled"): 100.0}}
+    counts = per_ticket_counts(before, after, 100)
+    assert counts["transactions a ticket"] == {"dispatch": 3.31}  # both instances, every part
+    assert counts["transactions a ticket, by what began them"] == {"dispatch.open_case": 3.0,
+                                                                   "dispatch.outbox relay": 0.3,
+                                                                   "dispatch.metrics": 0.01}
+    assert counts["messages handled a ticket, by queue"] == {"dispatch.open_case": 3.0}  # dead letters apart
+    assert work_per_instance(after) == {"dispatch": 240, "dispatch-2": 100}
