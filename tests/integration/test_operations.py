@@ -62,8 +62,8 @@ def test_dispatch_counts_what_it_handled_dead_lettered_and_holds(fresh_vhost_uri
 
 def test_dispatch_counts_its_transactions_by_what_began_them(fresh_vhost_uri, db_url, start_service):
     service = start_service(DispatchService, fresh_vhost_uri, db_url)
-    opened, relayed = (("sdj_db_transactions_total", (("by", by), ("service", "dispatch")))
-                       for by in ("open_case", "outbox relay"))
+    opened, relayed, unnamed = (("sdj_db_transactions_total", (("by", by), ("service", "dispatch")))
+                                for by in ("open_case", "outbox relay", "other"))
     before = samples(service.url)
     publish_event(fresh_vhost_uri, "intake", INTAKE["ticket_received"], "SDJ-261127-METRIC03")
 
@@ -71,8 +71,9 @@ def test_dispatch_counts_its_transactions_by_what_began_them(fresh_vhost_uri, db
         seen = samples(service.url)
         return seen.get(opened, 0) > before.get(opened, 0) and seen.get(relayed, 0) > before.get(relayed, 0) and seen
     seen = wait_until(counted, timeout=30, message="open_case's and the relay's transactions counted")
-    assert not any(name == "sdj_db_transactions_total" and dict(labels)["by"] == "other" for name, labels in seen), \
-        "every transaction is put down to what began it"
+    # every transaction dispatch began is put down to what began it (the counters are the process's: a test that
+    # calls a service's parts directly, from its own thread, counts as `other`)
+    assert seen.get(unnamed, 0) == before.get(unnamed, 0)
     read = counters({"dispatch": service})["dispatch"]  # as the benchmark reads them
     assert read[("sdj_db_transactions_total", "dispatch", "open_case")] == seen[opened]
     assert read[("sdj_messages_total", "dispatch", "dispatch.open_case", "handled")] >= 1
