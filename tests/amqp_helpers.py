@@ -17,6 +17,7 @@ Typical use for events:
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import uuid
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ from typing import Any, NamedTuple
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+
+from services.common.digests import compose, digest_key
 
 
 class GotMessage(NamedTuple):
@@ -115,7 +118,8 @@ class Probe:
 def publish_event(uri: str, source: str, example: dict, ticket_id: str, occurred_at: datetime | None = None,
                   user_id: str = "guest", event_id: str | None = None, **data) -> dict:
     """Publish a producer's example event (from `source`'s events.EXAMPLES) about `ticket_id`, with
-    `data` changed, as `user_id`, on `<source>.events`: what that service would have sent.
+    `data` changed, as `user_id`, on `<source>.events`: what that service would have sent, the event and,
+    when one of `source`'s digests carries it, that digest with the event alone (common/digests.py).
     `event_id`: that of an event sent before (a relay's re-send); a new one by default."""
     event = copy.deepcopy(example)
     event.update(event_id=event_id or str(uuid.uuid4()), ticket_id=ticket_id, correlation_id=ticket_id,
@@ -130,6 +134,12 @@ def publish_event(uri: str, source: str, example: dict, ticket_id: str, occurred
         channel.basic_publish(f"{source}.events", event["event"], json.dumps(event).encode(),
                               pika.BasicProperties(content_type="application/json", delivery_mode=2,
                                                    message_id=event["event_id"], user_id=user_id))
+        for name, events in getattr(importlib.import_module(f"services.{source}.events"), "DIGESTS", {}).items():
+            if event["event"] in events:
+                body, message_id = compose([json.dumps(event)], [event["event_id"]])
+                channel.basic_publish(f"{source}.events", digest_key(name), body,
+                                      pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                                           message_id=message_id, user_id=user_id))
     finally:
         connection.close()
     return event

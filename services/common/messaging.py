@@ -9,6 +9,8 @@ messages, decodes them itself, and settles every message explicitly:
                                  last attempt, the dead-letter queue
 - not from whom it must be    -> dead-letter queue with the reason, ack
 The original is acked only after the broker confirmed the copy, so nothing is lost.
+A batch (BatchConsumer) or a digest (DigestConsumer) is settled message by message, envelope
+by envelope in a digest: a poison one is parked alone and the others are handled.
 
 Who sent a message is its AMQP `user_id`, which the broker checks against the login
 that published it. An event is accepted only from the broker user of the service that
@@ -35,6 +37,7 @@ from nameko.containers import ServiceContainer
 from nameko.messaging import Consumer, QueueConsumer
 
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed, broker_uris, broker_user, corked
+from .digests import Digest, Part, digest_key, split
 from .envelope import MalformedEvent, open_envelope, utcnow
 from .faults import crash_point
 from .lanes import Lanes
@@ -395,8 +398,11 @@ class BatchConsumer(ReliableConsumer):
             self._flusher.cancel()
             self._flusher = None
         batch, self._gathered = self._gathered, []
-        if not batch:
-            return
+        if batch:
+            self._run(batch)
+
+    def _run(self, batch) -> None:
+        """The handler, once, on the batch's envelopes (in a worker of its own)."""
         self.lanes.began(False)
         try:
             self.container.spawn_worker(self, ([args[0] for _message, args in batch],), {},
@@ -432,6 +438,53 @@ class BatchConsumer(ReliableConsumer):
                 self._requeue(message)
 
 
+class DigestConsumer(BatchConsumer):
+    """A background consumer of a source's digest (digests.py: the envelopes of some of its events that one
+    relay round sent, in one message), handled as BatchConsumer handles a batch: the handler receives, in one
+    call, the envelopes of the events it follows (`events`; others in the digest are skipped), in the order
+    they were sent. Each envelope is settled as a message of its own (digests.Part): a malformed one, or one
+    the handler still fails on alone, goes to the dead-letter queue (or its retries) by itself, as a message
+    of that envelope alone, and the others are handled. The digest is acked once every part was settled; if
+    a part could not be parked, the whole digest is requeued (what was handled is then handled again: the
+    handler must be idempotent by what the envelopes say, as the status mirror is by version). A part back
+    from the retry queue is a message of one envelope: a digest of one."""
+
+    def __init__(self, exchange: str, digest: str, events: tuple[str, ...], decode: Callable, **kwargs):
+        self.events = tuple(events)
+        super().__init__(exchange, (digest_key(digest),), decode, **kwargs)
+
+    def handle_message(self, body, message):
+        message.sdj_started = time.monotonic()
+        try:  # who sent it, and is it a digest at all: else the whole message is dead-lettered
+            origin, items = self._check_sender(message), split(body)
+        except MalformedEvent as exc:
+            self._settle(message, self._dead_letter, str(exc), "MalformedEvent")
+            return
+        if not items:
+            self._ack(message)
+            return
+        digest = Digest(message, len(items), on_acked=partial(self._count, message, "handled"))
+        batch = []
+        for item in items:
+            part = Part(digest, item)
+            try:
+                args = self.decode(item, part, origin)
+            except MalformedEvent as exc:  # this envelope alone, to the dead-letter queue
+                self._settle(part, self._dead_letter, str(exc), "MalformedEvent")
+                continue
+            if args[0]["event"] in self.events:
+                batch.append((part, args))
+            else:
+                self._ack(part)  # not one this consumer follows
+        if batch:
+            self._run(batch)
+
+    def _count(self, message, outcome: str) -> None:
+        """A part handled is counted with its digest, once (Digest.on_acked); one parked is a message of its own."""
+        if not (isinstance(message, Part) and outcome == "handled"):
+            super()._count(message, outcome)
+
+
 def expected_publisher(config: dict, source: str) -> str:
     """The broker user that alone publishes `source`'s events (config BROKER_USERS)."""
     try:
@@ -445,9 +498,12 @@ def _envelope_args(body, message, origin) -> tuple:
     return (open_envelope(body),)
 
 
-def on_event(source: str, *events: str, batch: int = 1, **kwargs):
+def on_event(source: str, *events: str, batch: int = 1, digest: str | None = None, **kwargs):
     """Decorate a handler of `source`'s events; it receives the checked envelope (with `batch` > 1: a list of
-    them, see BatchConsumer)."""
+    them, see BatchConsumer; from `source`'s `digest` of them: a list, see DigestConsumer)."""
+    if digest is not None:
+        return DigestConsumer.decorator(f"{source}.events", digest, events, _envelope_args, source=source,
+                                        **kwargs)
     if batch > 1:
         return BatchConsumer.decorator(f"{source}.events", events, _envelope_args, source=source, batch=batch,
                                        **kwargs)
@@ -465,6 +521,8 @@ def declare_topology(service_cls, config: dict) -> list[str]:
 
     Publishing to an exchange with no bound queue drops the message: declaring
     consumers' queues up front means a service started late still gets every event.
+    A queue fed by a digest is unbound from the digest's events, should it have followed them one by one
+    before (an upgrade): else it would get each twice. (Unbinding what is not bound does nothing.)
     """
     from .outbox import Outbox
     service = service_cls.name
@@ -478,6 +536,8 @@ def declare_topology(service_cls, config: dict) -> list[str]:
             for queue in queues_for(service, consumer.queue, consumer.exchange, consumer.routing_keys,
                                     create_source=True, kind=queue_type(config)):
                 queue(conn.default_channel).declare()
+            for key in consumer.replaced:
+                conn.default_channel.queue_unbind(consumer.queue, consumer.exchange, key)
             declared.append(consumer.queue)
     return declared
 
@@ -487,11 +547,12 @@ class Consumed:
     queue: str
     exchange: str
     routing_keys: tuple[str, ...]
+    replaced: tuple[str, ...] = ()  # keys the queue is no longer bound by (a digest's events)
 
 
 def consumers_of(service_cls) -> list[Consumed]:
     """The queues a service consumes, with what feeds them: read from its class, nothing started."""
     container = ServiceContainer(service_cls, {"AMQP_URI": "amqp://nobody@unused/"})
     return [Consumed(ext.queue_name or f"{container.service_name}.{ext.method_name}", ext.exchange_name,
-                     tuple(ext.routing_keys))
+                     tuple(ext.routing_keys), ext.events if isinstance(ext, DigestConsumer) else ())
             for ext in container.entrypoints if isinstance(ext, ReliableConsumer)]

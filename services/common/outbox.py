@@ -27,6 +27,9 @@ unsent rows, publishes them and marks them sent in a second short transaction
 (no write lock is held while talking to the broker); two relays on one file
 would both send the same rows.
 
+A service may declare digests (`Outbox(..., digests=)`, digests.py): with each round the relay also
+sends, for each, one message with that round's envelopes of its events, in the same round of confirms.
+
 Under load the relay gathers: after a drain that sent something it waits until `GATHER` has passed
 before the next, so events committed meanwhile share one round of confirms and one mark-sent commit.
 The first event after a quiet spell goes at once.
@@ -52,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from .amqp import ConfirmingPublisher, Outgoing, PublishFailed
 from .database import doing, make_engine
+from .digests import compose, digest_key
 from .envelope import Event, seal, utcnow
 from .faults import crash_point
 
@@ -115,13 +119,18 @@ class Outbox(DependencyProvider):
     """Injects an `OutboxWriter` and runs the relay for this service's outbox."""
 
     def __init__(self, row_cls, schemas: Mapping[str, Schema], extra_exchanges: tuple[str, ...] = (),
-                 reply_to: Mapping[str, str] | None = None):
+                 reply_to: Mapping[str, str] | None = None, digests: Mapping[str, tuple[str, ...]] | None = None):
         """`reply_to`: exchange → the queue its receiver answers on (a submission to intake's front door asks
-        for a receipt), set on every message sent there."""
+        for a receipt), set on every message sent there. `digests`: name → events; each round also sends, for
+        each, one message with the round's envelopes of those events (digests.py)."""
         self.row_cls = row_cls
         self.schemas = schemas
         self.extra_exchanges = extra_exchanges
         self.reply_to = dict(reply_to or {})
+        self.digests = dict(digests or {})
+        unknown = sorted({e for events in self.digests.values() for e in events} - set(schemas))
+        if unknown:
+            raise ValueError(f"digests: {', '.join(unknown)} not among this service's events")
 
     def setup(self) -> None:
         cfg = self.container.config
@@ -129,7 +138,8 @@ class Outbox(DependencyProvider):
         engine = make_engine(cfg["DB_URL"], pool_size=2, service=self.container.service_name)
         self.relay = Relay(engine, self.row_cls,
                            ConfirmingPublisher(cfg["AMQP_URI"], self.container.service_name,
-                                               exchanges=(self.exchange, *self.extra_exchanges)), self.reply_to)
+                                               exchanges=(self.exchange, *self.extra_exchanges)), self.reply_to,
+                           digests={self.exchange: self.digests})
         # one writer for every worker: it holds no per-worker state, and its statement is built once
         self.writer = OutboxWriter(self.row_cls, self.exchange, self.schemas, self.relay.wake)
 
@@ -148,9 +158,13 @@ class Outbox(DependencyProvider):
 class Relay:
     """Publishes this service's unsent outbox rows; see the module docstring for what is promised."""
 
-    def __init__(self, engine, row_cls, publisher: ConfirmingPublisher, reply_to: Mapping[str, str] | None = None):
+    def __init__(self, engine, row_cls, publisher: ConfirmingPublisher, reply_to: Mapping[str, str] | None = None,
+                 digests: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None):
+        """`digests`: exchange → its digests (name → events), sent with each round (digests.py)."""
         self.engine, self.row, self.publisher = engine, row_cls, publisher
         self.reply_to = dict(reply_to or {})
+        self.digests = {exchange: {name: frozenset(events) for name, events in of.items()}
+                        for exchange, of in (digests or {}).items() if of}
         self.claims = engine.dialect.name == "postgresql"  # row locks: other instances skip our batch
         self.published = 0  # events this relay published and marked sent (work done by this instance)
         self.rounds = 0  # drains that sent something: one round of confirms and one mark-sent commit each
@@ -211,9 +225,22 @@ class Relay:
 
     def _publish(self, rows) -> None:
         self.publisher.publish([
-            Outgoing(exchange=r.exchange, routing_key=r.routing_key, body=r.body.encode("utf-8"),
-                     message_id=r.event_id, type=r.routing_key, reply_to=self.reply_to.get(r.exchange))
-            for r in rows])
+            *(Outgoing(exchange=r.exchange, routing_key=r.routing_key, body=r.body.encode("utf-8"),
+                       message_id=r.event_id, type=r.routing_key, reply_to=self.reply_to.get(r.exchange))
+              for r in rows),
+            *self.digests_of(rows)])
+
+    def digests_of(self, rows) -> list[Outgoing]:
+        """The round's digests: for each, the envelopes of its events among `rows`, in their order."""
+        out = []
+        for exchange, digests in self.digests.items():
+            for name, events in digests.items():
+                parts = [r for r in rows if r.exchange == exchange and r.routing_key in events]
+                if parts:
+                    body, message_id = compose([r.body for r in parts], (r.event_id for r in parts))
+                    out.append(Outgoing(exchange=exchange, routing_key=digest_key(name), body=body,
+                                        message_id=message_id, type=digest_key(name)))
+        return out
 
     def _mark_sent(self, conn, rows) -> None:
         conn.execute(update(self.row).where(self.row.id.in_([r.id for r in rows])).values(sent_at=utcnow()))

@@ -138,6 +138,12 @@ SCHEMAS = {
     "ticket_cancelled": TicketCancelled(), "task_assigned": TaskAssigned(), "task_done": TaskDone(),
 }
 
+# where a ticket stands, every change of it: also sent a relay round at a time in one message, for a mirror that
+# follows them all (common/digests.py; intake's status mirror), besides each event on its own
+DIGESTS = {"lifecycle": ("ticket_routed", "ticket_accepted", "ticket_in_progress", "ticket_resolved", "ticket_closed",
+                         "ticket_reopened", "ticket_escalated", "ticket_returned", "ticket_cancelled", "ticket_filed",
+                         "ticket_decided")}
+
 
 def _example(event: str, data: dict) -> dict:
     return example_envelope(event, data, "0f5d2b8e-3c1a-4e47-9a8e-2d6b1c0e9f21", "2026-11-27T01:00:01+00:00")

@@ -26,7 +26,7 @@ from services.common.tokens import StaffTokens
 from . import access, calls, cases, lifecycle, retention
 from .areas import AreaMap
 from .dependencies import Areas, Supervision
-from .events import SCHEMAS, WORK_EXCHANGE
+from .events import DIGESTS, SCHEMAS, WORK_EXCHANGE
 from .ledger import LedgerQuery, escalated, is_overdue, ledger_csv, ledger_of, overdue_now
 from .models import Case, Deadline, EarlyAcknowledgement, HistoryEntry, InboxRow, OutboxRow, Task
 from .routing import (TOP, UnknownCounty, UnknownGrid, UnknownVillage, department_key, route, route_to_county_centre,
@@ -42,7 +42,7 @@ class DispatchService(Operations):
 
     log_context = LogContext()
     db = Database()
-    outbox = Outbox(OutboxRow, SCHEMAS, extra_exchanges=(WORK_EXCHANGE,))
+    outbox = Outbox(OutboxRow, SCHEMAS, extra_exchanges=(WORK_EXCHANGE,), digests=DIGESTS)
     inbox = Inbox(InboxRow)
     areas = Areas()
     staff = StaffTokens()

@@ -96,10 +96,10 @@ class IntakeService(Operations):
             if reply_to:  # the receipt again too: the publisher may have missed the first
                 self.outbox.add(s, [tickets.receipt(ticket, message_id)], exchange="", routing_key=reply_to)
 
-    @on_event("dispatch", *LIFECYCLE_EVENTS, batch=5)
+    @on_event("dispatch", *LIFECYCLE_EVENTS, digest="lifecycle")
     def track_status(self, envelopes: list[dict]):
-        """The status mirror (status.py): where a ticket stands, as dispatch's events say; several events in one
-        transaction (BatchConsumer), in the order they came."""
+        """The status mirror (status.py): where a ticket stands, as dispatch's events say; a relay round's events
+        in one message and one transaction (dispatch's lifecycle digest: common/digests.py), in the order sent."""
         changes = [(envelope, read_data(envelope, TicketStatusChange)) for envelope in envelopes]
         with self.db.transaction() as s:
             ids = sorted({envelope["ticket_id"] for envelope in envelopes})

@@ -297,3 +297,143 @@ def test_a_batch_s_acks_reach_the_broker_and_nothing_handled_comes_back_after_a_
         assert waiting == 0, f"{waiting} handled messages came back: their acks never reached the broker"
     finally:
         engine.dispose()
+
+
+# --- digests (services/common/digests.py) ----------------------------------------------------------------
+
+DIGEST_CALLS: list[list[str]] = []  # the ticket ids each call of EchoDigests.note_digest got
+
+
+class EchoDigests:
+    """Follows source's `things` digest, and sends its own events in a `noted` digest too."""
+    name = "echo"
+    db = Database()
+    outbox = Outbox(OutboxRow, {"thing_noted": ThingNoted()}, digests={"noted": ("thing_noted",)})
+    inbox = Inbox(InboxRow)
+
+    @on_event("source", "thing_happened", digest="things")
+    def note_digest(self, envelopes):
+        DIGEST_CALLS.append([e["ticket_id"] for e in envelopes])
+        for envelope in envelopes:
+            if FAILURES_LEFT.get(envelope["ticket_id"], 0) > 0:
+                FAILURES_LEFT[envelope["ticket_id"]] -= 1
+                raise RuntimeError("the database is having a bad day")
+        with self.db.transaction() as s:
+            for envelope in envelopes:
+                data = read_data(envelope, ThingHappenedIn)
+                if not self.inbox.first_delivery(s, envelope):
+                    continue
+                s.add(Noted(ticket_id=envelope["ticket_id"], text=data["text"]))
+                self.outbox.add(s, [Event("thing_noted", envelope["ticket_id"], {"text": data["text"]})])
+
+
+def publish_digest(uri: str, items: list, user_id: str = "guest") -> None:
+    conn = connect(uri)
+    ch = conn.channel()
+    ch.exchange_declare("source.events", "topic", durable=True)
+    ch.confirm_delivery()
+    ch.basic_publish("source.events", "things.digest", json.dumps(items).encode(),
+                     pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                          message_id=str(uuid.uuid4()), user_id=user_id))
+    conn.close()
+
+
+@pytest.fixture
+def echo_digests(fresh_vhost_uri, db_url, start_service):
+    engine = make_engine(db_url)
+    Base.metadata.create_all(engine)
+    singles, digests = Probe(fresh_vhost_uri, "echo.events", "thing_noted"), Probe(fresh_vhost_uri, "echo.events",
+                                                                                   "noted.digest")
+    service = start_service(EchoDigests, fresh_vhost_uri, db_url, migrate=False, RETRY_DELAYS=[0.05, 0.1],
+                            max_workers=10)
+    DIGEST_CALLS.clear()
+    yield service, engine, singles, digests
+    singles.close(), digests.close()
+    engine.dispose()
+
+
+def test_a_digest_is_handled_in_one_call_and_its_poison_is_dead_lettered_alone(fresh_vhost_uri, echo_digests):
+    """A digest of twelve envelopes: one malformed (no event_id) and one with a bad field go to the dead-letter
+    queue each alone, as a message of that envelope, with its reason; one of an event not followed is skipped;
+    a repeat is harmless; the other nine are noted once, and the digest leaves the queue."""
+    service, engine, singles, digests = echo_digests
+    items = [envelope(f"D-{n}", f"第{n}条") for n in range(9)]
+    repeat = items[4]
+    malformed = {k: v for k, v in envelope("D-no-id", "x").items() if k != "event_id"}
+    poison = envelope("D-poison", "x") | {"data": {"txt": "typo"}}
+    other = envelope("D-other", "x") | {"event": "thing_ignored"}
+    publish_digest(fresh_vhost_uri, items[:3] + [malformed] + items[3:6] + [poison, other, repeat] + items[6:])
+    dead: list = []
+    wait_until(lambda: dead.extend(amqp_queue_messages(fresh_vhost_uri, dead_letter_queue("echo"))) or len(dead) >= 2,
+               message="the malformed envelope and the poison dead-lettered")
+    wait_until(lambda: noted_count(engine) == 9, message="the nine good ones noted")
+    by_ticket = {json.loads(d.body)["ticket_id"]: d for d in dead}
+    assert sorted(by_ticket) == ["D-no-id", "D-poison"]
+    assert json.loads(by_ticket["D-poison"].body) == poison  # the envelope alone, as it was in the digest
+    assert "event_id" in by_ticket["D-no-id"].headers["x-reason"]
+    assert "text" in by_ticket["D-poison"].headers["x-reason"]
+    assert {d.headers["x-error-kind"] for d in dead} == {"MalformedEvent"}
+    assert DIGEST_CALLS[0] == [f"D-{n}" for n in range(6)] + ["D-poison", "D-4"] + [f"D-{n}" for n in range(6, 9)]
+    noted = wait_until(lambda: [e["ticket_id"] for e in singles.events("thing_noted")] if len(
+        singles.events("thing_noted")) >= 9 else None, message="each noted event sent alone")
+    assert sorted(noted) == [f"D-{n}" for n in range(9)]
+    sent_in_digests = wait_until(lambda: [e["ticket_id"] for d in digests.poll() for e in d] if sum(
+        len(d) for d in digests.poll()) >= 9 else None, message="and in the relay's digests")
+    assert sorted(sent_in_digests) == sorted(noted)
+    service.stop()
+    conn = connect(fresh_vhost_uri)
+    waiting = conn.channel().queue_declare("echo.note_digest", passive=True).method.message_count
+    conn.close()
+    assert waiting == 0, "the digest came back: it was not acked once its parts were settled"
+
+
+def test_a_part_that_fails_is_retried_alone_and_the_others_are_handled_once(fresh_vhost_uri, echo_digests):
+    """The handler fails three times on one envelope: the digest fails, its parts are handled one by one, and
+    that one fails alone, goes to the retry queue as a message of its own and is noted when it comes back."""
+    _service, engine, _singles, _digests = echo_digests
+    FAILURES_LEFT["R-flaky"] = 3
+    items = [envelope("R-1", "一"), envelope("R-flaky", "二"), envelope("R-3", "三")]
+    publish_digest(fresh_vhost_uri, items)
+    wait_until(lambda: noted_count(engine) == 3, message="all three noted, the flaky one after its retries")
+    with Session(engine) as s:
+        assert sorted(s.scalars(select(Noted.ticket_id))) == ["R-1", "R-3", "R-flaky"]  # each once
+    # the digest once, then each part alone, then the flaky one twice more from the retry queue, alone
+    assert DIGEST_CALLS[0] == ["R-1", "R-flaky", "R-3"] and DIGEST_CALLS.count(["R-flaky"]) == 3
+    assert amqp_queue_messages(fresh_vhost_uri, dead_letter_queue("echo")) == []
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"not json", "body is not JSON"),
+    (b"42", "a digest is a JSON array of envelopes"),
+], ids=["not-json", "not-a-digest"])
+def test_a_message_that_is_no_digest_is_dead_lettered_whole(fresh_vhost_uri, echo_digests, body, reason):
+    _service, engine, _singles, _digests = echo_digests
+    conn = connect(fresh_vhost_uri)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("source.events", "things.digest", body,
+                     pika.BasicProperties(delivery_mode=2, message_id="m-1", user_id="guest"))
+    conn.close()
+    publish_digest(fresh_vhost_uri, [envelope("W-after", "后面的")])
+    dead = wait_until(lambda: amqp_queue_messages(fresh_vhost_uri, dead_letter_queue("echo")),
+                      message="the message dead-lettered")
+    assert dead[0].body == body and dead[0].headers["x-reason"].startswith(reason)
+    wait_until(lambda: noted_count(engine) == 1, message="the digest behind it handled")
+
+
+def test_declaring_a_digest_consumer_unbinds_the_events_its_queue_followed_one_by_one(fresh_vhost_uri):
+    """An upgrade: the queue was bound to the events themselves; once declared as a digest's consumer it gets
+    the digest only, not each event twice."""
+    from services.common.messaging import declare_topology
+    conn = connect(fresh_vhost_uri)
+    ch = conn.channel()
+    ch.exchange_declare("source.events", "topic", durable=True)
+    ch.queue_declare("echo.note_digest", durable=True)
+    ch.queue_bind("echo.note_digest", "source.events", "thing_happened")  # as a release before digests had it
+    declare_topology(EchoDigests, {"AMQP_URI": fresh_vhost_uri})
+    ch.confirm_delivery()
+    for key in ("thing_happened", "things.digest"):
+        ch.basic_publish("source.events", key, b"[]", pika.BasicProperties(delivery_mode=2))
+    counted = ch.queue_declare("echo.note_digest", passive=True).method.message_count
+    conn.close()
+    assert counted == 1

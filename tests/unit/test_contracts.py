@@ -19,7 +19,7 @@ import pytest
 from marshmallow import Schema, ValidationError
 
 from services.common.envelope import Envelope, Event, open_envelope, read_data, seal
-from services.common.messaging import ReliableConsumer
+from services.common.messaging import DigestConsumer, ReliableConsumer
 
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 APPS = sorted(p.name for p in SERVICES_DIR.iterdir()
@@ -107,9 +107,17 @@ def subscriptions() -> set[tuple[str, str, str, str]]:
             source, _, kind = entrypoint.exchange_name.partition(".")
             if kind != "events":
                 continue
-            for event in entrypoint.routing_keys:
+            for event in entrypoint.events if isinstance(entrypoint, DigestConsumer) else entrypoint.routing_keys:
                 triples.add((service, handler, source, event))
     return triples
+
+
+def digest_subscriptions() -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+    """(consumer, handler, source, digest, events it reads there) for every digest a service consumes."""
+    return sorted((service, handler, entrypoint.exchange_name.partition(".")[0],
+                   entrypoint.routing_keys[0].removesuffix(".digest"), entrypoint.events)
+                  for service in SERVICES for handler, _method, entrypoint in reliable_consumers(service)
+                  if isinstance(entrypoint, DigestConsumer))
 
 
 SUBSCRIPTIONS = sorted(subscriptions())
@@ -150,6 +158,24 @@ def test_discovery_finds_the_known_subscriptions():
     assert ("dispatch", "open_case", "intake", "ticket_received") in SUBSCRIPTIONS
     assert ("volunteer", "finish_offers", "dispatch", "ticket_closed") in SUBSCRIPTIONS
     assert len(SUBSCRIPTIONS) == 32
+
+
+def test_discovery_finds_the_digests_consumed():
+    assert [d[:4] for d in digest_subscriptions()] == [("intake", "track_status", "dispatch", "lifecycle")]
+
+
+@pytest.mark.parametrize("consumer,handler,source,digest,events", digest_subscriptions())
+def test_a_digest_consumed_is_declared_by_its_source_and_carries_every_event_read_there(consumer, handler, source,
+                                                                                         digest, events):
+    carried = getattr(producer(source), "DIGESTS", {}).get(digest)
+    assert carried is not None, f"{consumer}.{handler} reads {source}'s {digest!r} digest, which it never sends"
+    assert set(events) <= set(carried), f"{source}'s {digest!r} digest lacks {sorted(set(events) - set(carried))}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_digest_carries_only_events_its_producer_declares(service):
+    for name, events in getattr(producer(service), "DIGESTS", {}).items():
+        assert set(events) <= set(producer(service).SCHEMAS), name
 
 
 def test_every_consumer_reads_a_service_event_exchange_or_a_known_outside_input():
