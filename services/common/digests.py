@@ -18,7 +18,7 @@ import json
 import uuid
 from typing import Any, Iterable, Sequence
 
-from .envelope import MalformedEvent
+from .envelope import MalformedEvent, decode_json
 
 _ID_SPACE = uuid.UUID("6c1d9e52-8f0b-4b8e-a6f4-5d1f0c7a3e20")
 
@@ -38,16 +38,7 @@ def split(body: Any) -> list:
     """The envelopes of a digest, each as it was decoded (checked one by one by the consumer); a single
     envelope (a part sent back alone, from the retry queue) is a digest of one. MalformedEvent when the
     message is neither."""
-    if isinstance(body, (bytes, bytearray)):
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MalformedEvent(f"body is not UTF-8: {exc}") from None
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise MalformedEvent(f"body is not JSON: {exc}") from None
+    body = decode_json(body)
     if isinstance(body, dict):
         return [body]
     if not isinstance(body, list):

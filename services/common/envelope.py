@@ -94,8 +94,8 @@ def seal(event: Event, schemas: Mapping[str, Schema]) -> str:
     }, ensure_ascii=False, default=_json_default)
 
 
-def open_envelope(body: Any) -> dict:
-    """Decode and check an incoming envelope; MalformedEvent says what is wrong."""
+def decode_json(body: Any) -> Any:
+    """A message body as JSON (bytes and text are decoded; anything else is taken as decoded already)."""
     if isinstance(body, (bytes, bytearray)):
         try:
             body = body.decode("utf-8")
@@ -106,6 +106,12 @@ def open_envelope(body: Any) -> dict:
             body = json.loads(body)
         except json.JSONDecodeError as exc:
             raise MalformedEvent(f"body is not JSON: {exc}") from None
+    return body
+
+
+def open_envelope(body: Any) -> dict:
+    """Decode and check an incoming envelope; MalformedEvent says what is wrong."""
+    body = decode_json(body)
     if not isinstance(body, dict):
         raise MalformedEvent(f"body must be a JSON object, got {type(body).__name__}")
     try:

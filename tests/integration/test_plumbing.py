@@ -80,13 +80,13 @@ def envelope(ticket_id: str, text: str, event_id: str | None = None) -> dict:
 
 
 def publish(uri: str, body: bytes | dict, content_type: str | None = "application/json",
-            user_id: str | None = "guest") -> None:
+            user_id: str | None = "guest", routing_key: str = "thing_happened") -> None:
     conn = connect(uri)
     ch = conn.channel()
     ch.exchange_declare("source.events", "topic", durable=True)
     ch.confirm_delivery()
     raw = json.dumps(body).encode() if isinstance(body, dict) else body
-    ch.basic_publish("source.events", "thing_happened", raw,
+    ch.basic_publish("source.events", routing_key, raw,
                      pika.BasicProperties(content_type=content_type, delivery_mode=2,
                                           message_id=str(uuid.uuid4()), user_id=user_id))
     conn.close()
@@ -327,15 +327,8 @@ class EchoDigests:
                 self.outbox.add(s, [Event("thing_noted", envelope["ticket_id"], {"text": data["text"]})])
 
 
-def publish_digest(uri: str, items: list, user_id: str = "guest") -> None:
-    conn = connect(uri)
-    ch = conn.channel()
-    ch.exchange_declare("source.events", "topic", durable=True)
-    ch.confirm_delivery()
-    ch.basic_publish("source.events", "things.digest", json.dumps(items).encode(),
-                     pika.BasicProperties(content_type="application/json", delivery_mode=2,
-                                          message_id=str(uuid.uuid4()), user_id=user_id))
-    conn.close()
+def publish_digest(uri: str, items: list) -> None:
+    publish(uri, json.dumps(items).encode(), routing_key="things.digest")
 
 
 @pytest.fixture
@@ -408,12 +401,7 @@ def test_a_part_that_fails_is_retried_alone_and_the_others_are_handled_once(fres
 ], ids=["not-json", "not-a-digest"])
 def test_a_message_that_is_no_digest_is_dead_lettered_whole(fresh_vhost_uri, echo_digests, body, reason):
     _service, engine, _singles, _digests = echo_digests
-    conn = connect(fresh_vhost_uri)
-    ch = conn.channel()
-    ch.confirm_delivery()
-    ch.basic_publish("source.events", "things.digest", body,
-                     pika.BasicProperties(delivery_mode=2, message_id="m-1", user_id="guest"))
-    conn.close()
+    publish(fresh_vhost_uri, body, content_type=None, routing_key="things.digest")
     publish_digest(fresh_vhost_uri, [envelope("W-after", "后面的")])
     dead = wait_until(lambda: amqp_queue_messages(fresh_vhost_uri, dead_letter_queue("echo")),
                       message="the message dead-lettered")
