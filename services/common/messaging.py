@@ -450,7 +450,7 @@ class DigestConsumer(BatchConsumer):
     from the retry queue is a message of one envelope: a digest of one."""
 
     def __init__(self, exchange: str, digest: str, events: tuple[str, ...], decode: Callable, **kwargs):
-        self.events = tuple(events)
+        self.digest, self.events = digest, tuple(events)
         super().__init__(exchange, (digest_key(digest),), decode, **kwargs)
 
     def handle_message(self, body, message):

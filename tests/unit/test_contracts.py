@@ -115,7 +115,7 @@ def subscriptions() -> set[tuple[str, str, str, str]]:
 def digest_subscriptions() -> list[tuple[str, str, str, str, tuple[str, ...]]]:
     """(consumer, handler, source, digest, events it reads there) for every digest a service consumes."""
     return sorted((service, handler, entrypoint.exchange_name.partition(".")[0],
-                   entrypoint.routing_keys[0].removesuffix(".digest"), entrypoint.events)
+                   entrypoint.digest, entrypoint.events)
                   for service in SERVICES for handler, _method, entrypoint in reliable_consumers(service)
                   if isinstance(entrypoint, DigestConsumer))
 
