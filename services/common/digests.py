@@ -10,7 +10,8 @@ written. A consumer of the digest (`on_event(source, *events, digest=name)`) bin
 events'. Each envelope in it is the event as sent alone, with its own `event_id`; the digest's message id
 is derived from them, so a relay's re-send of the same round repeats it. A digest is at least once, as an
 event is, and its envelopes may repeat one sent in an earlier digest (a round re-sent after a crash): the
-consumer must be idempotent by what the envelopes say (the mirror: the ticket's version), not by message id.
+consumer must be idempotent by what the envelopes say (the mirror: the ticket's version) or by an inbox row
+per envelope (its `event_id`: notify's outcomes and surveys, volunteer's closings), not by message id.
 """
 from __future__ import annotations
 

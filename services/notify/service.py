@@ -109,26 +109,31 @@ class NotifyService(Operations):
             # the reporter is not stored: the ticket keeps its own contact
             self._queue(s, f"{envelope['event_id']}.merged", reporter, "merged")
 
-    @on_event("dispatch", "ticket_resolved")
-    def ask_for_follow_up(self, envelope):
-        """Not asked now: the survey is due follow_up_hours after resolution (sent by `chase_follow_ups`)."""
-        data = read_data(envelope, TicketResolvedIn)
+    @on_event("dispatch", "ticket_resolved", digest="lifecycle")
+    def ask_for_follow_up(self, envelopes: list[dict]):
+        """Not asked now: the survey is due follow_up_hours after resolution (sent by `chase_follow_ups`). A relay
+        round's resolutions in one message and one transaction (dispatch's lifecycle digest: common/digests.py)."""
+        resolutions = [(envelope, read_data(envelope, TicketResolvedIn)) for envelope in envelopes]
         now = self.clock.now()
         with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
-                return
-            contact = self._contact(s, envelope["ticket_id"])
-            version = data["ticket_version"]
-            self._stop_surveys(s, contact.ticket_id, version, now)  # an earlier round still waiting is stale
-            rounds = s.scalars(select(Survey.round).where(Survey.ticket_id == contact.ticket_id)).all()
-            resolved_at = (data["resolved_at"] or envelope["occurred_at"]).astimezone(timezone.utc)
-            survey = Survey(ticket_id=contact.ticket_id, round=max(rounds, default=0) + 1,
-                            code=replies.new_survey_code(), ticket_version=version,
-                            resolved_by=(data["assignee_name"] or "")[:50] or None,
-                            due_at=resolved_at + self.clock.span(max(data["follow_up_hours"], 0) * 60))
-            if _older(version, contact.outcome_version):  # closed, reopened or cancelled since: never asked
-                survey.due_at, survey.closed_at = None, now
-            s.add(survey)
+            for envelope, data in resolutions:
+                if self.inbox.first_delivery(s, envelope):
+                    self._survey_later(s, envelope, data, now)
+
+    def _survey_later(self, s, envelope: dict, data: dict, now: datetime) -> None:
+        contact = self._contact(s, envelope["ticket_id"])
+        version = data["ticket_version"]
+        self._stop_surveys(s, contact.ticket_id, version, now)  # an earlier round still waiting is stale
+        rounds = s.scalars(select(Survey.round).where(Survey.ticket_id == contact.ticket_id)).all()
+        resolved_at = (data["resolved_at"] or envelope["occurred_at"]).astimezone(timezone.utc)
+        survey = Survey(ticket_id=contact.ticket_id, round=max(rounds, default=0) + 1,
+                        code=replies.new_survey_code(), ticket_version=version,
+                        resolved_by=(data["assignee_name"] or "")[:50] or None,
+                        due_at=resolved_at + self.clock.span(max(data["follow_up_hours"], 0) * 60))
+        if _older(version, contact.outcome_version):  # closed, reopened or cancelled since: never asked
+            survey.due_at, survey.closed_at = None, now
+        s.add(survey)
+        s.flush()  # written now: a later resolution in the same round stops it with a Core update, which does not flush
 
     @timer(interval=TICK_SECONDS)
     def chase_follow_ups(self):
@@ -167,17 +172,22 @@ class NotifyService(Operations):
                 "round": survey.round, "asked_at": _iso(survey.asked_at), "reminded_at": _iso(survey.reminded_at)},
                 correlation_id=survey.ticket_id, occurred_at=now)])
 
-    @on_event("dispatch", "ticket_closed", "ticket_reopened")
-    def tell_outcome(self, envelope):
-        data = read_data(envelope, TicketOutcomeIn)
-        template = {"ticket_closed": "closed", "ticket_reopened": "reopened"}[envelope["event"]]
+    @on_event("dispatch", "ticket_closed", "ticket_reopened", digest="lifecycle")
+    def tell_outcome(self, envelopes: list[dict]):
+        """Closed or reopened: the resident hears it. A relay round's outcomes in one message and one transaction
+        (dispatch's lifecycle digest), in the order dispatch sent them."""
+        outcomes = [(envelope, read_data(envelope, TicketOutcomeIn)) for envelope in envelopes]
         with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
-                return
-            contact = self._contact(s, envelope["ticket_id"])
-            self._moved_on(s, contact, data["ticket_version"],
-                           closed_at=envelope["occurred_at"] if template == "closed" else None)
-            self._queue(s, f"{envelope['event_id']}.{template}", contact, template, how=data["how"])
+            for envelope, data in outcomes:
+                if self.inbox.first_delivery(s, envelope):
+                    self._tell_outcome(s, envelope, data)
+
+    def _tell_outcome(self, s, envelope: dict, data: dict) -> None:
+        template = {"ticket_closed": "closed", "ticket_reopened": "reopened"}[envelope["event"]]
+        contact = self._contact(s, envelope["ticket_id"])
+        self._moved_on(s, contact, data["ticket_version"],
+                       closed_at=envelope["occurred_at"] if template == "closed" else None)
+        self._queue(s, f"{envelope['event_id']}.{template}", contact, template, how=data["how"])
 
     @on_event("dispatch", "ticket_cancelled")
     def tell_cancelled(self, envelope):

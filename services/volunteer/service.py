@@ -362,29 +362,31 @@ class VolunteerService(Operations):
     def _offer_minutes(self) -> float:
         return float(self.config.get("OFFER_MINUTES", DEFAULT_OFFER_MINUTES))
 
-    @on_event("dispatch", "ticket_closed")
-    def finish_offers(self, envelope):
-        """The ticket is done: its volunteers are free again, and each earns a service point."""
-        self._close_offers(envelope, "done", points=1)
+    @on_event("dispatch", "ticket_closed", digest="lifecycle")
+    def finish_offers(self, envelopes: list[dict]):
+        """The ticket is done: its volunteers are free again, and each earns a service point. A relay round's
+        closings in one message and one transaction (dispatch's lifecycle digest: common/digests.py)."""
+        self._close_offers(envelopes, "done", points=1)
 
     @on_event("dispatch", "ticket_cancelled")
     def release_offers(self, envelope):
         """The ticket was withdrawn: its volunteers are free again (`released`), with no service point."""
-        self._close_offers(envelope, "released", points=0)
+        self._close_offers([envelope], "released", points=0)
 
-    def _close_offers(self, envelope, state: str, points: int) -> None:
+    def _close_offers(self, envelopes: list[dict], state: str, points: int) -> None:
         now, written = self.clock.now(), Loads()
         with self.db.transaction() as s:
-            offers = s.scalars(select(Offer).where(Offer.ticket_id == envelope["ticket_id"],
-                                                   Offer.state.in_(OPEN_STATES)).with_for_update()).all()
-            if not offers or not self.inbox.first_delivery(s, envelope):
-                return  # most tickets never had a volunteer: nothing to record
-            for offer in offers:
-                offer.state, offer.updated_at = state, now
-                volunteer = s.get(VolunteerRow, offer.volunteer_id)
-                if volunteer is not None:  # an offer older than a re-seed may name someone gone
-                    volunteer.service_points += points
-                written[offer.volunteer_id] = give_back(s, offer.volunteer_id)
+            for envelope in envelopes:
+                offers = s.scalars(select(Offer).where(Offer.ticket_id == envelope["ticket_id"],
+                                                       Offer.state.in_(OPEN_STATES)).with_for_update()).all()
+                if not offers or not self.inbox.first_delivery(s, envelope):
+                    continue  # most tickets never had a volunteer: nothing to record
+                for offer in offers:
+                    offer.state, offer.updated_at = state, now
+                    volunteer = s.get(VolunteerRow, offer.volunteer_id)
+                    if volunteer is not None:  # an offer older than a re-seed may name someone gone
+                        volunteer.service_points += points
+                    written[offer.volunteer_id] = give_back(s, offer.volunteer_id)
         self._learn(written)
 
     @http("POST", "/offers/<string:ticket_id>/accept")

@@ -20,7 +20,7 @@ from services.common.envelope import example_envelope, open_envelope
 from services.common.http import HttpError
 from services.intake import events as intake_events
 from services.notify.channels import EmailChannel, SmsChannel
-from services.notify.models import Delivery, ReplyAttempt, Survey
+from services.notify.models import Contact, Delivery, ReplyAttempt, Survey
 from services.notify.service import NotifyService
 from songdaojia.loop import SURVEY_CODE, TICKET_NO
 from tests.service_layer import Worker
@@ -127,7 +127,7 @@ def utc(at: datetime) -> datetime:
 
 
 def test_nothing_is_sent_at_resolution_the_survey_goes_out_follow_up_hours_later(notify, clock):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     assert templates(notify) == ["ack"]
     (survey,) = surveys(notify)
     assert utc(survey.due_at) == T0 + timedelta(hours=24) and survey.asked_at is None
@@ -146,7 +146,7 @@ def test_nothing_is_sent_at_resolution_the_survey_goes_out_follow_up_hours_later
 
 def test_a_due_survey_waits_while_an_acknowledgement_is_in_hand(notify, clock):
     """A surge: the resident waiting to hear their request was received goes first; the survey, a tick later."""
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     clock.advance(hours=24)
     notify.deps["courier"].urgent = True
     assert tick(notify) == 0 and templates(notify) == ["ack"]
@@ -155,7 +155,7 @@ def test_a_due_survey_waits_while_an_acknowledgement_is_in_hand(notify, clock):
 
 
 def test_unanswered_a_reminder_then_one_survey_unanswered_and_nothing_after(notify, clock):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     asked = clock.advance(hours=24)
     tick(notify)
     clock.advance(hours=23)
@@ -185,7 +185,7 @@ def test_unanswered_a_reminder_then_one_survey_unanswered_and_nothing_after(noti
 
 
 def test_each_step_fires_once_across_a_restart_and_a_second_instance(notify, clock, tmp_path):
-    notify.call("ask_for_follow_up", resolved(hours=1))
+    notify.call("ask_for_follow_up", [resolved(hours=1)])
     clock.advance(hours=1)
     assert tick(notify) == 1
     restarted = Worker(NotifyService, tmp_path, clock=clock, courier=Courier(), config=notify.config)
@@ -200,7 +200,7 @@ def test_each_step_fires_once_across_a_restart_and_a_second_instance(notify, clo
 
 
 def test_after_a_jump_of_the_clock_the_survey_goes_out_once_and_the_reminder_waits_from_then(notify, clock):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     clock.advance(days=30)  # the service was down for a month
     assert [tick(notify) for _ in range(3)] == [1, 0, 0]
     assert templates(notify) == ["ack", "survey"]  # not the reminder and the giving up at once
@@ -213,7 +213,7 @@ def test_after_a_jump_of_the_clock_the_survey_goes_out_once_and_the_reminder_wai
 
 
 def test_an_answer_after_the_reminder_counts_and_stops_the_chain(notify, clock):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     clock.advance(hours=24)
     tick(notify)
     clock.advance(hours=24)
@@ -227,7 +227,7 @@ def test_an_answer_after_the_reminder_counts_and_stops_the_chain(notify, clock):
 
 
 def test_an_answer_after_giving_up_is_refused_the_call_decides(notify, clock):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     for _ in range(3):
         clock.advance(hours=24)
         tick(notify)
@@ -239,7 +239,7 @@ def test_an_answer_after_giving_up_is_refused_the_call_decides(notify, clock):
 
 
 def test_an_answer_before_the_survey_went_out_is_refused(notify, clock):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     with pytest.raises(HttpError) as refused:
         answer(notify, surveys(notify)[0].code)
     assert refused.value.status == 409
@@ -250,11 +250,11 @@ def test_an_answer_before_the_survey_went_out_is_refused(notify, clock):
 
 @pytest.mark.parametrize("asked_first", [False, True], ids=["before the survey", "after the survey"])
 def test_ticket_closed_stops_the_chain(notify, clock, asked_first):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     if asked_first:
         clock.advance(hours=24)
         tick(notify)
-    notify.call("tell_outcome", closed(6, how="follow_up_call", satisfied=True))
+    notify.call("tell_outcome", [closed(6, how="follow_up_call", satisfied=True)])
     for _ in range(4):
         clock.advance(hours=30)
         assert tick(notify) == 0
@@ -266,11 +266,11 @@ def test_ticket_closed_stops_the_chain(notify, clock, asked_first):
 
 
 def test_ticket_reopened_stops_the_round_and_the_next_resolution_asks_again(notify, clock):
-    notify.call("ask_for_follow_up", resolved(version=4, hours=24))
+    notify.call("ask_for_follow_up", [resolved(version=4, hours=24)])
     clock.advance(hours=24)
     tick(notify)
-    notify.call("tell_outcome", envelope("ticket_reopened", lifecycle("reopened", 6, comment="", reopen_count=1)))
-    notify.call("ask_for_follow_up", resolved(version=8, hours=24, at=clock.now()))
+    notify.call("tell_outcome", [envelope("ticket_reopened", lifecycle("reopened", 6, comment="", reopen_count=1))])
+    notify.call("ask_for_follow_up", [resolved(version=8, hours=24, at=clock.now())])
     clock.advance(hours=24)
     assert tick(notify) == 1
     assert templates(notify) == ["ack", "survey", "reopened", "survey"]
@@ -281,11 +281,11 @@ def test_ticket_reopened_stops_the_round_and_the_next_resolution_asks_again(noti
 
 def test_a_reopening_handled_after_the_next_resolution_does_not_stop_the_new_round(notify, clock):
     """ticket_reopened and ticket_resolved arrive on different queues: their order is not guaranteed."""
-    notify.call("ask_for_follow_up", resolved(version=4, hours=24))
+    notify.call("ask_for_follow_up", [resolved(version=4, hours=24)])
     clock.advance(hours=24)
     tick(notify)
-    notify.call("ask_for_follow_up", resolved(version=8, hours=24, at=clock.now()))
-    notify.call("tell_outcome", envelope("ticket_reopened", lifecycle("reopened", 6, comment="", reopen_count=1)))
+    notify.call("ask_for_follow_up", [resolved(version=8, hours=24, at=clock.now())])
+    notify.call("tell_outcome", [envelope("ticket_reopened", lifecycle("reopened", 6, comment="", reopen_count=1))])
     clock.advance(hours=24)
     assert tick(notify) == 1
     first, second = surveys(notify)
@@ -293,10 +293,26 @@ def test_a_reopening_handled_after_the_next_resolution_does_not_stop_the_new_rou
 
 
 def test_a_resolution_handled_after_the_ticket_closed_is_never_asked_about(notify, clock):
-    notify.call("tell_outcome", closed(6, how="unreached"))
-    notify.call("ask_for_follow_up", resolved(version=4, hours=0))
+    notify.call("tell_outcome", [closed(6, how="unreached")])
+    notify.call("ask_for_follow_up", [resolved(version=4, hours=0)])
     clock.advance(hours=100)
     assert tick(notify) == 0 and templates(notify) == ["ack", "closed"]
+
+
+def test_one_relay_round_of_outcomes_is_told_in_the_order_sent_and_a_repeat_in_it_changes_nothing(notify, clock):
+    """dispatch's lifecycle digest brings a round's events in one call: reopened, then closed, each told once."""
+    reopened = envelope("ticket_reopened", lifecycle("reopened", 6, comment="", reopen_count=1))
+    notify.call("tell_outcome", [reopened, closed(9, how="resident", satisfied=True), reopened])
+    assert templates(notify) == ["ack", "reopened", "closed"]
+    with notify.db.transaction() as s:
+        assert s.get(Contact, TICKET).closed_at is not None  # the closing, sent last, is what stands
+
+
+def test_one_relay_round_of_resolutions_opens_one_survey_round_each(notify, clock):
+    notify.call("ask_for_follow_up", [resolved(version=4, hours=24), resolved(version=8, hours=24)])
+    first, second = surveys(notify)
+    assert (first.round, second.round) == (1, 2)
+    assert first.closed_at is not None and second.closed_at is None  # the earlier round went stale
 
 
 @pytest.mark.parametrize(("how", "satisfied", "zh", "en"), [
@@ -310,7 +326,7 @@ def test_the_closing_message_says_how_it_was_closed(tmp_path, clock, how, satisf
         ack = received()
         ack["data"]["resident"]["locale"] = locale
         w.call("acknowledge", ack)
-        w.call("tell_outcome", closed(6, how=how, satisfied=satisfied))
+        w.call("tell_outcome", [closed(6, how=how, satisfied=satisfied)])
         message = deliveries(w)[-1]
         assert message.template == "closed" and expected in message.body and TICKET in message.subject
 
@@ -319,7 +335,7 @@ def test_the_closing_message_says_how_it_was_closed(tmp_path, clock, how, satisf
 
 
 def test_cancelled_by_the_resident_confirms_the_withdrawal_and_stops_the_survey(notify, clock):
-    notify.call("ask_for_follow_up", resolved(hours=24))
+    notify.call("ask_for_follow_up", [resolved(hours=24)])
     notify.call("tell_cancelled", envelope("ticket_cancelled", lifecycle("cancelled", 7, by="resident",
                                                                           reason="邻居已帮忙买好了")))
     clock.advance(days=3)

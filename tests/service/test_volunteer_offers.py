@@ -138,7 +138,7 @@ def b1_holds_the_ticket(w: Worker) -> None:
     assert offered_to(w, "K0") == [("A1", "village")]
     assert offered_to(w, "K") == [("B1", "town")]
     assert w.call("accept_offer", "A1", "K0")[0] == 200
-    w.call("finish_offers", closed("K0"))
+    w.call("finish_offers", [closed("K0")])
     assert loads(w) == {"A1": 0, "B1": 1, "B2": 0, "C1": 0}
 
 
@@ -222,7 +222,7 @@ def test_a_cancelled_ticket_releases_its_volunteers_without_points_and_a_redeliv
 
     w.clock.advance(days=1)
     assert w.call("expire_offers") == 0  # a released offer does not expire and asks nobody
-    w.call("finish_offers", closed("K"))  # a close after the cancel: nothing open to finish
+    w.call("finish_offers", [closed("K")])  # a close after the cancel: nothing open to finish
     assert points(w, "B1") == 0 and not w.sent("offer_expired")
     assert offered_to(w, "K2") == [("A1", "village")]
 
@@ -240,10 +240,22 @@ def test_a_redelivered_close_gives_one_point(w):
     w.call("find_volunteer", requested("K"))
     assert w.call("accept_offer", "A1", "K")[0] == 200
     event = closed("K")
-    w.call("finish_offers", event)
-    w.call("finish_offers", event)
+    w.call("finish_offers", [event])
+    w.call("finish_offers", [event])
     assert offers(w, "K") == [("A1", "done")] and points(w, "A1") == 1
     assert loads(w)["A1"] == 0
+
+
+def test_one_relay_round_of_closings_frees_each_volunteer_once(w):
+    """dispatch's lifecycle digest brings a round's closings in one call; a repeat inside it changes nothing."""
+    w.call("find_volunteer", requested("K0"))
+    w.call("find_volunteer", requested("K"))
+    assert w.call("accept_offer", "A1", "K0")[0] == 200 and w.call("accept_offer", "B1", "K")[0] == 200
+    k0 = closed("K0")
+    w.call("finish_offers", [k0, closed("K"), k0])
+    assert offers(w, "K0") == [("A1", "done")] and offers(w, "K") == [("B1", "done")]
+    assert (points(w, "A1"), points(w, "B1")) == (1, 1)
+    assert loads(w) == {"A1": 0, "B1": 0, "B2": 0, "C1": 0}
 
 
 def test_offers_made_before_they_knew_their_place_are_passed_on_near_their_volunteer(w):

@@ -161,7 +161,10 @@ def test_discovery_finds_the_known_subscriptions():
 
 
 def test_discovery_finds_the_digests_consumed():
-    assert [d[:4] for d in digest_subscriptions()] == [("intake", "track_status", "dispatch", "lifecycle")]
+    assert sorted(d[:4] for d in digest_subscriptions()) == [("intake", "track_status", "dispatch", "lifecycle"),
+                                                             ("notify", "ask_for_follow_up", "dispatch", "lifecycle"),
+                                                             ("notify", "tell_outcome", "dispatch", "lifecycle"),
+                                                             ("volunteer", "finish_offers", "dispatch", "lifecycle")]
 
 
 @pytest.mark.parametrize("consumer,handler,source,digest,events", digest_subscriptions())
