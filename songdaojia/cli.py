@@ -95,8 +95,10 @@ def cmd_declare(args) -> int:
     stack.use_secrets(_secrets(args).directory)
     for name, cls in SERVICES.items():
         service_cls = getattr(importlib.import_module(f"services.{name}.service"), cls)
-        queues = declare_topology(service_cls, stack.config(name))
-        print(f"{name}: declared its exchanges and {len(queues)} queues on {stack.vhost!r}")
+        queues = declare_topology(service_cls, stack.config(name), unbind_digested=args.unbind_digested)
+        print(f"{name}: declared its exchanges and {len(queues)} queues on {stack.vhost!r}"
+              + ("; the events its digests' consumers read from the digests are unbound" if args.unbind_digested
+                 else ""))
     return 0
 
 
@@ -319,6 +321,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("declare", help="declare every exchange and queue (as the vhost's admin login)")
+    p.add_argument("--unbind-digested", action="store_true",
+                   help="an upgrade's last step, once every service runs the release that sends its digests: "
+                        "unbind from each digest consumer's queue the events it now reads from the digest")
     p.set_defaults(func=cmd_declare)
 
     p = sub.add_parser("migrate", help="migrate the databases named by <SERVICE>_DB_URL (else var/<service>.db)")

@@ -2,7 +2,7 @@
 outbox and inbox, and a clock the test moves.
 
     w = Worker(DispatchService, tmp_path, clock=ManualClock(T0, scale=1.0), areas=AreaMap.load())
-    w.call("open_case", envelope)          # an event handler, as the consumer would call it
+    w.call("open_case", [envelope])          # an event handler, as the consumer would call it
     w.sent()                               # [(routing_key, envelope dict)] its outbox holds
     with w.db.transaction() as s: ...      # what it stored
 

@@ -516,13 +516,14 @@ def on_replies(queue: str, source: str, **kwargs):
     return ReliableConsumer.decorator("", (), _envelope_args, queue_name=queue, source=source, **kwargs)
 
 
-def declare_topology(service_cls, config: dict) -> list[str]:
+def declare_topology(service_cls, config: dict, unbind_digested: bool = False) -> list[str]:
     """Declare the service's exchange and every queue it consumes, before it ever runs.
 
     Publishing to an exchange with no bound queue drops the message: declaring
     consumers' queues up front means a service started late still gets every event.
-    A queue fed by a digest is unbound from the digest's events, should it have followed them one by one
-    before (an upgrade): else it would get each twice. (Unbinding what is not bound does nothing.)
+    `unbind_digested`: a queue fed by a digest is unbound from the digest's events, should it have followed
+    them one by one before (an upgrade's last step, once every producer sends its digests: until then the queue
+    gets both, each envelope twice, and its consumer applies it once). Unbinding what is not bound does nothing.
     """
     from .outbox import Outbox
     service = service_cls.name
@@ -536,7 +537,7 @@ def declare_topology(service_cls, config: dict) -> list[str]:
             for queue in queues_for(service, consumer.queue, consumer.exchange, consumer.routing_keys,
                                     create_source=True, kind=queue_type(config)):
                 queue(conn.default_channel).declare()
-            for key in consumer.replaced:
+            for key in consumer.replaced if unbind_digested else ():
                 conn.default_channel.queue_unbind(consumer.queue, consumer.exchange, key)
             declared.append(consumer.queue)
     return declared

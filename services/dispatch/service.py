@@ -52,36 +52,47 @@ class DispatchService(Operations):
 
     # --- events ---------------------------------------------------------------------------
 
-    @on_event("intake", "ticket_received")
-    def open_case(self, envelope):
-        data = read_data(envelope, TicketReceivedIn)
+    @on_event("intake", "ticket_received", digest="received")
+    def open_case(self, envelopes: list[dict]):
+        """A relay round's new tickets in one message and one transaction (intake's `received` digest), routed."""
+        received = [(envelope, read_data(envelope, TicketReceivedIn)) for envelope in envelopes]
         now = self.clock.now()
         with self.db.transaction() as s:
-            if not self.inbox.first_delivery(s, envelope):
-                return
-            case = new_case(envelope["ticket_id"], data, now)
-            early = s.execute(TAKE_EARLY_ACKNOWLEDGEMENT, {"ticket_id": case.id}).scalar()
-            if early is not None:  # the resident heard before dispatch did (a surge)
-                self._acknowledged(s, case, early)
-            assignment = self._route(s, case, now)
-            if case.channel == "hotline":  # 10 秒回拨: whoever got it rings the resident back
-                self._new_task(s, case, "callback", assignment, now)
-            cases.save(s, case)
+            for envelope, data in received:
+                if self.inbox.first_delivery(s, envelope):
+                    self._open_case(s, envelope, data, now)
 
-    @on_event("notify", "feedback_received")
-    def follow_up(self, envelope):
-        data = read_data(envelope, FeedbackIn)
+    def _open_case(self, s, envelope, data, now):
+        case = new_case(envelope["ticket_id"], data, now)
+        early = s.execute(TAKE_EARLY_ACKNOWLEDGEMENT, {"ticket_id": case.id}).scalar()
+        if early is not None:  # the resident heard before dispatch did (a surge)
+            self._acknowledged(s, case, early)
+        assignment = self._route(s, case, now)
+        if case.channel == "hotline":  # 10 秒回拨: whoever got it rings the resident back
+            self._new_task(s, case, "callback", assignment, now)
+        cases.save(s, case)
+
+    @on_event("notify", "feedback_received", digest="residents")
+    def follow_up(self, envelopes: list[dict]):
+        """The residents' answers to the follow-up, a relay round's in one message and one transaction (notify's
+        `residents` digest)."""
+        feedback = [(envelope, read_data(envelope, FeedbackIn)) for envelope in envelopes]
         now = self.clock.now()
-        with self._case_of(envelope) as (s, case):
-            if case is None:
-                return
-            try:
-                events = lifecycle.record_follow_up(case, data["satisfied"], data["comment"], now)
-            except lifecycle.InvalidTransition as exc:  # e.g. the 回访 call came first: on the record, no change
-                return self._note(s, case, "feedback_received", "resident", f"not applied: {exc}", now)
-            self._record(s, case, events, actor="resident", note=data["comment"])
-            if case.state == "reopened":
-                self._after_follow_up(s, case, now)
+        with self.db.transaction() as s:
+            for envelope, data in feedback:
+                case = self._first_case(s, envelope)
+                if case is not None:
+                    self._follow_up(s, case, data, now)
+                    cases.save(s, case)
+
+    def _follow_up(self, s, case, data, now):
+        try:
+            events = lifecycle.record_follow_up(case, data["satisfied"], data["comment"], now)
+        except lifecycle.InvalidTransition as exc:  # e.g. the 回访 call came first: on the record, no change
+            return self._note(s, case, "feedback_received", "resident", f"not applied: {exc}", now)
+        self._record(s, case, events, actor="resident", note=data["comment"])
+        if case.state == "reopened":
+            self._after_follow_up(s, case, now)
 
     @on_event("intake", "ticket_cancelled")
     def withdraw(self, envelope):
@@ -137,11 +148,11 @@ class DispatchService(Operations):
             who = calls.reach_holder(case) or up_to(1, case.village_code, case.county_code, self.areas, now)
             self._new_task(s, case, "reach", who, now, about=message)
 
-    @on_event("notify", "resident_acknowledged", batch=5)
+    @on_event("notify", "resident_acknowledged", digest="residents")
     def note_acknowledged(self, envelopes: list[dict]):
         """The ledger counts acknowledgements within 10 s: the first one delivered is the time. In a surge it
-        may come before the ticket itself (the acknowledgement goes first): kept until the case opens. Several
-        to a transaction (BatchConsumer)."""
+        may come before the ticket itself (the acknowledgement goes first): kept until the case opens. A relay
+        round's in one message and one transaction (notify's `residents` digest)."""
         acks = [(envelope["ticket_id"], read_data(envelope, NotifiedIn)["delivered_at"]) for envelope in envelopes]
         with self.db.transaction() as s:
             for ticket_id, delivered_at in acks:
@@ -544,10 +555,14 @@ class DispatchService(Operations):
         """The transaction and the (locked) case an event is about; the case is None when this handler
         has seen the event before (the inbox): then there is nothing to do."""
         with self.db.transaction() as s:
-            case = self._case(s, envelope["ticket_id"]) if self.inbox.first_delivery(s, envelope) else None
+            case = self._first_case(s, envelope)
             yield s, case
             if case is not None:
                 cases.save(s, case)
+
+    def _first_case(self, s, envelope):
+        """The (locked) case an event is about, or None when this handler has seen the event before (the inbox)."""
+        return self._case(s, envelope["ticket_id"]) if self.inbox.first_delivery(s, envelope) else None
 
     def _case(self, s, ticket_id, http=False, lock=True):
         """The case, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite has one writer): changes to

@@ -86,6 +86,10 @@ class SubmissionReceipt(Strict):
 SCHEMAS = {"ticket_received": TicketReceived(), "ticket_merged": TicketMerged(),
            "ticket_cancelled": TicketCancelled(), "submission_receipt": SubmissionReceipt()}
 
+# every new ticket, also sent a relay round at a time in one message, for dispatch, which opens a case for each
+# (common/digests.py); notify's acknowledgement takes each on its own, as sent
+DIGESTS = {"received": ("ticket_received",)}
+
 _MERGED_CATEGORY = {
     "code": "652", "name_zh": "水管漏水报修", "name_en": "Water pipe leak report", "department": "watersupply",
     "group": "utilities", "priority": 1, "accept_minutes": 15, "resolve_hours": 8, "resolve_minutes": 480,

@@ -66,7 +66,7 @@ class IntakeService(Operations):
 
     log_context = LogContext()
     db = Database()
-    outbox = Outbox(OutboxRow, events.SCHEMAS)
+    outbox = Outbox(OutboxRow, events.SCHEMAS, digests=events.DIGESTS)
     inbox = Inbox(InboxRow)
     catalogue = CatalogueProvider()
     places = Places()

@@ -65,6 +65,10 @@ SCHEMAS = {"resident_acknowledged": ResidentAcknowledged(), "resident_notified":
            "notification_failed": NotificationFailed(),
            "feedback_received": FeedbackReceived(), "survey_unanswered": SurveyUnanswered()}
 
+# what residents heard and answered, one of each a ticket: also sent a relay round at a time in one message, for
+# dispatch's ledger and follow-up (common/digests.py), besides each event on its own
+DIGESTS = {"residents": ("resident_acknowledged", "feedback_received")}
+
 
 def _example(event: str, data: dict) -> dict:
     return example_envelope(event, data, "c3f7f1a2-9b0e-4f51-8a43-6e2c1d9b7a54", "2026-11-27T01:00:00.300000+00:00")

@@ -37,7 +37,7 @@ from . import replies, retention
 from .courier import Courier
 from .delivery_rules import first_channel, is_urgent
 from services.common.gateways import ForgedCall, Gateways, verify_gateway
-from .events import SCHEMAS
+from .events import DIGESTS, SCHEMAS
 from .models import Contact, Delivery, GatewayCall, InboxRow, OutboxRow, ReplyAttempt, Survey
 from .schemas import (DeliveryView, Reply, ReplyView, TicketCancelledIn, TicketEscalatedIn, TicketMergedIn,
                       TicketOutcomeIn, TicketReceivedIn, TicketResolvedIn)
@@ -70,7 +70,7 @@ class NotifyService(Operations):
 
     log_context = LogContext()
     db = Database()
-    outbox = Outbox(OutboxRow, SCHEMAS)
+    outbox = Outbox(OutboxRow, SCHEMAS, digests=DIGESTS)
     inbox = Inbox(InboxRow)
     courier = Courier()
     staff = StaffTokens()

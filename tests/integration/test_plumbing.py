@@ -408,19 +408,22 @@ def test_a_message_that_is_no_digest_is_dead_lettered_whole(fresh_vhost_uri, ech
     wait_until(lambda: noted_count(engine) == 1, message="the digest behind it handled")
 
 
-def test_declaring_a_digest_consumer_unbinds_the_events_its_queue_followed_one_by_one(fresh_vhost_uri):
-    """An upgrade: the queue was bound to the events themselves; once declared as a digest's consumer it gets
-    the digest only, not each event twice."""
+@pytest.mark.parametrize("last_step", [False, True], ids=["while upgrading", "the upgrade's last step"])
+def test_an_upgraded_digest_consumer_keeps_the_events_its_queue_followed_one_by_one_until_told(fresh_vhost_uri,
+                                                                                               last_step):
+    """An upgrade: the queue was bound to the events themselves. Declared as a digest's consumer it keeps them
+    too (a producer still on the old release sends no digest: nothing may be dropped), until the last step
+    (`declare --unbind-digested`) leaves it the digest only, not each event twice."""
     from services.common.messaging import declare_topology
     conn = connect(fresh_vhost_uri)
     ch = conn.channel()
     ch.exchange_declare("source.events", "topic", durable=True)
     ch.queue_declare("echo.note_digest", durable=True)
     ch.queue_bind("echo.note_digest", "source.events", "thing_happened")  # as a release before digests had it
-    declare_topology(EchoDigests, {"AMQP_URI": fresh_vhost_uri})
+    declare_topology(EchoDigests, {"AMQP_URI": fresh_vhost_uri}, unbind_digested=last_step)
     ch.confirm_delivery()
     for key in ("thing_happened", "things.digest"):
         ch.basic_publish("source.events", key, b"[]", pika.BasicProperties(delivery_mode=2))
     counted = ch.queue_declare("echo.note_digest", passive=True).method.message_count
     conn.close()
-    assert counted == 1
+    assert counted == (1 if last_step else 2)

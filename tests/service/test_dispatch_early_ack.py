@@ -56,12 +56,12 @@ def test_an_acknowledgement_ahead_of_its_ticket_is_kept_and_counted_when_the_cas
     dispatch.call("note_acknowledged", [acknowledged()])
     dispatch.call("note_acknowledged", [acknowledged(), acknowledged()])  # repeats, in one batch too: kept once
     assert state(dispatch) == (None, 0, 1)
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     assert state(dispatch) == (DELIVERED, 1, 0)
 
 
 def test_an_acknowledgement_after_the_case_is_counted_at_once_and_once(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     dispatch.call("note_acknowledged", [acknowledged()])
     dispatch.call("note_acknowledged", [acknowledged()])
     assert state(dispatch) == (DELIVERED, 1, 0)
@@ -69,7 +69,7 @@ def test_an_acknowledgement_after_the_case_is_counted_at_once_and_once(dispatch)
 
 def test_the_tick_applies_one_that_crossed_the_case_opening(dispatch):
     """PostgreSQL, two workers at once: the case was being opened while the acknowledgement was kept."""
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     with dispatch.db.transaction() as s:
         s.add(EarlyAcknowledgement(ticket_id=TICKET, delivered_at=datetime.fromisoformat(DELIVERED)))
     assert dispatch.call("apply_early_acknowledgements") == 1

@@ -33,7 +33,7 @@ def dispatch(tmp_path):
     env = copy.deepcopy(INTAKE["ticket_received"])
     env["event_id"], env["ticket_id"], env["correlation_id"] = str(uuid.uuid4()), TICKET, TICKET
     env["data"]["channel"] = "wechat"  # no callback task of its own
-    w.call("open_case", env)
+    w.call("open_case", [env])
     return w
 
 

@@ -107,11 +107,11 @@ def test_a_queue_lists_cases_in_the_states_asked_for_overdue_now_missed_or_escal
     def ids(**query):
         return [view["ticket_id"] for view in queue(**query)]
 
-    dispatch.call("open_case", received(a))  # 10 minutes to accept
+    dispatch.call("open_case", [received(a)])  # 10 minutes to accept
     dispatch.clock.advance(minutes=11)  # a's deadline has passed; the timer has not looked yet
-    dispatch.call("open_case", received(b))
+    dispatch.call("open_case", [received(b)])
     dispatch.clock.advance(minutes=1)
-    dispatch.call("open_case", received(c))
+    dispatch.call("open_case", [received(c)])
     assert http(dispatch, "accept", worker_of(case_of(dispatch, b)), ticket_id=b)[0] == 200
     assert http(dispatch, "cancel", county, {"reason": "重复来电"}, ticket_id=c)[0] == 200
 
@@ -143,7 +143,7 @@ def test_a_queue_lists_cases_in_the_states_asked_for_overdue_now_missed_or_escal
 
 
 def test_an_unplaced_case_has_no_village_or_town_name(dispatch):
-    dispatch.call("open_case", received(village=None))
+    dispatch.call("open_case", [received(village=None)])
     status, body = http(dispatch, "queue", Principal("d-1", "county_dispatcher", COUNTY), area_code=COUNTY)
     assert status == 200 and [(v["village_code"], v["village_name"], v["town_name"]) for v in body] == [
         (None, None, None)]
@@ -153,7 +153,7 @@ def test_an_unplaced_case_has_no_village_or_town_name(dispatch):
 
 
 def test_a_ticket_nobody_accepts_climbs_the_ladder_to_the_county_centre(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     first = case_of(dispatch)
     assert (first.state, first.level) == ("offered", 0)
     assert not tick(dispatch, minutes=7)  # the warning comes at 80 % of the 10 minutes
@@ -178,7 +178,7 @@ def test_a_ticket_nobody_accepts_climbs_the_ladder_to_the_county_centre(dispatch
 
 
 def test_the_county_centre_accepts_an_escalated_ticket_as_its_desk(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     tick(dispatch, minutes=11), tick(dispatch, minutes=31), tick(dispatch, minutes=61)
     status, body = http(dispatch, "accept", Principal("d-1", "county_dispatcher", COUNTY),
                         ticket_id="SDJ-261127-TEST0001")
@@ -190,7 +190,7 @@ def test_the_county_centre_accepts_an_escalated_ticket_as_its_desk(dispatch):
 
 
 def test_work_not_resolved_in_time_gets_a_supervisor_and_keeps_its_assignee(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     worker = worker_of(case_of(dispatch))
     assert http(dispatch, "accept", worker, ticket_id="SDJ-261127-TEST0001")[0] == 200
     tick(dispatch, minutes=31)  # the goods' 30 minutes to resolve have passed
@@ -214,7 +214,7 @@ def test_vulnerable_residents_get_half_the_time_but_never_below_the_floor():
 
 
 def test_a_restart_in_the_middle_of_an_escalation_fires_what_is_due_once(dispatch, tmp_path):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     tick(dispatch, minutes=11)  # at the village
     # "restart": a new worker on the same database, its clock far ahead (it was down for two hours)
     again = Worker(DispatchService, tmp_path, clock=ManualClock(dispatch.clock.now() + timedelta(hours=2)),
@@ -235,7 +235,7 @@ def test_two_instances_ticking_on_one_database_fire_each_deadline_once(tmp_path,
     dispatch, twin = (Worker(DispatchService, tmp_path, clock=clock, areas=AreaMap.load(), policy=POLICY,
                              staff=Staff(), db_url=db_url) for _ in range(2))
     for n in range(20):
-        dispatch.call("open_case", received(ticket_id=f"SDJ-261127-TWO{n:05d}"))
+        dispatch.call("open_case", [received(ticket_id=f"SDJ-261127-TWO{n:05d}")])
     clock.advance(minutes=11)
     assert tick(dispatch) == 40  # a warning (moot by now) and an overdue per ticket
     assert tick(twin) == 0 and tick(dispatch) == 0
@@ -251,7 +251,7 @@ def test_while_one_instance_holds_due_deadlines_another_claims_none_of_them(tmp_
     dispatch = Worker(DispatchService, tmp_path, clock=ManualClock(T0), areas=AreaMap.load(), policy=POLICY,
                       staff=Staff(), db_url=postgres_url)
     for n in range(5):
-        dispatch.call("open_case", received(ticket_id=f"SDJ-261127-SKIP{n:04d}"))
+        dispatch.call("open_case", [received(ticket_id=f"SDJ-261127-SKIP{n:04d}")])
     due = select(Deadline).where(Deadline.fired_at.is_(None), Deadline.due_at <= T0 + timedelta(hours=1))
     with dispatch.db.transaction() as first:
         mine = claim_due(first, due.order_by(Deadline.id))
@@ -263,7 +263,7 @@ def test_while_one_instance_holds_due_deadlines_another_claims_none_of_them(tmp_
 
 
 def test_a_clock_that_jumps_back_fires_nothing_early_and_a_jump_forward_gives_each_level_its_own_time(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     tick(dispatch, minutes=-30)
     assert not events_of(dispatch, "ticket_due_soon") and not events_of(dispatch, "ticket_overdue")
     dispatch.clock.at = T0 + timedelta(days=1)  # e.g. the machine slept: what was due fires once, now
@@ -279,7 +279,7 @@ def test_a_clock_that_jumps_back_fires_nothing_early_and_a_jump_forward_gives_ea
 
 
 def test_a_returned_ticket_waits_at_the_town_desk_and_a_dispatcher_reassigns_it(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     worker = worker_of(case_of(dispatch))
     http(dispatch, "accept", worker, ticket_id="SDJ-261127-TEST0001")
     status, body = http(dispatch, "return_ticket", worker, {"reason": "不属于本网格"}, ticket_id="SDJ-261127-TEST0001")
@@ -299,7 +299,7 @@ def test_a_returned_ticket_waits_at_the_town_desk_and_a_dispatcher_reassigns_it(
 
 
 def test_a_returned_ticket_nobody_reassigns_climbs_to_the_county(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     worker = worker_of(case_of(dispatch))
     http(dispatch, "return_ticket", worker, {"reason": "不归我管"}, ticket_id="SDJ-261127-TEST0001")
     tick(dispatch, minutes=61)
@@ -308,7 +308,7 @@ def test_a_returned_ticket_nobody_reassigns_climbs_to_the_county(dispatch):
 
 
 def test_a_proxy_item_goes_to_the_clerk_then_the_department_and_back(dispatch):
-    dispatch.call("open_case", received(code="101", proxy=True, skill=None, accept=60, resolve_minutes=240 * 60))
+    dispatch.call("open_case", [received(code="101", proxy=True, skill=None, accept=60, resolve_minutes=240 * 60)])
     case = case_of(dispatch)
     clerk = proxy_clerk(VILLAGE)
     assert (case.handling, case.assignee_id, case.work_key) == ("proxy", clerk.id,
@@ -330,7 +330,7 @@ def test_a_proxy_item_goes_to_the_clerk_then_the_department_and_back(dispatch):
 
 
 def test_a_department_that_does_not_decide_in_time_is_supervised(dispatch):
-    dispatch.call("open_case", received(code="101", proxy=True, skill=None, accept=60, resolve_minutes=600))
+    dispatch.call("open_case", [received(code="101", proxy=True, skill=None, accept=60, resolve_minutes=600)])
     clerk = Principal(proxy_clerk(VILLAGE).id, "village_cadre", VILLAGE)
     http(dispatch, "accept", clerk, ticket_id="SDJ-261127-TEST0001")
     http(dispatch, "file", clerk, {"note": ""}, ticket_id="SDJ-261127-TEST0001")
@@ -340,7 +340,7 @@ def test_a_department_that_does_not_decide_in_time_is_supervised(dispatch):
 
 
 def test_a_dispatcher_transfers_to_a_department_whose_staff_work_it(dispatch):
-    dispatch.call("open_case", received(code="661", skill=None))
+    dispatch.call("open_case", [received(code="661", skill=None)])
     status, body = http(dispatch, "transfer", Principal("d-1", "county_dispatcher", COUNTY),
                         {"department": "power", "reason": "供电所负责"}, ticket_id="SDJ-261127-TEST0001")
     assert (status, body["assignee_id"], body["handling"]) == (200, f"dept-power-{COUNTY}", "department")
@@ -350,7 +350,7 @@ def test_a_dispatcher_transfers_to_a_department_whose_staff_work_it(dispatch):
 
 
 def test_cancellation_by_a_dispatcher_or_the_resident_ends_the_loop_and_its_tasks(dispatch):
-    dispatch.call("open_case", received(channel="hotline"))
+    dispatch.call("open_case", [received(channel="hotline")])
     status, body = http(dispatch, "cancel", Principal("d-1", "county_dispatcher", COUNTY), {"reason": "重复来电"},
                         ticket_id="SDJ-261127-TEST0001")
     assert (status, body["state"]) == (200, "cancelled")
@@ -358,7 +358,7 @@ def test_cancellation_by_a_dispatcher_or_the_resident_ends_the_loop_and_its_task
         assert s.scalars(select(Task.outcome)).all() == ["cancelled"]
     tick(dispatch, days=1)
     assert not events_of(dispatch, "ticket_overdue")  # its timers are moot
-    dispatch.call("open_case", received(ticket_id="SDJ-261127-TEST0002"))
+    dispatch.call("open_case", [received(ticket_id="SDJ-261127-TEST0002")])
     withdrawal = copy.deepcopy(INTAKE["ticket_cancelled"])
     withdrawal.update(event_id=str(uuid.uuid4()), ticket_id="SDJ-261127-TEST0002")
     dispatch.call("withdraw", withdrawal)
@@ -372,7 +372,7 @@ def test_cancellation_by_a_dispatcher_or_the_resident_ends_the_loop_and_its_task
 
 
 def resolved(dispatch, **kwargs):
-    dispatch.call("open_case", received(**kwargs))
+    dispatch.call("open_case", [received(**kwargs)])
     worker = worker_of(case_of(dispatch))
     http(dispatch, "accept", worker, ticket_id="SDJ-261127-TEST0001")
     http(dispatch, "resolve", worker, {"note": "done"}, ticket_id="SDJ-261127-TEST0001")
@@ -387,8 +387,8 @@ def test_reopened_by_the_resident_it_is_routed_again_and_too_many_reopens_go_to_
             worker = worker_of(case_of(dispatch))
             assert http(dispatch, "accept", worker, ticket_id="SDJ-261127-TEST0001")[0] == 200
             http(dispatch, "resolve", worker, {"note": "again"}, ticket_id="SDJ-261127-TEST0001")
-        dispatch.call("follow_up", notify_event("feedback_received", "SDJ-261127-TEST0001", satisfied=False,
-                                                comment="没解决", round=round_))
+        dispatch.call("follow_up", [notify_event("feedback_received", "SDJ-261127-TEST0001", satisfied=False,
+                                                comment="没解决", round=round_)])
         case = case_of(dispatch)
         if round_ < 3:
             assert (case.state, case.level, case.reopen_count) == ("offered", 0, round_)
@@ -396,8 +396,27 @@ def test_reopened_by_the_resident_it_is_routed_again_and_too_many_reopens_go_to_
     assert events_of(dispatch, "ticket_escalated")[-1]["data"]["what"] == "reopened"
 
 
+def test_one_relay_round_of_new_tickets_opens_a_case_for_each_once(dispatch):
+    """intake's `received` digest brings a round's tickets in one call; a repeat inside it changes nothing."""
+    first, second = received(), received(ticket_id="SDJ-261127-TEST0002", channel="hotline")
+    dispatch.call("open_case", [first, second, first])
+    assert [e["ticket_id"] for e in events_of(dispatch, "ticket_routed")] == ["SDJ-261127-TEST0001",
+                                                                              "SDJ-261127-TEST0002"]
+    assert case_of(dispatch).state == case_of(dispatch, "SDJ-261127-TEST0002").state == "offered"
+
+
+def test_one_relay_round_of_answers_is_applied_in_the_order_sent(dispatch):
+    """notify's `residents` digest: an answer repeated in the round counts once; the case reopens once."""
+    resolved(dispatch)
+    unhappy = notify_event("feedback_received", "SDJ-261127-TEST0001", satisfied=False, comment="没解决", round=1)
+    dispatch.call("follow_up", [unhappy, unhappy])
+    case = case_of(dispatch)
+    assert (case.state, case.reopen_count) == ("offered", 1)
+    assert len(events_of(dispatch, "ticket_reopened")) == 1
+
+
 def test_a_hotline_request_has_a_callback_task_for_the_person_on_duty_at_once(dispatch):
-    dispatch.call("open_case", received(channel="hotline"))
+    dispatch.call("open_case", [received(channel="hotline")])
     [task] = events_of(dispatch, "task_assigned")
     case = case_of(dispatch)
     assert (task["data"]["kind"], task["data"]["task_assignee_id"]) == ("callback", case.assignee_id)
@@ -409,7 +428,7 @@ def test_a_hotline_request_has_a_callback_task_for_the_person_on_duty_at_once(di
 
 
 def test_a_callback_not_made_in_time_moves_up(dispatch):
-    dispatch.call("open_case", received(channel="hotline", accept=60))
+    dispatch.call("open_case", [received(channel="hotline", accept=60)])
     tick(dispatch, minutes=6)
     with dispatch.db.transaction() as s:
         task = s.scalars(select(Task)).one()
@@ -445,14 +464,14 @@ def test_a_resident_the_cadre_cannot_reach_is_closed_as_unreached(dispatch):
 
 
 def test_history_carries_each_event_s_data_for_the_ledger(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     with dispatch.db.transaction() as s:
         offered = s.scalars(select(HistoryEntry).where(HistoryEntry.event == "ticket_offered")).one()
         assert json.loads(offered.data)["accept_due_at"] == (T0 + timedelta(minutes=10)).isoformat()
 
 
 def test_routing_a_village_request_uses_the_grid_worker_on_duty(dispatch):
-    dispatch.call("open_case", received())
+    dispatch.call("open_case", [received()])
     case = case_of(dispatch)
     expected = route(VILLAGE, case.address, AreaMap.load(), T0)
     assert (case.grid_code, case.assignee_id) == (expected.grid_code, expected.assignee_id)
@@ -476,7 +495,7 @@ def test_the_ledger_of_real_tickets_agrees_with_their_history(dispatch):
         env = received(ticket_id=ticket, channel="hotline" if n % 4 == 0 else "wechat", village=village,
                        code="101" if proxy else "801", proxy=proxy, skill=None if proxy else "delivery",
                        vulnerable=n % 5 == 0)
-        dispatch.call("open_case", env)
+        dispatch.call("open_case", [env])
         data = env["data"]
         arrivals[ticket] = {"received_at": datetime.fromisoformat(data["received_at"]),
                             "county_code": data["county_code"], "village_code": village,
@@ -507,8 +526,8 @@ def test_the_ledger_of_real_tickets_agrees_with_their_history(dispatch):
             if path != 7:  # 7: accepted, never resolved: it will be supervised
                 http(dispatch, "resolve", who, {"note": "done"}, ticket_id=ticket)
             if path in (4, 5):
-                dispatch.call("follow_up", notify_event("feedback_received", ticket, satisfied=path == 4,
-                                                        comment="", round=1))
+                dispatch.call("follow_up", [notify_event("feedback_received", ticket, satisfied=path == 4,
+                                                        comment="", round=1)])
     for n in range(0, 24, 2):  # a dispatcher reassigns half of what came back; the rest climbs
         ticket = f"SDJ-261127-LEDG{n:04d}"
         if case_of(dispatch, ticket).state == "returned":
@@ -554,7 +573,7 @@ def test_changes_to_one_case_are_serialised_across_instances(tmp_path, postgres_
     from tests.waiting import wait_until
     a, b = (Worker(DispatchService, tmp_path, clock=ManualClock(T0), areas=AreaMap.load(), policy=POLICY,
                    staff=Staff(), db_url=postgres_url) for _ in range(2))
-    a.call("open_case", received())
+    a.call("open_case", [received()])
     worker = worker_of(case_of(a))
     with a.db.transaction() as s:
         case = s.get(Case, "SDJ-261127-TEST0001", with_for_update=True)

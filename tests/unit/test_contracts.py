@@ -161,7 +161,10 @@ def test_discovery_finds_the_known_subscriptions():
 
 
 def test_discovery_finds_the_digests_consumed():
-    assert sorted(d[:4] for d in digest_subscriptions()) == [("intake", "track_status", "dispatch", "lifecycle"),
+    assert sorted(d[:4] for d in digest_subscriptions()) == [("dispatch", "follow_up", "notify", "residents"),
+                                                             ("dispatch", "note_acknowledged", "notify", "residents"),
+                                                             ("dispatch", "open_case", "intake", "received"),
+                                                             ("intake", "track_status", "dispatch", "lifecycle"),
                                                              ("notify", "ask_for_follow_up", "dispatch", "lifecycle"),
                                                              ("notify", "tell_outcome", "dispatch", "lifecycle"),
                                                              ("volunteer", "finish_offers", "dispatch", "lifecycle")]
