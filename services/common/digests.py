@@ -52,7 +52,9 @@ class Digest:
     part have to be (the broker then delivers it again, parts already handled included)."""
 
     def __init__(self, message, parts: int, on_acked):
-        self.message, self.left, self.requeue, self.on_acked = message, parts, False, on_acked
+        """`on_acked(digest)`, once it is acked."""
+        self.message, self.parts, self.left, self.requeue, self.on_acked = message, parts, parts, False, on_acked
+        self.parked = 0  # parts sent to the retry or dead-letter queue, as messages of their own
 
     def settled(self, requeue: bool) -> None:
         self.requeue = self.requeue or requeue
@@ -63,7 +65,7 @@ class Digest:
             self.message.requeue()
         else:
             self.message.ack()
-            self.on_acked()
+            self.on_acked(self)
 
 
 class Part:

@@ -463,7 +463,7 @@ class DigestConsumer(BatchConsumer):
         if not items:
             self._ack(message)
             return
-        digest = Digest(message, len(items), on_acked=partial(self._count, message, "handled"))
+        digest = Digest(message, len(items), on_acked=self._acked)
         batch = []
         for item in items:
             part = Part(digest, item)
@@ -480,9 +480,17 @@ class DigestConsumer(BatchConsumer):
             self._run(batch)
 
     def _count(self, message, outcome: str) -> None:
-        """A part handled is counted with its digest, once (Digest.on_acked); one parked is a message of its own."""
-        if not (isinstance(message, Part) and outcome == "handled"):
-            super()._count(message, outcome)
+        """A part handled is counted with its digest, once (`_acked`); one parked is a message of its own."""
+        if isinstance(message, Part):
+            if outcome == "handled":
+                return
+            message.digest.parked += 1
+        super()._count(message, outcome)
+
+    def _acked(self, digest: Digest) -> None:
+        """A digest is a message handled, unless every part of it was parked (each then counted on its own)."""
+        if digest.parked < digest.parts:
+            super()._count(digest.message, "handled")
 
 
 def expected_publisher(config: dict, source: str) -> str:

@@ -67,17 +67,17 @@ class Message:
 
 def test_a_digest_is_acked_once_when_its_last_part_is_settled():
     message, acked = Message(), []
-    digest = Digest(message, 3, on_acked=lambda: acked.append(True))
+    digest = Digest(message, 3, on_acked=lambda d: acked.append(d))
     parts = [Part(digest, {"event_id": f"e-{n}"}) for n in range(3)]
     parts[0].ack(), parts[2].ack()
     assert message.settled == [] and acked == []
     parts[1].ack()
-    assert message.settled == ["ack"] and acked == [True]
+    assert message.settled == ["ack"] and acked == [digest]
 
 
 def test_a_digest_with_a_part_that_could_not_be_parked_is_requeued_whole():
     message, acked = Message(), []
-    digest = Digest(message, 2, on_acked=lambda: acked.append(True))
+    digest = Digest(message, 2, on_acked=lambda d: acked.append(d))
     first, second = Part(digest, {"event_id": "e-1"}), Part(digest, "not an envelope")
     second.requeue()
     first.ack()
@@ -86,9 +86,9 @@ def test_a_digest_with_a_part_that_could_not_be_parked_is_requeued_whole():
 
 def test_a_part_reads_as_a_message_of_its_envelope_alone():
     message = Message()
-    part = Part(Digest(message, 2, on_acked=lambda: None), {"event_id": "e-7", "名": "李"})
+    part = Part(Digest(message, 2, on_acked=lambda _d: None), {"event_id": "e-7", "名": "李"})
     assert json.loads(part.body) == {"event_id": "e-7", "名": "李"}
     assert part.properties == {"message_id": "e-7", "user_id": "dispatch"}  # its own id; the sender the digest's
     assert message.properties["message_id"] == "digest-1"
     assert (part.channel, part.headers) == ("ch", {"x-attempt": 2})
-    assert Part(Digest(message, 1, on_acked=lambda: None), [1]).properties["message_id"] == "digest-1"
+    assert Part(Digest(message, 1, on_acked=lambda _d: None), [1]).properties["message_id"] == "digest-1"
