@@ -442,22 +442,16 @@ class DigestConsumer(BatchConsumer):
     """A background consumer of a source's digest (digests.py: the envelopes of some of its events that one
     relay round sent, in one message), handled as BatchConsumer handles a batch: the handler receives, in one
     call, the envelopes of the events it follows (`events`; others in the digest are skipped), in the order
-    they were sent, up to `batch` (CHUNK) of them: a larger round goes in several calls, each a background
-    message of its own in the lanes (lanes.py), so that while acknowledgements keep coming a round of a
-    hundred holds the process no longer than a few events do. The calls may run at once, in workers of their
-    own, as the events of one queue always could: order is kept within a call only. Each envelope is settled as a
-    message of its own (digests.Part): a malformed one, or one the handler still fails on alone, goes to the
-    dead-letter queue (or its retries) by itself, as a message of that envelope alone, and the others are
-    handled. The digest is acked once every part was settled; if a part could not be parked, the whole digest
-    is requeued (what was handled is then handled again: the handler must be idempotent by what the envelopes
-    say, as the status mirror is by version, or keep an inbox row per envelope). A part back from the retry
-    queue is a message of one envelope: a digest of one."""
-
-    CHUNK = 5  # envelopes a call, at most (the status mirror's and the dispatch handlers' work: about 1 ms each)
+    they were sent. Each envelope is settled as a message of its own (digests.Part): a malformed one, or one
+    the handler still fails on alone, goes to the dead-letter queue (or its retries) by itself, as a message
+    of that envelope alone, and the others are handled. The digest is acked once every part was settled; if
+    a part could not be parked, the whole digest is requeued (what was handled is then handled again: the
+    handler must be idempotent by what the envelopes say, as the status mirror is by version). A part back
+    from the retry queue is a message of one envelope: a digest of one."""
 
     def __init__(self, exchange: str, digest: str, events: tuple[str, ...], decode: Callable, **kwargs):
         self.digest, self.events = digest, tuple(events)
-        super().__init__(exchange, (digest_key(digest),), decode, **{"batch": self.CHUNK, **kwargs})
+        super().__init__(exchange, (digest_key(digest),), decode, **kwargs)
 
     def handle_message(self, body, message):
         message.sdj_started = time.monotonic()
@@ -482,8 +476,8 @@ class DigestConsumer(BatchConsumer):
                 batch.append((part, args))
             else:
                 self._ack(part)  # not one this consumer follows
-        for start in range(0, len(batch), self.batch):  # each waits its turn in the background lane
-            self._run(batch[start:start + self.batch])
+        if batch:
+            self._run(batch)
 
     def _count(self, message, outcome: str) -> None:
         """A part handled is counted with its digest, once (`_acked`); one parked is a message of its own."""

@@ -18,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from services.common.database import Database, make_engine
 from services.common.envelope import Event, read_data, utcnow
 from services.common.inbox import Inbox
-from services.common.messaging import DigestConsumer, dead_letter_queue, on_event
+from services.common.messaging import dead_letter_queue, on_event
 from services.common.outbox import Outbox
 from services.common.tables import plumbing_tables
 from tests.amqp_helpers import Probe, amqp_queue_messages, connect
@@ -344,13 +344,10 @@ def echo_digests(fresh_vhost_uri, db_url, start_service):
     engine.dispose()
 
 
-def test_a_digest_is_handled_a_few_at_a_call_and_its_poison_is_dead_lettered_alone(fresh_vhost_uri, echo_digests):
+def test_a_digest_is_handled_in_one_call_and_its_poison_is_dead_lettered_alone(fresh_vhost_uri, echo_digests):
     """A digest of twelve envelopes: one malformed (no event_id) and one with a bad field go to the dead-letter
     queue each alone, as a message of that envelope, with its reason; one of an event not followed is skipped;
-    a repeat is harmless; the other nine are noted once, and the digest leaves the queue. The handler gets
-    them in the order sent, at most CHUNK to a call (on PostgreSQL the calls run at once: the repeat and the
-    first of it race, one call fails on the inbox and is handled again one by one, as two workers racing on
-    one event always were)."""
+    a repeat is harmless; the other nine are noted once, and the digest leaves the queue."""
     service, engine, singles, digests = echo_digests
     items = [envelope(f"D-{n}", f"第{n}条") for n in range(9)]
     repeat = items[4]
@@ -368,10 +365,7 @@ def test_a_digest_is_handled_a_few_at_a_call_and_its_poison_is_dead_lettered_alo
     assert "event_id" in by_ticket["D-no-id"].headers["x-reason"]
     assert "text" in by_ticket["D-poison"].headers["x-reason"]
     assert {d.headers["x-error-kind"] for d in dead} == {"MalformedEvent"}
-    followed = [f"D-{n}" for n in range(6)] + ["D-poison", "D-4"] + [f"D-{n}" for n in range(6, 9)]
-    chunk = DigestConsumer.CHUNK
-    assert DIGEST_CALLS[:3] == [followed[at:at + chunk] for at in range(0, len(followed), chunk)]
-    assert ["D-poison"] in DIGEST_CALLS[3:]  # its call failed: each of that call's envelopes again, alone
+    assert DIGEST_CALLS[0] == [f"D-{n}" for n in range(6)] + ["D-poison", "D-4"] + [f"D-{n}" for n in range(6, 9)]
     noted = wait_until(lambda: [e["ticket_id"] for e in singles.events("thing_noted")] if len(
         singles.events("thing_noted")) >= 9 else None, message="each noted event sent alone")
     assert sorted(noted) == [f"D-{n}" for n in range(9)]
