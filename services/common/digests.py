@@ -1,7 +1,7 @@
-"""Digests: a relay round's envelopes of some events, in one message, for a consumer that follows them all.
+"""Digests: a relay round's envelopes of some events, in one message, for consumers of them.
 
-A mirror (intake's status mirror follows eleven of dispatch's lifecycle events, five or six a ticket) pays
-the runtime's cost per message (frames, the AMQP client, a nameko worker, the ack: about 0.6 ms of its CPU
+A consumer of events every ticket has (intake's status mirror follows eleven of dispatch's lifecycle events,
+five or six a ticket; dispatch opens a case for each ticket_received) pays the runtime's cost per message (frames, the AMQP client, a nameko worker, the ack: about 0.6 ms of its CPU
 each on a 2-core machine, more than its own work on them). So a producer may declare digests
 (`events.DIGESTS`: name → the events it carries): besides each event, sent on its own as always for every
 other consumer, its outbox relay sends one message a round with the envelopes of that round's events of a
@@ -11,7 +11,7 @@ events'. Each envelope in it is the event as sent alone, with its own `event_id`
 is derived from them, so a relay's re-send of the same round repeats it. A digest is at least once, as an
 event is, and its envelopes may repeat one sent in an earlier digest (a round re-sent after a crash): the
 consumer must be idempotent by what the envelopes say (the mirror: the ticket's version) or by an inbox row
-per envelope (its `event_id`: notify's outcomes and surveys, volunteer's closings), not by message id.
+per envelope (its `event_id`: every other consumer of a digest), not by message id.
 """
 from __future__ import annotations
 
