@@ -2,10 +2,10 @@
 
     SDJ_CRASH_AT="consumer.before_ack:25,relay.before_mark:3"
 
-kills this process (no clean-up, exactly like `kill -9`) the 25th time a
-handled message is about to be acked, or the 3rd time the outbox relay has
-published a batch but not yet marked it sent. Unset, a crash point costs one
-dictionary lookup.
+kills this process (no clean-up, exactly like `kill -9`) when the 25th handled
+message is about to be acked (a batch or a digest's envelopes count one each),
+or the 3rd time the outbox relay has published a batch but not yet marked it
+sent. Unset, a crash point costs one dictionary lookup.
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def _parse(spec: str) -> dict[str, int]:
 _remaining = _parse(os.environ.get("SDJ_CRASH_AT", ""))
 
 
-def crash_point(name: str) -> None:
+def crash_point(name: str, times: int = 1) -> None:
+    """Passed `times` more times at once (the messages of a batch)."""
     if name in _remaining:
-        _remaining[name] -= 1
+        _remaining[name] -= times
         if _remaining[name] <= 0:
             os.kill(os.getpid(), signal.SIGKILL)

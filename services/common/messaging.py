@@ -418,7 +418,7 @@ class BatchConsumer(ReliableConsumer):
             return self.handle_result(batch[0][0], worker_ctx, result, exc_info)
         self.lanes.ended(False)
         if exc_info is None:
-            crash_point("consumer.before_ack")  # committed, not yet acked: the broker will redeliver
+            crash_point("consumer.before_ack", len(batch))  # committed, not yet acked: the broker will redeliver
             for message, _args in batch:
                 self._ack(message)
                 self._count(message, "handled")
