@@ -556,7 +556,7 @@ class Consumed:
     queue: str
     exchange: str
     routing_keys: tuple[str, ...]
-    replaced: tuple[str, ...] = ()  # keys the queue is no longer bound by (a digest's events)
+    replaced: tuple[str, ...] = ()  # the events a digest now brings this queue: unbound by `declare --unbind-digested`
 
 
 def consumers_of(service_cls) -> list[Consumed]:
