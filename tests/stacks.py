@@ -32,12 +32,16 @@ class RunningStack:
     broker: Cluster | None = None  # with @pytest.mark.own_broker
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # @pytest.mark.service_env
 
-    def restart(self, label: str, **extra_env: str) -> None:
-        """Start a service's process again (`dispatch`, or `dispatch-2` for its second instance)."""
+    def restart(self, label: str, ready: bool = True, **extra_env: str) -> None:
+        """Start a service's process again (`dispatch`, or `dispatch-2` for its second instance).
+
+        `ready=False` does not wait for it to listen: a process started with a crash point may meet
+        it (a backlog's first digest) before its HTTP port opens."""
         name, _, instance = label.partition("-")
         self.procs[label] = ServiceProcess(name, self.stack, {**self.service_env.get(name, {}), **extra_env},
                                            instance=int(instance or 1)).start()
-        self.procs[label].wait_ready()
+        if ready:
+            self.procs[label].wait_ready()
 
     def freeze(self, label: str) -> None:
         """SIGSTOP: the process is there, holds its connections and its claims, and does nothing."""

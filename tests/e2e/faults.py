@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -153,9 +154,19 @@ class FaultRun:
         self.procs[label].kill()
         self.down.add(label)
 
-    def restart(self, label: str, **extra_env: str) -> None:
-        self.running.restart(label, **extra_env)
+    def restart(self, label: str, ready: bool = True, **extra_env: str) -> None:
+        self.running.restart(label, ready, **extra_env)
         self.down.discard(label)
+
+    def crash_at(self, label: str, points: str) -> None:
+        """Start a service's process again with crash points (services/common/faults.py) and wait for it
+        to kill itself at them; any other exit fails the test."""
+        self.restart(label, ready=False, SDJ_CRASH_AT=points)
+        proc = self.procs[label]
+        self.wait_for(lambda: not proc.alive(), f"{label} to die at {points}")
+        assert proc.proc.returncode == -signal.SIGKILL, \
+            f"{label} exited with {proc.proc.returncode}, not at {points}; its log ends: {proc.tail(1)[-300:]}"
+        self.down.add(label)
 
     def died(self) -> list[str]:
         """Processes that exited though the test did not kill them, with the last line of their log."""

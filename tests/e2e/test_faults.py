@@ -14,9 +14,8 @@ def test_kill_9_of_dispatch_with_200_tickets_in_flight_loses_nothing(fault_run):
     fault = run.begin("dispatch killed -9")
     run.kill("dispatch")
     for crash_at in ("consumer.before_ack:40", "relay.before_mark:4"):
-        run.restart("dispatch", SDJ_CRASH_AT=crash_at)
         run.end(fault)
-        run.wait_for(lambda: not run.procs["dispatch"].alive(), f"dispatch to die at {crash_at}")
+        run.crash_at("dispatch", crash_at)
         fault = run.begin(f"dispatch crashed at {crash_at}")
     run.restart("dispatch")
     run.end(fault)
