@@ -15,7 +15,7 @@ import subprocess
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from services.common.amqp import broker_uris
@@ -24,7 +24,9 @@ TIMEOUT = 60.0  # seconds for one rabbitmqctl call
 HINT = "is RabbitMQ up? run deploy/ensure-rabbitmq.sh (and see SDJ_RABBITMQCTL)"
 
 
-def _command() -> list[str]:
+def ctl_command() -> list[str]:
+    """The rabbitmqctl command line as configured now (SDJ_RABBITMQCTL, else rabbitmqctl, through sudo -n
+    when needed)."""
     configured = os.environ.get("SDJ_RABBITMQCTL") or os.environ.get("SDJ_TEST_RABBITMQCTL")
     if configured:
         return shlex.split(configured)
@@ -36,9 +38,10 @@ def _command() -> list[str]:
     return [sudo, "-n", ctl] if sudo else [ctl]
 
 
-def rabbitmqctl(*args: str) -> str:
-    """Run `rabbitmqctl <args>`; return stdout or raise RuntimeError saying why."""
-    command = [*_command(), *args]
+def rabbitmqctl(*args: str, ctl: list[str] | None = None) -> str:
+    """Run `rabbitmqctl <args>` (`ctl`: the command, else as configured now); return stdout or raise
+    RuntimeError saying why."""
+    command = [*(ctl or ctl_command()), *args]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
                               stdin=subprocess.DEVNULL)
@@ -50,6 +53,14 @@ def rabbitmqctl(*args: str) -> str:
         output = "\n".join(part.strip() for part in (done.stdout, done.stderr) if part.strip())
         raise RuntimeError(f"{shlex.join(command)} failed with exit code {done.returncode}; {HINT}\n{output}")
     return done.stdout
+
+
+def _binary(text: str) -> str:
+    """An Erlang binary literal of `text` (UTF-8)."""
+    return "<<" + json.dumps(text, ensure_ascii=False) + "/utf8>>"
+
+
+ACTING = _binary("songdaojia")  # the acting user the broker records for what these calls do
 
 
 def vhost_uri(base: str, vhost: str) -> str:
@@ -66,23 +77,31 @@ def _vhost_on(base: str, vhost: str) -> str:
 
 def fresh_vhost(base: str, vhost: str, replace: bool = True) -> str:
     """(Re)create `vhost` empty, give the URI's user all rights on it, return its URI. `replace=False`: the
-    name is new (nothing to delete first). Each rabbitmqctl call starts an Erlang VM (about a second): the
-    vhost and the rights are made in one."""
-    user = unquote(urlsplit(broker_uris(base)[0]).username or "guest")
+    name is new (nothing to delete first)."""
     if replace:
         try:
             rabbitmqctl("delete_vhost", vhost)
         except RuntimeError:
             pass  # it did not exist
-    v, u, acting = (_binary(x) for x in (vhost, user, "songdaojia"))
-    rabbitmqctl("eval", f"ok = rabbit_vhost:add({v}, {acting}), rabbit_auth_backend_internal:set_permissions("
-                        f"{u}, {v}, <<\".*\">>, <<\".*\">>, <<\".*\">>, {acting}).")
-    return vhost_uri(base, vhost)
+    return make_vhosts(base, [vhost])[0]
 
 
-def _binary(text: str) -> str:
-    """An Erlang binary literal of `text` (UTF-8)."""
-    return "<<" + json.dumps(text, ensure_ascii=False) + "/utf8>>"
+def make_vhosts(base: str, vhosts: Sequence[str], ctl: list[str] | None = None) -> list[str]:
+    """Create `vhosts` (new names), give the URI's user all rights on each, return their URIs: one
+    rabbitmqctl call for all of them (each call starts an Erlang VM, about a second)."""
+    user = _binary(unquote(urlsplit(broker_uris(base)[0]).username or "guest"))
+    rabbitmqctl("eval", f"[begin ok = rabbit_vhost:add(V, {ACTING}), rabbit_auth_backend_internal:set_permissions("
+                        f"{user}, V, <<\".*\">>, <<\".*\">>, <<\".*\">>, {ACTING}) end "
+                        f"|| V <- [{', '.join(map(_binary, vhosts))}]], ok.", ctl=ctl)
+    return [vhost_uri(base, vhost) for vhost in vhosts]
+
+
+def delete_vhosts(vhosts: Sequence[str], ctl: list[str] | None = None) -> None:
+    """Delete `vhosts`, closing what is still open in them, in one rabbitmqctl call; one that is gone
+    already is passed over."""
+    if vhosts:
+        rabbitmqctl("eval", f"[catch rabbit_vhost:delete(V, {ACTING}) || V <- [{', '.join(map(_binary, vhosts))}]], "
+                            "ok.", ctl=ctl)
 
 
 @contextmanager
@@ -104,7 +123,7 @@ def delete_users(vhost: str, directory: Path) -> None:
         return
     users = ", ".join(_binary(name) for name in names)
     try:
-        rabbitmqctl("eval", f"[catch rabbit_auth_backend_internal:delete_user(U, {_binary('songdaojia')}) "
+        rabbitmqctl("eval", f"[catch rabbit_auth_backend_internal:delete_user(U, {ACTING}) "
                             f"|| U <- [{users}]].")
     except RuntimeError:
         pass  # the broker is gone already (a test's own node)

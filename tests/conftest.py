@@ -7,7 +7,8 @@ test run (or test) in its own namespace, removed afterwards:
   a vhost created for the session. It overrides nameko's fixture of the same
   name, which needs the management HTTP API; this one only needs `rabbitmqctl`.
 - `fresh_vhost_uri` (function): the same, but a new vhost per test, for tests
-  that must not see other tests' exchanges and queues.
+  that must not see other tests' exchanges and queues. Both come from `Vhosts`,
+  which makes and deletes them several at a time.
 - `sqlite_url` (function): `sqlite:///<tmp_path>/test.db`.
 - `postgres_admin_url` (session): `$SDJ_TEST_POSTGRES` or
   `postgresql://postgres@127.0.0.1:5432/postgres`.
@@ -38,7 +39,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from songdaojia.vhosts import throwaway_vhost
+from songdaojia.vhosts import ctl_command, delete_vhosts, make_vhosts
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -47,22 +48,70 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # --- RabbitMQ -------------------------------------------------------------------
 
 
-def _throwaway_vhost() -> Iterator[str]:
-    base = os.environ.get("SDJ_TEST_AMQP") or DEFAULT_AMQP
-    with throwaway_vhost(base) as uri:
-        yield uri
+class Vhosts:
+    """Throwaway vhosts, made `AHEAD` at a time and deleted `BEHIND` at a time.
+
+    Each rabbitmqctl call starts an Erlang VM (about a second, more on a slow hour): a vhost made and
+    deleted by a call each cost every test that took one 1.6 s or so of its 2–3. A test still gets a
+    vhost nobody used before it; the one it used is deleted (closing what is still open in it) with the
+    next `BEHIND`, and the rest when the session ends. The command is fixed when the pool is made, so a
+    test pointing SDJ_RABBITMQCTL at a broker of its own (tests/e2e) does not send these calls there."""
+
+    AHEAD = BEHIND = 8
+
+    def __init__(self, base: str):
+        self.base, self.ctl = base, ctl_command()
+        self.unused: list[tuple[str, str]] = []  # (name, URI), made and never handed out
+        self.used: list[str] = []
+
+    def take(self) -> tuple[str, str]:
+        if not self.unused:
+            names = [f"sdj-test-{uuid.uuid4().hex[:8]}" for _ in range(self.AHEAD)]
+            self.unused = list(zip(names, make_vhosts(self.base, names, ctl=self.ctl)))
+        return self.unused.pop()
+
+    def give_back(self, name: str) -> None:
+        self.used.append(name)
+        if len(self.used) >= self.BEHIND:
+            self._delete()
+
+    def close(self) -> None:
+        self.used += [name for name, _ in self.unused]
+        self.unused = []
+        self._delete()
+
+    def _delete(self) -> None:
+        names, self.used = self.used, []
+        delete_vhosts(names, ctl=self.ctl)
 
 
 @pytest.fixture(scope="session")
-def amqp_uri() -> Iterator[str]:
+def vhosts() -> Iterator[Vhosts]:
+    pool = Vhosts(os.environ.get("SDJ_TEST_AMQP") or DEFAULT_AMQP)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _throwaway_vhost(vhosts: Vhosts) -> Iterator[str]:
+    name, uri = vhosts.take()
+    try:
+        yield uri
+    finally:
+        vhosts.give_back(name)
+
+
+@pytest.fixture(scope="session")
+def amqp_uri(vhosts) -> Iterator[str]:
     """AMQP URI of a vhost that exists for this test session only."""
-    yield from _throwaway_vhost()
+    yield from _throwaway_vhost(vhosts)
 
 
 @pytest.fixture
-def fresh_vhost_uri() -> Iterator[str]:
-    """AMQP URI of a vhost that exists for this one test only."""
-    yield from _throwaway_vhost()
+def fresh_vhost_uri(vhosts) -> Iterator[str]:
+    """AMQP URI of a vhost that exists for this one test only (no test used it before)."""
+    yield from _throwaway_vhost(vhosts)
 
 
 # --- databases -------------------------------------------------------------------
