@@ -1,8 +1,9 @@
 """Digests: a relay round's envelopes of some events, in one message, for consumers of them.
 
 A consumer of events every ticket has (intake's status mirror follows eleven of dispatch's lifecycle events,
-five or six a ticket; dispatch opens a case for each ticket_received) pays the runtime's cost per message (frames, the AMQP client, a nameko worker, the ack: about 0.6 ms of its CPU
-each on a 2-core machine, more than its own work on them). So a producer may declare digests
+five or six a ticket; dispatch opens a case for each ticket_received) pays the runtime's cost per
+message (frames, the AMQP client, a nameko worker, the ack: about 0.6 ms of its CPU each on a 2-core
+machine, more than its own work on them). So a producer may declare digests
 (`events.DIGESTS`: name → the events it carries): besides each event, sent on its own as always for every
 other consumer, its outbox relay sends one message a round with the envelopes of that round's events of a
 digest, on `<service>.events` with the routing key `<name>.digest`, as a JSON array in the order they were
